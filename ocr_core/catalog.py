@@ -1,0 +1,233 @@
+"""The input catalog: the reference's dataset names, stores, variables and CRSs.
+
+A deployment points ``InputCatalog.root`` at the real stores (``s3://carbonplan-ocr``); the demo
+points it at the generated ones under the storage root. Opening a dataset checks that it exists
+and has the expected variables, CRS and grid, so bad inputs fail before any output is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ocr_core.grid import Grid
+from ocr_core.storage import Storage
+
+WIND_DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+
+
+class InputDataError(ValueError):
+    """An input dataset is missing or malformed; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    prefix: str  # relative to the catalog root
+    data_format: str  # "zarr" (icechunk repository) or "geoparquet"
+    variables: tuple[str, ...]
+    crs: str
+    description: str
+    on_processing_grid: bool = False  # 30 m EPSG:4326 arrays aligned to the region grid
+
+
+TENSOR = "input/fire-risk/tensor"
+VECTOR = "input/fire-risk/vector"
+
+DATASETS: dict[str, DatasetSpec] = {
+    d.name: d
+    for d in (
+        DatasetSpec(
+            "scott-et-al-2024-30m-4326",
+            f"{TENSOR}/USFS/scott-et-al-2024/processed-30m-4326.icechunk",
+            "zarr",
+            ("BP", "CRPS", "RPS"),
+            "EPSG:4326",
+            "Scott et al. 2024, Wildfire Risk to Communities: burn probability, conditional "
+            "risk to potential structures (%), risk to potential structures (%)",
+            on_processing_grid=True,
+        ),
+        DatasetSpec(
+            "riley-et-al-2025-2011-270m-5070",
+            f"{TENSOR}/USFS/riley-et-al-2025/2011-climate-run-270m-5070.icechunk",
+            "zarr",
+            ("BP",),
+            "EPSG:5070",
+            "Riley et al. 2025 climate run ~2011: annual burn probability, 270 m CONUS Albers",
+        ),
+        DatasetSpec(
+            "riley-et-al-2025-2047-270m-5070",
+            f"{TENSOR}/USFS/riley-et-al-2025/2047-climate-run-270m-5070.icechunk",
+            "zarr",
+            ("BP",),
+            "EPSG:5070",
+            "Riley et al. 2025 climate run ~2047: annual burn probability, 270 m CONUS Albers",
+        ),
+        DatasetSpec(
+            "riley-et-al-2025-2011-30m-4326",
+            f"{TENSOR}/USFS/riley-et-al-2025/2011-climate-run-30m-4326.icechunk",
+            "zarr",
+            ("BP",),
+            "EPSG:4326",
+            "Riley et al. 2025 climate run ~2011 on the 30 m grid (reference variable)",
+            on_processing_grid=True,
+        ),
+        DatasetSpec(
+            "riley-et-al-2025-2047-30m-4326",
+            f"{TENSOR}/USFS/riley-et-al-2025/2047-climate-run-30m-4326.icechunk",
+            "zarr",
+            ("BP",),
+            "EPSG:4326",
+            "Riley et al. 2025 climate run ~2047 on the 30 m grid (reference variable)",
+            on_processing_grid=True,
+        ),
+        DatasetSpec(
+            "conus404-ffwi-p99-wind-direction-distribution-30m-4326",
+            f"{TENSOR}/conus404-ffwi/"
+            "fosberg-fire-weather-index-p99-wind-direction-distribution-30m-4326.icechunk",
+            "zarr",
+            ("wind_direction_distribution",),
+            "EPSG:4326",
+            "Share of fire-weather hours (FFWI above its 99th percentile) by wind direction "
+            "(N, NE, E, SE, S, SW, W, NW), from CONUS404",
+            on_processing_grid=True,
+        ),
+        DatasetSpec(
+            "conus-overture-region-id-tagged-buildings",
+            f"{VECTOR}/overture-maps/CONUS-overture-region-tagged-buildings-2025-09-24.0.parquet",
+            "geoparquet",
+            ("block_geoid", "state_abbrev", "county_name", "bbox", "geometry"),
+            "EPSG:4326",
+            "Overture building footprints tagged with census block GEOID, state and county",
+        ),
+        *(
+            DatasetSpec(
+                f"us-census-{level}",
+                f"{VECTOR}/census-tiger/{level}/{level}.parquet",
+                "geoparquet",
+                cols,
+                "EPSG:4269",
+                f"Census {level} polygons (GeoParquet 1.1, NAD83)",
+            )
+            for level, cols in (
+                ("blocks", ("GEOID", "geometry")),
+                ("tracts", ("GEOID", "geometry")),
+                ("counties", ("NAME", "GEOID", "geometry")),
+                ("states", ("GEOID", "STUSPS", "NAME", "geometry")),
+                ("nation", ("GEOID", "NAME", "geometry")),
+            )
+        ),
+    )
+}
+
+RISK_INPUTS = (
+    "scott-et-al-2024-30m-4326",
+    "riley-et-al-2025-2011-270m-5070",
+    "riley-et-al-2025-2047-270m-5070",
+    "riley-et-al-2025-2011-30m-4326",
+    "riley-et-al-2025-2047-30m-4326",
+    "conus404-ffwi-p99-wind-direction-distribution-30m-4326",
+)
+CENSUS_LEVELS = ("blocks", "tracts", "counties", "states", "nation")
+
+
+@dataclass(frozen=True)
+class InputCatalog:
+    """The catalog rooted at ``storage.root`` (a local folder or s3:// bucket)."""
+
+    storage: Storage
+
+    def uri(self, name: str) -> str:
+        return self.storage.join(spec(name).prefix)
+
+    def open_zarr(self, name: str):
+        """Open a zarr dataset lazily (icechunk first, plain zarr as fallback) and check it."""
+        import xarray as xr
+
+        d = spec(name)
+        uri = self.uri(name)
+        try:
+            import icechunk
+
+            repo = icechunk.Repository.open(self.storage.icechunk_storage(uri))
+            store = repo.readonly_session("main").store
+            ds = xr.open_zarr(store, consolidated=False, chunks=None)
+        except Exception as exc:
+            raise InputDataError(
+                f"input dataset {name!r} could not be opened at {uri} "
+                f"({type(exc).__name__}: {exc}). Generate the demo inputs "
+                "(materialize the 'demo_inputs' assets, or run `./dev demo`) or point "
+                "OCR_INPUT_ROOT at the real input stores."
+            ) from exc
+        check_dataset(d, ds, uri)
+        return ds
+
+    def geoparquet_uri(self, name: str) -> str:
+        uri = self.uri(name)
+        if not self.storage.exists(uri):
+            raise InputDataError(
+                f"input dataset {name!r} is missing: no file at {uri}. Generate the demo "
+                "inputs (`./dev demo`) or point OCR_INPUT_ROOT at the real input stores."
+            )
+        return uri
+
+
+def spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise InputDataError(
+            f"unknown dataset {name!r}: the catalog has {', '.join(sorted(DATASETS))}"
+        ) from None
+
+
+def check_dataset(d: DatasetSpec, ds, uri: str) -> None:
+    """Variables and CRS as the catalog says, else InputDataError."""
+    missing = [v for v in d.variables if v not in ds.data_vars]
+    if missing:
+        raise InputDataError(
+            f"input dataset {d.name!r} at {uri} lacks variable(s) {missing} "
+            f"(has {sorted(ds.data_vars)}); expected {list(d.variables)}"
+        )
+    crs = ds.attrs.get("crs")
+    if crs != d.crs:
+        raise InputDataError(
+            f"input dataset {d.name!r} at {uri} has CRS {crs!r}, expected {d.crs}: reproject "
+            "it or fix the catalog entry"
+        )
+    if d.on_processing_grid:
+        for dim in ("latitude", "longitude"):
+            if dim not in ds.dims:
+                raise InputDataError(
+                    f"input dataset {d.name!r} at {uri} has no {dim!r} dimension "
+                    f"(dims {list(ds.dims)})"
+                )
+
+
+def grid_offsets(d: DatasetSpec, ds, grid: Grid, uri: str = "") -> tuple[int, int]:
+    """Grid pixel (row, col) of the dataset's first pixel; error unless aligned to ``grid``."""
+    import numpy as np
+
+    lat = np.asarray(ds["latitude"].values, dtype="float64")
+    lon = np.asarray(ds["longitude"].values, dtype="float64")
+    if lat.size < 2 or lon.size < 2:
+        raise InputDataError(f"input dataset {d.name!r} at {uri} is smaller than 2 × 2 pixels")
+    res = grid.pixel_size
+    if lat[1] <= lat[0]:
+        raise InputDataError(
+            f"input dataset {d.name!r} at {uri}: latitude must ascend (row 0 = south)"
+        )
+    for axis, values in (("latitude", lat), ("longitude", lon)):
+        step = (values[-1] - values[0]) / (values.size - 1)
+        if abs(step - res) > 1e-6 * res:
+            raise InputDataError(
+                f"input dataset {d.name!r} at {uri} has a {axis} pixel size of {step:.10g}°, "
+                f"but the {grid.name} grid's is {res:.10g}°: it is not on the processing grid"
+            )
+    row = (lat[0] - grid.lat0) / res - 0.5
+    col = (lon[0] - grid.lon0) / res - 0.5
+    if abs(row - round(row)) > 1e-3 or abs(col - round(col)) > 1e-3:
+        raise InputDataError(
+            f"input dataset {d.name!r} at {uri} is offset from the {grid.name} grid by a "
+            "fraction of a pixel: its pixel centres must sit on the grid's"
+        )
+    return round(row), round(col)

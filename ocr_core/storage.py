@@ -1,0 +1,235 @@
+"""Where outputs live and how they are written: the reference's layout, local or S3, atomic writes.
+
+``Storage`` is a small picklable value, so the same object travels to Dask workers (local or
+Coiled) that write outputs themselves. Layout per environment and version (ocr-pipeline §3.5),
+derived in one place so no two settings can collide:
+
+    {root}/output/fire-risk/tensor/{env}[/v{ver}]/ocr.icechunk
+    {root}/intermediate/fire-risk/vector/{env}[/v{ver}]/geoparquet-regions/{region}.parquet
+    {root}/intermediate/fire-risk/vector/{env}[/v{ver}]/region-summary-stats/
+    {root}/output/fire-risk/vector/{env}[/v{ver}]/{geoparquet,region-analysis,pmtiles}/
+    {root}/output/fire-risk/pyramid/{env}[/v{ver}]/pyramid.zarr
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StorageError(RuntimeError):
+    """The storage root cannot be used; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    root: str
+    environment: str = "qa"
+    version: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-west-2"
+
+    # --- layout ------------------------------------------------------------------------------
+    @property
+    def is_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.environment}/v{self.version}" if self.version else self.environment
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *[p.strip("/") for p in parts if p]])
+
+    @property
+    def icechunk_uri(self) -> str:
+        return self.join("output/fire-risk/tensor", self.namespace, "ocr.icechunk")
+
+    @property
+    def region_geoparquet_dir(self) -> str:
+        return self.join("intermediate/fire-risk/vector", self.namespace, "geoparquet-regions")
+
+    def region_geoparquet_uri(self, region_id: str) -> str:
+        return f"{self.region_geoparquet_dir}/{region_id}.parquet"
+
+    @property
+    def summary_stats_dir(self) -> str:
+        return self.join("intermediate/fire-risk/vector", self.namespace, "region-summary-stats")
+
+    @property
+    def vector_output_dir(self) -> str:
+        return self.join("output/fire-risk/vector", self.namespace)
+
+    @property
+    def geoparquet_dir(self) -> str:
+        return f"{self.vector_output_dir}/geoparquet"
+
+    @property
+    def region_analysis_dir(self) -> str:
+        return f"{self.vector_output_dir}/region-analysis"
+
+    @property
+    def pmtiles_dir(self) -> str:
+        return f"{self.vector_output_dir}/pmtiles"
+
+    @property
+    def pyramid_uri(self) -> str:
+        return self.join("output/fire-risk/pyramid", self.namespace, "pyramid.zarr")
+
+    # --- filesystem --------------------------------------------------------------------------
+    def s3_options(self) -> dict:
+        """fsspec/s3fs options (credentials come from the standard AWS chain)."""
+        client_kwargs = {"region_name": self.s3_region}
+        if self.s3_endpoint_url:
+            client_kwargs["endpoint_url"] = self.s3_endpoint_url
+        return {"client_kwargs": client_kwargs}
+
+    def filesystem(self):
+        if self.is_s3:
+            import s3fs
+
+            return s3fs.S3FileSystem(**self.s3_options(), use_listings_cache=False)
+        import fsspec
+
+        return fsspec.filesystem("file")
+
+    def _fs_path(self, uri: str) -> str:
+        return uri[len("s3://") :] if uri.startswith("s3://") else uri
+
+    def exists(self, uri: str) -> bool:
+        return self.filesystem().exists(self._fs_path(uri))
+
+    def glob(self, pattern: str) -> list[str]:
+        found = sorted(self.filesystem().glob(self._fs_path(pattern)))
+        return [f"s3://{p}" for p in found] if self.is_s3 else found
+
+    def read_bytes(self, uri: str) -> bytes:
+        with self.filesystem().open(self._fs_path(uri), "rb") as f:
+            return f.read()
+
+    def check_reachable(self) -> None:
+        """Fail fast, before any work, if the root cannot be written."""
+        if self.is_s3:
+            bucket = self.root[len("s3://") :].split("/", 1)[0]
+            try:
+                fs = self.filesystem()
+                fs.ls(bucket, refresh=True)
+            except Exception as exc:  # any client error means the same to the user
+                raise StorageError(
+                    f"storage root {self.root} cannot be reached ({type(exc).__name__}: {exc}). "
+                    "Check OCR_STORAGE_ROOT, the AWS credentials and OCR_S3_ENDPOINT_URL."
+                ) from exc
+            return
+        root = Path(self.root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".write-probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(
+                f"storage root {self.root} cannot be written ({exc.strerror or exc}). "
+                "Point OCR_STORAGE_ROOT at a writable folder or an s3:// URL."
+            ) from exc
+
+    # --- atomic writes -----------------------------------------------------------------------
+    @contextmanager
+    def atomic_local_file(self, uri: str, suffix: str = "") -> Iterator[Path]:
+        """Yield a scratch path; on success it replaces ``uri`` whole, on error nothing changes.
+
+        Local: a sibling temp file renamed over the target (same filesystem, atomic).
+        S3: one PUT of the finished file; an object is never visible half-written.
+        """
+        if self.is_s3:
+            with tempfile.TemporaryDirectory(prefix="ocr-") as tmp:
+                path = Path(tmp) / f"out{suffix}"
+                yield path
+                self.filesystem().put_file(str(path), self._fs_path(uri))
+            return
+        target = Path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}{suffix}"
+        try:
+            yield path
+            os.replace(path, target)
+        finally:
+            if path.exists():
+                path.unlink()
+
+    def write_bytes_atomic(self, uri: str, data: bytes) -> None:
+        with self.atomic_local_file(uri) as path:
+            path.write_bytes(data)
+
+    @contextmanager
+    def atomic_local_dir(self, uri: str) -> Iterator[Path]:
+        """Yield a scratch folder that replaces the folder ``uri`` whole on success.
+
+        Local: build beside the target, then swap it in with two renames (old copy removed
+        after), so readers see the old or the new dataset, never a mix. S3: upload to a fresh
+        prefix-free staging area first, then replace the target's objects; stale files from
+        an earlier run are removed.
+        """
+        if self.is_s3:
+            with tempfile.TemporaryDirectory(prefix="ocr-") as tmp:
+                path = Path(tmp) / "out"
+                path.mkdir()
+                yield path
+                fs = self.filesystem()
+                dest = self._fs_path(uri)
+                if fs.exists(dest):
+                    fs.rm(dest, recursive=True)
+                fs.put(str(path) + "/", dest, recursive=True)
+            return
+        target = Path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            yield staging
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
+            if target.exists():
+                os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    # --- icechunk ----------------------------------------------------------------------------
+    def icechunk_storage(self, uri: str | None = None):
+        """icechunk Storage for a repository URI (default: the risk raster repository)."""
+        import icechunk
+
+        uri = uri or self.icechunk_uri
+        if uri.startswith("s3://"):
+            bucket, _, prefix = uri[len("s3://") :].partition("/")
+            kwargs = {"bucket": bucket, "prefix": prefix, "region": self.s3_region}
+            if self.s3_endpoint_url:
+                kwargs |= {
+                    "endpoint_url": self.s3_endpoint_url,
+                    "allow_http": self.s3_endpoint_url.startswith("http://"),
+                    "force_path_style": True,
+                }
+            creds = _aws_env_credentials()
+            if creds:
+                kwargs |= creds
+            else:
+                kwargs["from_env"] = True
+            return icechunk.s3_storage(**kwargs)
+        return icechunk.local_filesystem_storage(uri)
+
+
+def _aws_env_credentials() -> dict:
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (key and secret):
+        return {}
+    creds = {"access_key_id": key, "secret_access_key": secret}
+    if os.environ.get("AWS_SESSION_TOKEN"):
+        creds["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    return creds

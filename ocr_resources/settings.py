@@ -1,0 +1,132 @@
+"""The one place that decides the environment: every OCR_* variable is read and checked here.
+
+| variable | default | meaning |
+|---|---|---|
+| OCR_ENVIRONMENT | qa | deployment namespace: qa, staging or production |
+| OCR_VERSION | unset | SemVer (no leading v); required for production, which is versioned |
+| OCR_STORAGE_ROOT | ./data in the checkout | local folder or s3://bucket[/prefix] for all outputs |
+| OCR_INPUT_ROOT | OCR_STORAGE_ROOT | where the input catalog's stores live |
+| OCR_GRID | demo | demo (embedded, generated inputs) or conus |
+| OCR_PLATFORM | local | local (Dask on this machine) or coiled |
+| OCR_REGION_MAX_RETRIES | 2 | retries of a failed region step (linear backoff 5 s × attempt) |
+| OCR_S3_ENDPOINT_URL | unset | S3 API endpoint (a loopback server in tests, MinIO, ...) |
+| OCR_S3_REGION | us-west-2 | S3 region |
+| COILED_SOFTWARE_ENV_NAME | unset | Coiled software environment; unset means package sync (warned) |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ENVIRONMENTS = ("qa", "staging", "production")
+PLATFORMS = ("local", "coiled")
+GRID_NAMES = ("demo", "conus")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_LOCAL_ROOT = PROJECT_DIR / "data"
+
+# Semantic Versioning 2.0.0, without a leading "v".
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot work; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "qa"
+    version: str | None = None
+    storage_root: str = str(DEFAULT_LOCAL_ROOT)
+    input_root: str | None = None
+    grid: str = "demo"
+    platform: str = "local"
+    region_max_retries: int = 2
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-west-2"
+    coiled_software: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.environment not in ENVIRONMENTS:
+            raise SettingsError(
+                f"OCR_ENVIRONMENT={self.environment!r} is not an environment: use one of "
+                f"{', '.join(ENVIRONMENTS)} (lower case)"
+            )
+        if self.version is not None and not SEMVER_RE.match(self.version):
+            raise SettingsError(
+                f"OCR_VERSION={self.version!r} is not a semantic version like 1.2.3 "
+                "(no leading 'v')"
+            )
+        if self.environment == "production" and self.version is None:
+            raise SettingsError(
+                "OCR_ENVIRONMENT=production needs OCR_VERSION (e.g. 1.2.3): production "
+                "outputs are versioned so a release never overwrites another"
+            )
+        if self.grid not in GRID_NAMES:
+            raise SettingsError(
+                f"OCR_GRID={self.grid!r} is not a grid: use one of {', '.join(GRID_NAMES)}"
+            )
+        if self.platform not in PLATFORMS:
+            raise SettingsError(
+                f"OCR_PLATFORM={self.platform!r} is not a platform: use one of "
+                f"{', '.join(PLATFORMS)}"
+            )
+        if self.region_max_retries < 0:
+            raise SettingsError("OCR_REGION_MAX_RETRIES must be 0 or more")
+        for name in ("storage_root", "input_root"):
+            value = getattr(self, name)
+            if value is not None and "://" in value and not value.startswith(("s3://", "file://")):
+                raise SettingsError(
+                    f"{name}={value!r}: only local paths and s3:// URLs are supported"
+                )
+
+    @property
+    def inputs_root(self) -> str:
+        return self.input_root or self.storage_root
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else None
+
+        retries = get("OCR_REGION_MAX_RETRIES")
+        try:
+            max_retries = int(retries) if retries is not None else 2
+        except ValueError:
+            raise SettingsError(
+                f"OCR_REGION_MAX_RETRIES={retries!r} is not a whole number"
+            ) from None
+        root = get("OCR_STORAGE_ROOT")
+        return cls(
+            environment=get("OCR_ENVIRONMENT") or "qa",
+            version=get("OCR_VERSION"),
+            storage_root=_absolute(root) if root else str(DEFAULT_LOCAL_ROOT),
+            input_root=_absolute(get("OCR_INPUT_ROOT")) if get("OCR_INPUT_ROOT") else None,
+            grid=get("OCR_GRID") or "demo",
+            platform=get("OCR_PLATFORM") or "local",
+            region_max_retries=max_retries,
+            s3_endpoint_url=get("OCR_S3_ENDPOINT_URL"),
+            s3_region=get("OCR_S3_REGION") or "us-west-2",
+            coiled_software=get("COILED_SOFTWARE_ENV_NAME"),
+        )
+
+
+def _absolute(root: str) -> str:
+    if root.startswith("s3://"):
+        return root.rstrip("/")
+    if root.startswith("file://"):
+        root = root[len("file://") :]
+    return str(Path(root).expanduser().resolve())
