@@ -65,7 +65,12 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(west, south, east, north) pixel edges of the whole grid."""
-        return (self.lon_edge(0), self.lat_edge(0), self.lon_edge(self.n_lon), self.lat_edge(self.n_lat))
+        return (
+            self.lon_edge(0),
+            self.lat_edge(0),
+            self.lon_edge(self.n_lon),
+            self.lat_edge(self.n_lat),
+        )
 
     def lon_edge(self, col: int) -> float:
         return self.lon0 + col * self.pixel_size
@@ -159,9 +164,13 @@ class Grid:
         if west > east or south > north:
             raise ValueError(f"bbox {bbox} must be (west, south, east, north)")
         c0 = max(0, math.floor((west - self.lon0) / self.pixel_size) // self.chunk_lon)
-        c1 = min(self.n_cols - 1, math.floor((east - self.lon0) / self.pixel_size) // self.chunk_lon)
+        c1 = min(
+            self.n_cols - 1, math.floor((east - self.lon0) / self.pixel_size) // self.chunk_lon
+        )
         r0 = max(0, math.floor((south - self.lat0) / self.pixel_size) // self.chunk_lat)
-        r1 = min(self.n_rows - 1, math.floor((north - self.lat0) / self.pixel_size) // self.chunk_lat)
+        r1 = min(
+            self.n_rows - 1, math.floor((north - self.lat0) / self.pixel_size) // self.chunk_lat
+        )
         ids = [f"y{r}_x{c}" for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
         if valid_only:
             valid = set(self.valid_region_ids)
@@ -222,6 +231,5 @@ def get_grid(name: str) -> Grid:
         return GRIDS[name]
     except KeyError:
         raise ValueError(
-            f"unknown grid {name!r}: choose one of {', '.join(sorted(GRIDS))} "
-            "(set OCR_GRID)"
+            f"unknown grid {name!r}: choose one of {', '.join(sorted(GRIDS))} (set OCR_GRID)"
         ) from None

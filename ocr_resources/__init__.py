@@ -1,0 +1,30 @@
+"""Dagster resources: everything that touches the outside world, built from Settings."""
+
+from __future__ import annotations
+
+from ocr_resources.compute import ComputeResource
+from ocr_resources.settings import Settings
+from ocr_resources.storage import InputCatalogResource, StorageResource
+
+
+def build_resources(settings: Settings) -> dict:
+    """The resource set for one environment, decided only by ``settings``."""
+    return {
+        "storage": StorageResource(
+            root=settings.storage_root,
+            environment=settings.environment,
+            version=settings.version,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+        ),
+        "catalog": InputCatalogResource(
+            root=settings.inputs_root,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+        ),
+        "compute": ComputeResource(
+            platform=settings.platform,
+            environment=settings.environment,
+            software=settings.coiled_software,
+        ),
+    }

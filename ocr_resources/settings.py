@@ -11,7 +11,7 @@
 | OCR_REGION_MAX_RETRIES | 2 | retries of a failed region step (linear backoff 5 s × attempt) |
 | OCR_S3_ENDPOINT_URL | unset | S3 API endpoint (a loopback server in tests, MinIO, ...) |
 | OCR_S3_REGION | us-west-2 | S3 region |
-| COILED_SOFTWARE_ENV_NAME | unset | Coiled software environment; unset means package sync (warned) |
+| COILED_SOFTWARE_ENV_NAME | unset | Coiled software environment; unset: package sync (warned) |
 """
 
 from __future__ import annotations
@@ -130,3 +130,14 @@ def _absolute(root: str) -> str:
     if root.startswith("file://"):
         root = root[len("file://") :]
     return str(Path(root).expanduser().resolve())
+
+
+_current: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """Settings of this process, read from the environment once (definitions load time)."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current

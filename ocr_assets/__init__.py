@@ -1,0 +1,1 @@
+"""Dagster asset definitions of the OCR pipeline, one module per pipeline phase."""

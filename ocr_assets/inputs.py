@@ -1,0 +1,83 @@
+"""Input datasets as assets, so the UI shows lineage from inputs to every output.
+
+On the demo grid they are generated (deterministically from a seed) under the storage root;
+on the CONUS grid they are external assets describing the real stores of the catalog.
+"""
+
+import dagster as dg
+
+from ocr_assets.partitions import GRID
+from ocr_core.catalog import CENSUS_LEVELS, DATASETS
+from ocr_resources.storage import InputCatalogResource
+
+INPUT_DATASETS: dict[str, tuple[str, ...]] = {
+    "scott_2024": ("scott-et-al-2024-30m-4326",),
+    "riley_2025": (
+        "riley-et-al-2025-2011-270m-5070",
+        "riley-et-al-2025-2047-270m-5070",
+        "riley-et-al-2025-2011-30m-4326",
+        "riley-et-al-2025-2047-30m-4326",
+    ),
+    "wind_direction_distribution": ("conus404-ffwi-p99-wind-direction-distribution-30m-4326",),
+    "census_polygons": tuple(f"us-census-{level}" for level in CENSUS_LEVELS),
+    "tagged_buildings": ("conus-overture-region-id-tagged-buildings",),
+}
+GROUP = "inputs"
+
+scott_2024, riley_2025, wind_direction_distribution, census_polygons, tagged_buildings = (
+    dg.AssetKey(name) for name in INPUT_DATASETS
+)
+
+
+def _spec(key: str) -> dg.AssetSpec:
+    names = INPUT_DATASETS[key]
+    return dg.AssetSpec(
+        key,
+        group_name=GROUP,
+        description="; ".join(DATASETS[n].description for n in names),
+        metadata={"datasets": dg.MetadataValue.json(list(names))},
+        kinds={"zarr"} if DATASETS[names[0]].data_format == "zarr" else {"parquet"},
+    )
+
+
+class DemoInputsConfig(dg.Config):
+    """Knobs of the synthetic demo inputs."""
+
+    seed: int = 2026
+    n_buildings: int = 60_000
+
+
+@dg.multi_asset(
+    specs=[_spec(key) for key in INPUT_DATASETS],
+    name="demo_inputs",
+    description="Generate every input of the demo grid: real county/state polygons and places, "
+    "synthetic hazard rasters, tracts, blocks and building footprints.",
+)
+def demo_inputs(
+    context: dg.AssetExecutionContext, config: DemoInputsConfig, catalog: InputCatalogResource
+):
+    from ocr_core import demo_data
+
+    cat = catalog.catalog()
+    written: dict[str, dict] = {}
+    written |= demo_data.write_hazard_inputs(cat, GRID, seed=config.seed)
+    written |= demo_data.write_census_polygons(cat, GRID, seed=config.seed)
+    written |= demo_data.write_tagged_buildings(
+        cat, GRID, seed=config.seed, n_buildings=config.n_buildings
+    )
+    for key, names in INPUT_DATASETS.items():
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                "dagster/uri": dg.MetadataValue.path(cat.uri(names[0])),
+                "seed": config.seed,
+                "datasets": dg.MetadataValue.json({n: written.get(n, {}) for n in names}),
+            },
+        )
+
+
+def input_assets() -> list:
+    """Generated inputs on the demo grid; external specs of the real stores otherwise."""
+    if GRID.name == "demo":
+        return [demo_inputs]
+    return [_spec(key) for key in INPUT_DATASETS]

@@ -1,0 +1,252 @@
+"""Where each asset's heavy work runs: a local Dask cluster, or a Coiled cluster sized per asset.
+
+``PROFILES`` is the single table of Coiled machine sizes (asset-graph.md "Compute profiles"); the
+reference repeated these literals in several places (ocr-pipeline §5 weakness 9). Assets call
+``ComputeResource.run(asset_name, fn, ...)``, which runs ``fn`` as one Dask task on that asset's
+cluster and returns its result. Inside ``fn``, dask/xarray computations use the same cluster
+(the task's worker client), so a region's raster work spreads over the cluster's workers.
+
+Coiled clusters are named per environment, cluster group and software environment, and are
+created with ``shutdown_on_close=False``: the ~400 region partition runs attach to one cluster
+instead of each booting its own VMs, and the cluster stops after ``idle_timeout`` without work.
+
+``coiled`` and ``distributed`` are imported only inside methods, so loading the Dagster
+definitions stays fast and needs no Coiled credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dagster as dg
+from pydantic import Field, ValidationInfo, field_validator
+
+from ocr_resources.settings import ENVIRONMENTS, PLATFORMS
+
+T = TypeVar("T")
+
+SPOT_POLICIES = ("on-demand", "spot", "spot_with_fallback")
+_CHOICES = {
+    "platform": (PLATFORMS, "OCR_PLATFORM"),
+    "environment": (ENVIRONMENTS, "OCR_ENVIRONMENT"),
+    "spot_policy": (SPOT_POLICIES, None),
+}
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    """Coiled machine shape of one asset; ``cluster_group`` names the cluster it runs on."""
+
+    vm_type: str
+    scheduler_vm_type: str
+    cluster_group: str
+    n_workers: int | tuple[int, int] = 1
+    disk_gb: int | None = None
+
+
+# n_workers: the region group is adaptive, [min, max]. It starts with one VM (a QA run of a
+# handful of regions stays cheap) and grows with the number of region partitions running at
+# once; the cap bounds cost and the number of concurrent Icechunk commits that must rebase.
+# Every other step is a single-node job in the reference (DuckDB, tippecanoe, one xarray
+# write), so it gets exactly one worker of the listed size.
+_REGION_WORKERS = (1, 40)
+
+PROFILES: dict[str, ComputeProfile] = {
+    "region_risk": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", "region", _REGION_WORKERS),
+    "region_buildings": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", "region", _REGION_WORKERS),
+    "risk_pyramid": ComputeProfile("m8g.4xlarge", "m8g.4xlarge", "risk-pyramid"),
+    "buildings_geoparquet": ComputeProfile("c8g.12xlarge", "c8g.12xlarge", "buildings-geoparquet"),
+    "region_summary_stats": ComputeProfile("m8g.16xlarge", "m8g.16xlarge", "region-summary-stats"),
+    "region_analysis_files": ComputeProfile("r8g.4xlarge", "r8g.4xlarge", "region-analysis-files"),
+    "regional_pmtiles": ComputeProfile(
+        "c8g.12xlarge", "c8g.12xlarge", "regional-pmtiles", disk_gb=250
+    ),
+    "building_pmtiles": ComputeProfile(
+        "c8g.12xlarge", "c8g.12xlarge", "building-pmtiles", disk_gb=250
+    ),
+    "building_centroid_pmtiles": ComputeProfile(
+        "c8g.12xlarge", "c8g.12xlarge", "building-centroid-pmtiles", disk_gb=250
+    ),
+}
+
+
+def profile(asset_name: str) -> ComputeProfile:
+    """The profile of ``asset_name``; an unknown name is a KeyError listing the known ones."""
+    try:
+        return PROFILES[asset_name]
+    except KeyError:
+        raise KeyError(
+            f"no compute profile for asset {asset_name!r}; known assets: "
+            f"{', '.join(sorted(PROFILES))}"
+        ) from None
+
+
+def _call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    """Task body: keeps ``fn``'s keyword arguments apart from ``Client.submit``'s own."""
+    return fn(*args, **kwargs)
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """Runs an asset's heavy function on local Dask or on the asset's Coiled cluster."""
+
+    platform: str = "local"
+    environment: str = "qa"
+    software: str | None = None
+    region: str = "us-west-2"
+    spot_policy: str = "spot_with_fallback"
+    tags: dict[str, str] = Field(default_factory=lambda: {"Project": "OCR"})
+    local_workers: int = 1
+    local_threads_per_worker: int = 2
+    local_processes: bool = False
+    idle_timeout: str = "20 minutes"
+
+    @field_validator("platform", "environment", "spot_policy", mode="before")
+    @classmethod
+    def _check_choice(cls, value: str, info: ValidationInfo) -> str:
+        # An EnvVar is checked once Dagster resolves it at launch (the model is re-validated).
+        if isinstance(value, dg.EnvVar):
+            return value
+        allowed, variable = _CHOICES[info.field_name]
+        if value not in allowed:
+            raise ValueError(
+                f"{info.field_name}={value!r} is not valid: use one of {', '.join(allowed)}"
+                + (f" (set by {variable})" if variable else "")
+            )
+        return value
+
+    def cluster_name(self, asset_name: str) -> str:
+        """Deterministic, so concurrent runs of one group attach to the same cluster.
+
+        A software environment adds a short hash of its name: runs of two code versions (two
+        PRs in qa) must not share workers that run the other version's code.
+        """
+        name = f"ocr-{self.environment}-{profile(asset_name).cluster_group}"
+        if self.software:
+            name += "-" + hashlib.sha256(self.software.encode()).hexdigest()[:8]
+        return name
+
+    def cluster_kwargs(self, asset_name: str) -> dict[str, Any]:
+        """The exact keyword arguments given to ``coiled.Cluster`` for ``asset_name``."""
+        p = profile(asset_name)
+        kwargs: dict[str, Any] = {
+            "name": self.cluster_name(asset_name),
+            "worker_vm_types": [p.vm_type],
+            "scheduler_vm_types": [p.scheduler_vm_type],
+            "n_workers": list(p.n_workers) if isinstance(p.n_workers, tuple) else p.n_workers,
+            "region": self.region,
+            "spot_policy": self.spot_policy,
+            "tags": {
+                **self.tags,
+                "Environment": self.environment,
+                "ClusterGroup": p.cluster_group,
+                "Asset": asset_name,
+            },
+            "arm": True,
+            "idle_timeout": self.idle_timeout,
+            "shutdown_on_close": False,
+        }
+        if p.disk_gb is not None:
+            kwargs["worker_disk_size"] = p.disk_gb
+        if self.software:
+            kwargs["software"] = self.software
+        return kwargs
+
+    def describe(self, asset_name: str) -> dict[str, str | int]:
+        """Small JSON-able facts about where ``asset_name`` runs, for Dagster metadata."""
+        p = profile(asset_name)
+        if self.platform == "local":
+            return {
+                "compute_platform": "local",
+                "local_workers": self.local_workers,
+                "local_threads_per_worker": self.local_threads_per_worker,
+            }
+        info: dict[str, str | int] = {
+            "compute_platform": "coiled",
+            "cluster_name": self.cluster_name(asset_name),
+            "vm_type": p.vm_type,
+            "scheduler_vm_type": p.scheduler_vm_type,
+            "n_workers": str(list(p.n_workers)) if isinstance(p.n_workers, tuple) else p.n_workers,
+            "region": self.region,
+            "software": self.software or "package sync",
+        }
+        if p.disk_gb is not None:
+            info["worker_disk_gb"] = p.disk_gb
+        return info
+
+    def run(
+        self,
+        asset_name: str,
+        fn: Callable[..., T],
+        *args: Any,
+        log: Any = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` as one task on the asset's cluster and return its result.
+
+        ``log`` is a Dagster or ``logging`` logger. Exceptions raised by ``fn`` propagate with
+        their type and message. With ``local_processes`` or on Coiled, ``fn`` and its
+        arguments must be picklable (module-level functions, not closures over resources).
+        """
+        log = log or logger
+        if self.platform == "local":
+            return self._run_local(asset_name, fn, args, kwargs, log)
+        return self._run_coiled(asset_name, fn, args, kwargs, log)
+
+    def _run_local(self, asset_name, fn, args, kwargs, log):
+        from distributed import LocalCluster
+
+        profile(asset_name)
+        log.info(
+            f"{asset_name}: running on a local Dask cluster ({self.local_workers} worker(s) x "
+            f"{self.local_threads_per_worker} thread(s))"
+        )
+        with (
+            LocalCluster(
+                n_workers=self.local_workers,
+                threads_per_worker=self.local_threads_per_worker,
+                processes=self.local_processes,
+                dashboard_address=None,
+                # No dashboard; the scheduler's health/metrics server still starts, so keep it
+                # on loopback and a free port (its default is :8787 on the host's address).
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            cluster.get_client() as client,
+        ):
+            return client.submit(_call, fn, args, kwargs, key=_task_key(asset_name)).result()
+
+    def _run_coiled(self, asset_name, fn, args, kwargs, log):
+        import coiled
+
+        cluster_kwargs = self.cluster_kwargs(asset_name)
+        if not self.software:
+            log.warning(
+                "COILED_SOFTWARE_ENV_NAME is not set: Coiled will fall back to package sync "
+                "of this Python environment (slower starts, not reproducible)"
+            )
+        log.info(
+            f"{asset_name}: running on Coiled cluster {cluster_kwargs['name']} "
+            f"({cluster_kwargs['worker_vm_types'][0]}, n_workers={cluster_kwargs['n_workers']})"
+        )
+        cluster = coiled.Cluster(**cluster_kwargs)
+        try:
+            client = cluster.get_client()
+            try:
+                return client.submit(_call, fn, args, kwargs, key=_task_key(asset_name)).result()
+            finally:
+                client.close()
+        finally:
+            # shutdown_on_close=False: this only drops this process's connection and adaptive
+            # loop; the VMs stay up for other partitions and stop after idle_timeout.
+            cluster.close()
+
+
+def _task_key(asset_name: str) -> str:
+    return f"{asset_name}-{uuid.uuid4().hex}"

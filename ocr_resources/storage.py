@@ -1,0 +1,44 @@
+"""Storage and input-catalog resources: where outputs go and where inputs come from."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ocr_core.catalog import InputCatalog
+from ocr_core.storage import Storage
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The output storage root (local folder or s3://), namespaced by environment/version."""
+
+    root: str
+    environment: str = "qa"
+    version: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-west-2"
+
+    def storage(self) -> Storage:
+        return Storage(
+            root=self.root,
+            environment=self.environment,
+            version=self.version,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+        )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Fail before any step does work if the root cannot be written.
+        self.storage().check_reachable()
+
+
+class InputCatalogResource(dg.ConfigurableResource):
+    """Where the input datasets live: the real buckets, or the generated demo stores."""
+
+    root: str
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-west-2"
+
+    def catalog(self) -> InputCatalog:
+        return InputCatalog(
+            Storage(root=self.root, s3_endpoint_url=self.s3_endpoint_url, s3_region=self.s3_region)
+        )

@@ -1,0 +1,366 @@
+"""ComputeResource: real local Dask runs, and Coiled with only ``coiled.Cluster`` replaced.
+
+The fake ``coiled.Cluster`` checks its keyword arguments against the installed coiled signature,
+records them, and attaches to a real ``distributed.LocalCluster`` per cluster name (as Coiled
+attaches to an existing cluster of the same name), so the function really runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from ocr_resources.compute import PROFILES, ComputeResource
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Written out again here (not read from PROFILES) so a change to the table must be deliberate.
+EXPECTED = {
+    # asset: (worker and scheduler VM, disk GB, cluster group, n_workers)
+    "region_risk": ("m8g.2xlarge", None, "region", [1, 40]),
+    "region_buildings": ("m8g.2xlarge", None, "region", [1, 40]),
+    "risk_pyramid": ("m8g.4xlarge", None, "risk-pyramid", 1),
+    "buildings_geoparquet": ("c8g.12xlarge", None, "buildings-geoparquet", 1),
+    "region_summary_stats": ("m8g.16xlarge", None, "region-summary-stats", 1),
+    "region_analysis_files": ("r8g.4xlarge", None, "region-analysis-files", 1),
+    "regional_pmtiles": ("c8g.12xlarge", 250, "regional-pmtiles", 1),
+    "building_pmtiles": ("c8g.12xlarge", 250, "building-pmtiles", 1),
+    "building_centroid_pmtiles": ("c8g.12xlarge", 250, "building-centroid-pmtiles", 1),
+}
+
+
+# --- functions run as tasks (module level, so they pickle into worker processes) ------------
+
+
+def where_am_i() -> tuple[int, str]:
+    return os.getpid(), threading.current_thread().name
+
+
+def weighted_sum(values, *, weight, key="default-key", retries=0):
+    """``key``/``retries`` collide with ``Client.submit`` keywords and must still reach us."""
+    return float(np.sum(np.asarray(values) * weight)), key, retries
+
+
+def fail(region_id: str):
+    raise ValueError(f"region {region_id}: input raster has no valid pixels")
+
+
+def scheduler_address() -> str:
+    from distributed import get_worker
+
+    return get_worker().scheduler.address
+
+
+# --- local platform --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_clusters(monkeypatch):
+    """Real LocalClusters, with each instance and its arguments recorded."""
+    import distributed
+
+    made = []
+
+    class RecordingLocalCluster(distributed.LocalCluster):
+        def __init__(self, **kwargs):
+            made.append((self, kwargs))
+            super().__init__(**kwargs)
+            sockets = self.scheduler.http_server._sockets.values()
+            self.http_hosts = {sock.getsockname()[0] for sock in sockets}
+
+    monkeypatch.setattr(distributed, "LocalCluster", RecordingLocalCluster)
+    return made
+
+
+def test_local_runs_on_a_dask_worker_and_tears_down(local_clusters):
+    compute = ComputeResource(local_workers=1, local_threads_per_worker=3)
+    pid, thread = compute.run("region_risk", where_am_i)
+    assert pid == os.getpid()  # threads, not processes, by default
+    assert thread != threading.current_thread().name
+    assert "Dask" in thread
+
+    [(cluster, kwargs)] = local_clusters
+    assert kwargs["n_workers"] == 1
+    assert kwargs["threads_per_worker"] == 3
+    assert kwargs["processes"] is False
+    assert kwargs["dashboard_address"] is None
+    assert cluster.http_hosts == {"127.0.0.1"}  # no listener beyond loopback
+    assert cluster.status.name == "closed"
+
+
+def test_local_passes_args_and_kwargs(local_clusters):
+    result = ComputeResource().run(
+        "region_summary_stats", weighted_sum, [1.0, 2.0, 3.0], weight=2.0, key="k", retries=5
+    )
+    assert result == (12.0, "k", 5)
+
+
+def test_local_processes_run_in_another_process(local_clusters):
+    pid, _ = ComputeResource(local_processes=True).run("risk_pyramid", where_am_i)
+    assert pid != os.getpid()
+    assert local_clusters[0][0].status.name == "closed"
+
+
+def test_local_exception_propagates_and_cluster_is_closed(local_clusters):
+    with pytest.raises(ValueError, match=r"^region y5_x14: input raster has no valid pixels$"):
+        ComputeResource().run("region_risk", fail, "y5_x14")
+    assert local_clusters[0][0].status.name == "closed"
+
+
+def test_unknown_asset_lists_known_names(local_clusters):
+    with pytest.raises(KeyError, match="region_risk") as err:
+        ComputeResource().run("region_rsik", where_am_i)
+    assert "region_rsik" in str(err.value)
+    assert local_clusters == []  # nothing started
+    with pytest.raises(KeyError, match="building_pmtiles"):
+        ComputeResource(platform="coiled").cluster_kwargs("nope")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("platform", "aws", "OCR_PLATFORM"),
+        ("environment", "QA", "OCR_ENVIRONMENT"),
+        ("spot_policy", "cheap", "spot_with_fallback"),
+    ],
+)
+def test_invalid_choices_are_rejected(field, value, named):
+    with pytest.raises(ValueError, match=named) as err:
+        ComputeResource(**{field: value})
+    assert repr(value) in str(err.value)
+
+
+def test_envvar_platform_is_validated_when_resolved(monkeypatch):
+    @dg.asset
+    def probe(compute: ComputeResource) -> str:
+        return compute.platform
+
+    resource = ComputeResource(platform=dg.EnvVar("OCR_TEST_PLATFORM"))
+    monkeypatch.setenv("OCR_TEST_PLATFORM", "local")
+    result = dg.materialize([probe], resources={"compute": resource})
+    assert result.output_for_node("probe") == "local"
+
+    monkeypatch.setenv("OCR_TEST_PLATFORM", "bogus")
+    with pytest.raises(dg.DagsterResourceFunctionError) as err:
+        dg.materialize([probe], resources={"compute": resource})
+    assert "platform='bogus' is not valid" in str(err.value.__cause__)
+
+
+def test_runs_inside_a_dagster_asset_with_its_logger():
+    @dg.asset
+    def summed(context, compute: ComputeResource):
+        total, _, _ = compute.run(
+            "region_summary_stats", weighted_sum, [1, 2], weight=3, log=context.log
+        )
+        return dg.MaterializeResult(
+            metadata={"total": total, **compute.describe("region_summary_stats")}
+        )
+
+    result = dg.materialize([summed], resources={"compute": ComputeResource()})
+    [mat] = result.asset_materializations_for_node("summed")
+    assert mat.metadata["total"].value == 9.0
+    assert mat.metadata["compute_platform"].value == "local"
+
+
+# --- coiled platform, control plane faked at coiled.Cluster ----------------------------------
+
+
+class FakeCoiledCluster:
+    """Stands in for ``coiled.Cluster``: same keyword names, attach-by-name, real Dask inside."""
+
+    signature: inspect.Signature
+    calls: list[dict]
+    backends: dict  # cluster name -> LocalCluster
+    clients: list
+    closes: list[dict]
+
+    def __init__(self, **kwargs):
+        type(self).signature.bind(None, **kwargs)  # TypeError on a name coiled does not accept
+        type(self).calls.append(kwargs)
+        from distributed import LocalCluster
+
+        name = kwargs["name"]
+        if name not in self.backends:
+            self.backends[name] = LocalCluster(
+                n_workers=1,
+                threads_per_worker=2,
+                processes=False,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                silence_logs=logging.ERROR,
+            )
+        self._backend = self.backends[name]
+        self.shutdown_on_close = kwargs.get("shutdown_on_close")
+
+    def get_client(self):
+        client = self._backend.get_client()
+        self.clients.append(client)
+        return client
+
+    def close(self, force_shutdown: bool = False, reason: str | None = None):
+        self.closes.append({"force_shutdown": force_shutdown})
+        if force_shutdown or self.shutdown_on_close in (True, None):
+            self._backend.close()
+
+
+@pytest.fixture
+def fake_coiled(monkeypatch):
+    import coiled
+
+    fake = type(
+        "Fake",
+        (FakeCoiledCluster,),
+        {
+            "signature": inspect.signature(coiled.Cluster.__init__),
+            "calls": [],
+            "backends": {},
+            "clients": [],
+            "closes": [],
+        },
+    )
+    monkeypatch.setattr(coiled, "Cluster", fake)
+    yield fake
+    for backend in fake.backends.values():
+        backend.close()
+
+
+@pytest.fixture
+def test_log(caplog):
+    caplog.set_level(logging.INFO, logger="ocr-test-compute")
+    return logging.getLogger("ocr-test-compute")
+
+
+def _expected_kwargs(asset: str, environment: str = "qa", name_suffix: str = "") -> dict:
+    vm, disk, group, n_workers = EXPECTED[asset]
+    kwargs = {
+        "name": f"ocr-{environment}-{group}{name_suffix}",
+        "worker_vm_types": [vm],
+        "scheduler_vm_types": [vm],
+        "n_workers": n_workers,
+        "region": "us-west-2",
+        "spot_policy": "spot_with_fallback",
+        "tags": {
+            "Project": "OCR",
+            "Environment": environment,
+            "ClusterGroup": group,
+            "Asset": asset,
+        },
+        "arm": True,
+        "idle_timeout": "20 minutes",
+        "shutdown_on_close": False,
+    }
+    if disk is not None:
+        kwargs["worker_disk_size"] = disk
+    return kwargs
+
+
+def test_profiles_cover_exactly_the_expected_assets():
+    assert set(PROFILES) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("asset", sorted(EXPECTED))
+def test_coiled_submits_exact_cluster_kwargs(fake_coiled, test_log, caplog, asset):
+    compute = ComputeResource(platform="coiled", environment="staging")
+    result = compute.run(asset, weighted_sum, [2.0], weight=4.0, key="k", log=test_log)
+
+    assert result == (8.0, "k", 0)
+    assert fake_coiled.calls == [_expected_kwargs(asset, environment="staging")]
+    assert compute.cluster_kwargs(asset) == fake_coiled.calls[0]
+    assert "software" not in fake_coiled.calls[0]
+    assert [c.status for c in fake_coiled.clients] == ["closed"]
+    assert fake_coiled.closes == [{"force_shutdown": False}]  # handle dropped, VMs kept
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "COILED_SOFTWARE_ENV_NAME is not set" in warnings[0].getMessage()
+    assert "package sync" in warnings[0].getMessage()
+
+
+def test_coiled_passes_software_and_does_not_warn(fake_coiled, test_log, caplog):
+    compute = ComputeResource(platform="coiled", software="ocr-pr-42", environment="qa")
+    assert compute.run("building_pmtiles", weighted_sum, [1.0], weight=1.0, log=test_log)[0] == 1.0
+
+    [kwargs] = fake_coiled.calls
+    assert kwargs["software"] == "ocr-pr-42"
+    assert kwargs["name"].startswith("ocr-qa-building-pmtiles-")
+    assert kwargs["worker_disk_size"] == 250
+    expected = _expected_kwargs("building_pmtiles", name_suffix=kwargs["name"][-9:])
+    assert {k: v for k, v in kwargs.items() if k != "software"} == expected
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_coiled_cluster_name_is_per_software_environment():
+    names = {
+        ComputeResource(platform="coiled", software=s).cluster_name("region_risk")
+        for s in ("ocr-pr-1", "ocr-pr-2", None)
+    }
+    assert len(names) == 3
+    again = ComputeResource(platform="coiled", software="ocr-pr-1").cluster_name("region_risk")
+    assert again in names
+
+
+def test_region_assets_share_one_cluster(fake_coiled, test_log):
+    compute = ComputeResource(platform="coiled", software="ocr-main")
+    first = compute.run("region_risk", scheduler_address, log=test_log)
+    second = compute.run("region_buildings", scheduler_address, log=test_log)
+    other = compute.run("risk_pyramid", scheduler_address, log=test_log)
+    assert first == second != other
+    assert fake_coiled.calls[0]["name"] == fake_coiled.calls[1]["name"]
+    assert len(fake_coiled.backends) == 2
+
+
+def test_coiled_exception_propagates_and_releases_client(fake_coiled, test_log):
+    compute = ComputeResource(platform="coiled")
+    with pytest.raises(ValueError, match=r"^region y1_x2: input raster has no valid pixels$"):
+        compute.run("region_risk", fail, "y1_x2", log=test_log)
+    assert [c.status for c in fake_coiled.clients] == ["closed"]
+    assert fake_coiled.closes == [{"force_shutdown": False}]
+
+
+def test_coiled_kwargs_match_installed_signature():
+    import coiled
+
+    signature = inspect.signature(coiled.Cluster.__init__)
+    for asset in PROFILES:
+        kwargs = ComputeResource(platform="coiled", software="env").cluster_kwargs(asset)
+        signature.bind(None, **kwargs)
+        assert set(kwargs) <= set(signature.parameters)
+
+
+def test_describe_is_small_json():
+    local = ComputeResource().describe("regional_pmtiles")
+    assert local == {
+        "compute_platform": "local",
+        "local_workers": 1,
+        "local_threads_per_worker": 2,
+    }
+    pmtiles = ComputeResource(platform="coiled").describe("regional_pmtiles")
+    assert pmtiles["vm_type"] == pmtiles["scheduler_vm_type"] == "c8g.12xlarge"
+    assert pmtiles["worker_disk_gb"] == 250
+    assert pmtiles["software"] == "package sync"
+    region = ComputeResource(platform="coiled", software="s").describe("region_risk")
+    assert "worker_disk_gb" not in region
+    assert region["software"] == "s"
+    assert region["cluster_name"].startswith("ocr-qa-region-")
+    for info in (local, pmtiles, region):
+        assert json.loads(json.dumps(info)) == info
+
+
+def test_import_does_not_load_coiled_or_distributed():
+    code = (
+        "import sys, ocr_resources.compute; "
+        "print(','.join(m for m in ('coiled', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""

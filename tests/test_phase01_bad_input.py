@@ -1,0 +1,143 @@
+"""Bad input fails fast with a clear error and writes no output."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from ocr_assets.phase01_regions import region_risk
+from ocr_core.catalog import InputCatalog
+from ocr_core.grid import DEMO, RegionIdError
+from ocr_core.process_region import SCOTT, WIND, run_region_risk
+from ocr_core.storage import Storage
+from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
+
+
+def _failure_message(result) -> str:
+    return "\n".join(
+        e.event_specific_data.error.message
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    )
+
+
+def _no_outputs(root: Path) -> bool:
+    return not (root / "output").exists() and not (root / "intermediate").exists()
+
+
+def _rewrite_dataset(inputs_root: Path, name: str, mutate) -> None:
+    """Rewrite one input dataset (an icechunk repo) with ``mutate(ds) -> ds``."""
+    import icechunk
+
+    catalog = InputCatalog(Storage(str(inputs_root)))
+    ds = catalog.open_zarr(name).load()
+    uri = catalog.uri(name)
+    shutil.rmtree(uri)
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(uri))
+    session = repo.writable_session("main")
+    mutate(ds).to_zarr(session.store, zarr_format=3, consolidated=False, mode="w")
+    session.commit("corrupted for a test")
+
+
+@pytest.fixture
+def inputs_copy(demo_inputs_root, tmp_path) -> Path:
+    dst = tmp_path / "inputs"
+    shutil.copytree(demo_inputs_root, dst)
+    return dst
+
+
+def run_one(inputs_root: Path, out_root: Path, region: str = "y2_x1"):
+    return dg.materialize(
+        [region_risk],
+        partition_key=region,
+        resources={
+            "storage": StorageResource(root=str(out_root)),
+            "catalog": InputCatalogResource(root=str(inputs_root)),
+            "compute": ComputeResource(),
+        },
+        raise_on_error=False,
+    )
+
+
+def test_missing_input_dataset_is_named_and_not_retried(tmp_path):
+    out = tmp_path / "out"
+    result = run_one(tmp_path / "empty-inputs", out)
+    assert not result.success
+    msg = _failure_message(result)
+    assert "input dataset" in msg and "could not be opened" in msg
+    assert "OCR_INPUT_ROOT" in msg
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries == []  # bad input cannot be fixed by retrying
+    assert _no_outputs(out)
+
+
+def test_wrong_crs_is_named(inputs_copy, tmp_path):
+    _rewrite_dataset(inputs_copy, SCOTT, lambda ds: ds.assign_attrs(crs="EPSG:3857"))
+    out = tmp_path / "out"
+    result = run_one(inputs_copy, out)
+    assert not result.success
+    assert "has CRS 'EPSG:3857', expected EPSG:4326" in _failure_message(result)
+    assert _no_outputs(out)
+
+
+def test_missing_variable_is_named(inputs_copy, tmp_path):
+    _rewrite_dataset(inputs_copy, SCOTT, lambda ds: ds.drop_vars("CRPS"))
+    out = tmp_path / "out"
+    result = run_one(inputs_copy, out)
+    assert "lacks variable(s) ['CRPS']" in _failure_message(result)
+    assert _no_outputs(out)
+
+
+def test_input_off_the_grid_is_named(inputs_copy, tmp_path):
+    def shift(ds):
+        return ds.assign_coords(longitude=ds.longitude + DEMO.pixel_size * 0.4)
+
+    _rewrite_dataset(inputs_copy, WIND, shift)
+    out = tmp_path / "out"
+    result = run_one(inputs_copy, out)
+    assert "offset from the demo grid by a fraction of a pixel" in _failure_message(result)
+    assert _no_outputs(out)
+
+
+def test_negative_wind_fractions_are_an_input_error(inputs_copy, tmp_path):
+    def negate(ds):
+        w = ds.wind_direction_distribution.values.copy()
+        w[..., 0] = -np.abs(w[..., 0]) - 0.1
+        return ds.assign(wind_direction_distribution=(ds.wind_direction_distribution.dims, w))
+
+    _rewrite_dataset(inputs_copy, WIND, negate)
+    out = tmp_path / "out"
+    result = run_one(inputs_copy, out)
+    assert "negative fractions" in _failure_message(result)
+    assert _no_outputs(out)
+
+
+@pytest.mark.parametrize("region", ["y0_x0", "y9_x9", "banana"])
+def test_unknown_region_ids_never_reach_storage(demo_inputs_root, tmp_path, region):
+    out = tmp_path / "out"
+    storage = Storage(str(out))
+    with pytest.raises(RegionIdError):
+        run_region_risk(region, "demo", InputCatalog(Storage(str(demo_inputs_root))), storage)
+    assert _no_outputs(out)
+    # Dagster itself refuses a partition key outside the region partitions
+    with pytest.raises(dg.DagsterUnknownPartitionError, match=region):
+        run_one(demo_inputs_root, out, region=region)
+    assert _no_outputs(out)
+
+
+def test_unreachable_storage_root_fails_before_work(demo_inputs_root, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_one(demo_inputs_root, blocker / "root")
+    assert not result.success
+    errors = [
+        e.event_specific_data.error.message
+        for e in result.all_events
+        if getattr(e.event_specific_data, "error", None) is not None
+    ]
+    assert any("cannot be written" in m and "OCR_STORAGE_ROOT" in m for m in errors)
+    assert not (blocker / "root").exists()

@@ -1,0 +1,479 @@
+"""Pin the production risk method (ocr_core/risk.py) to fire-risk-method.md.
+
+Each step is checked for the behaviour the specification states, and against the independent
+implementation in tests/reference_method.py; the headline test runs whole synthetic regions
+through both.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyproj import Transformer
+from scipy import ndimage
+
+from ocr_core import risk as P
+from ocr_core.risk import DIRECTIONS, OUTPUT_VARIABLES, UNITS, RegionInputs
+
+sys.path.insert(0, str(Path(__file__).parent))
+import reference_method as R
+
+PS = 0.00030799387843671866  # CONUS pixel size, degrees
+LAT0, LON0 = 34.0, -118.8
+TOL = 1e-6
+# Ellipse centres (m) from the spec: 110 m toward where the wind comes from, y north.
+D = 110 / math.sqrt(2)
+CENTRES = {
+    "N": (0, 110), "NE": (D, D), "E": (110, 0), "SE": (D, -D),
+    "S": (0, -110), "SW": (-D, -D), "W": (-110, 0), "NW": (-D, D),
+}  # fmt: skip
+STEPS = np.linspace(-41.0, 40.0, 81)
+
+
+def sizes(lat=LAT0, lon=LON0):
+    """Production pixel sizes (dx, dy) in metres."""
+    return P.pixel_sizes_m(lat, lon, PS)
+
+
+def bp_field(rng, shape, scale=0.05, zero_frac=0.45):
+    """Spatially correlated BP-like field with zero patches."""
+    f = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0)
+    f = (f - f.min()) / (f.max() - f.min())
+    return np.where(f > zero_frac, 0.001 + scale * (f - zero_frac), 0.0).astype(np.float32)
+
+
+def make_inputs(ny=300, nx=260, region=(20, 280, 30, 230), lat0=LAT0, lon0=LON0, seed=0,
+                bp="field"):  # fmt: skip
+    """Synthetic RegionInputs: 30 m buffered grid and a 270 m EPSG:5070 BP window covering it."""
+    rng = np.random.default_rng(seed)
+    lat = lat0 + PS * (np.arange(ny) + 0.5)
+    lon = lon0 + PS * (np.arange(nx) + 0.5)
+    tr = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
+    cx, cy = tr.transform(*np.meshgrid([lon[0], lon[-1]], [lat[0], lat[-1]]))
+    # Offsets keep 30 m centres off exact 270 m half-pixel ties.
+    x270 = np.arange(cx.min() - 3 * 270 + 37.3, cx.max() + 3 * 270, 270.0) + 135
+    y270 = (np.arange(cy.min() - 3 * 270 + 101.9, cy.max() + 3 * 270, 270.0) + 135)[::-1]
+    shape = (y270.size, x270.size)
+    bp270 = {}
+    for k, scen in enumerate(("2011", "2047")):
+        if bp == "field" and min(shape) < 32:
+            b = bp_field(rng, shape).astype(np.float64)
+        elif bp == "field":
+            b = bp_field(rng, shape, scale=0.06 * (1 + 0.3 * k)).astype(np.float64)
+            b[rng.random(shape) < 0.01] = np.nan
+            b[3:6, 4:7] = np.nan
+            b[9:12, 10:13] = 0.03
+            b[10, 11] = 0.0  # isolated zero hole
+            b[13:16, 14:17] = 0.025
+            b[14, 15] = np.nan  # isolated NaN hole
+            b[17:22, 25:30] = 0.015
+            b[19, 27] = b[20, 28] = 0.0  # diagonal pair of holes
+        elif bp == "zero":
+            b = np.zeros(shape)
+        elif bp == "nan":
+            b = np.full(shape, np.nan)
+        else:
+            b = np.zeros(shape)
+            b[shape[0] // 2, shape[1] // 2] = 0.04
+        bp270[scen] = b.astype(np.float32)
+    wind = rng.dirichlet(np.full(8, 0.7), size=(ny, nx)).astype(np.float32)
+    wind[50:60, 40:55] = 0.0
+    wind[100:103, 150:160, 3] = np.nan
+    wind[rng.random((ny, nx)) < 0.002] = 0.0
+    r0, r1, c0, c1 = region
+    rshape = (r1 - r0, c1 - c0)
+    return RegionInputs(
+        lat=lat, lon=lon, region=region, wind=wind, bp270=bp270, x270=x270, y270=y270,
+        crs270="EPSG:5070", crps=(rng.random(rshape) * 100).astype(np.float32),
+        rps=(rng.random(rshape) * 5).astype(np.float32),
+        riley30={s: (rng.random(rshape) * 0.05).astype(np.float32) for s in ("2011", "2047")},
+        pixel_size=PS,
+    )  # fmt: skip
+
+
+def max_abs(a, b):
+    """Max |a - b| over pixels finite in both (0 if none)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.abs(a[ok] - b[ok]).max()) if ok.any() else 0.0
+
+
+def assert_close(prod, ref, tol=TOL):
+    """Same shape, identical NaN pattern, max abs diff ≤ tol."""
+    assert prod.shape == ref.shape
+    np.testing.assert_array_equal(np.isnan(prod), np.isnan(ref))
+    assert max_abs(prod, ref) <= tol
+
+
+# ---------------------------------------------------------------- constants, pixel sizes
+
+
+def test_constants():
+    assert DIRECTIONS == ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+    assert OUTPUT_VARIABLES == (
+        "rps_scott", "rps_2011", "rps_2047", "bp_2011", "bp_2047", "crps_scott",
+        "bp_2011_riley", "bp_2047_riley",
+    )  # fmt: skip
+    assert set(UNITS) == set(OUTPUT_VARIABLES)
+    for name in OUTPUT_VARIABLES:
+        if name.startswith(("rps", "crps")):
+            assert UNITS[name] == "percent"
+        else:
+            assert UNITS[name] == "1 (annual probability)"
+
+
+@pytest.mark.parametrize("lat", [24.0, 34.0, 41.5, 49.0])
+def test_pixel_sizes_haversine(lat):
+    dx, dy = P.pixel_sizes_m(lat, -100.0, PS)
+    rdx, rdy = R.ref_pixel_sizes(lat, -100.0, PS)
+    assert dx == pytest.approx(rdx, rel=1e-12)
+    assert dy == pytest.approx(rdy, rel=1e-12)
+    assert dy == pytest.approx(6371e3 * math.radians(PS), rel=1e-9)
+    assert dx == pytest.approx(dy * math.cos(math.radians(lat)), rel=1e-6)
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("lat", [24.0, 30.0, 34.0, 40.0, 45.0, 49.0])
+def test_kernel_shape_dtype_sum_count(lat):
+    dx, dy = sizes(lat)
+    kernels = P.make_kernels(dx, dy)
+    assert set(kernels) == set(DIRECTIONS)
+    for d in DIRECTIONS:
+        k = kernels[d]
+        assert k.shape == (81, 81)
+        assert k.dtype == np.float32
+        assert abs(float(k.astype(np.float64).sum()) - 1.0) < 1e-6
+        taps = k[k != 0]
+        assert 200 <= taps.size <= 500
+        assert np.all(taps == taps[0])  # normalized indicator: one value
+        assert (k >= 0).all()
+        np.testing.assert_array_equal(k, P.make_kernel(d, dx, dy))
+        np.testing.assert_array_equal(k, R.ref_kernel(d, dx, dy))
+
+
+def test_kernel_exact_tap_counts_at_34n():
+    dx, dy = sizes(34.0, LON0)
+    assert dx == pytest.approx(28.3923, abs=1e-3)
+    assert dy == pytest.approx(34.2474, abs=1e-3)
+    expected = {"N": 254, "NE": 252, "E": 256, "SE": 252, "S": 254, "SW": 252, "W": 256, "NW": 252}
+    got = {d: int(np.count_nonzero(P.make_kernel(d, dx, dy))) for d in DIRECTIONS}
+    assert got == expected
+
+
+def test_kernel_tap_bound_is_enforced():
+    """Pixel sizes far from CONUS 30 m violate the 200-500 tap sanity bound."""
+    for size in (10.0, 100.0):
+        assert not 200 <= np.count_nonzero(R.ref_kernel("N", size, size)) <= 500
+        with pytest.raises(ValueError):
+            P.make_kernel("N", size, size)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_kernel_orientation(direction):
+    """Tap-weighted centroid sits at the stated ellipse centre (y north = higher row)."""
+    dx, dy = sizes()
+    k = P.make_kernel(direction, dx, dy).astype(np.float64)
+    rows, cols = np.indices(k.shape)
+    x_m = float((k * STEPS[cols] * dx).sum())
+    y_m = float((k * STEPS[rows] * dy).sum())
+    ex, ey = CENTRES[direction]
+    assert x_m == pytest.approx(ex, abs=5.0)
+    assert y_m == pytest.approx(ey, abs=5.0)
+    row_c, col_c = float((k * rows).sum()), float((k * cols).sum())
+    zero = 41 / (81 / 80)  # index whose tap coordinate is 0 m (quirk: not 40)
+    assert np.sign(round(row_c - zero, 1)) == np.sign(ey)
+    assert np.sign(round(col_c - zero, 1)) == np.sign(ex)
+
+
+def test_kernel_quirk_asymmetry():
+    """Taps run −41..40 pixel steps, so the centre tap is −0.5 px and kernels lean east/north."""
+    dx, dy = sizes()
+    ks = P.make_kernels(dx, dy)
+    for d in ("N", "S"):
+        k = ks[d].astype(np.float64)
+        col_c = float((k * np.indices(k.shape)[1]).sum())
+        assert col_c == pytest.approx(40.5, abs=0.05)  # a symmetric kernel would give 40.0
+        assert np.count_nonzero(k[:, 41:]) > np.count_nonzero(k[:, :40])
+        assert not np.array_equal(k, k[:, ::-1])
+    assert not np.array_equal(ks["N"][::-1, :], ks["S"])
+    assert not np.array_equal(ks["E"][:, ::-1], ks["W"])
+
+
+# ---------------------------------------------------------------- correlation and spreading
+
+
+def test_correlate_is_correlation_with_reflect101_border():
+    rng = np.random.default_rng(1)
+    arr = rng.random((97, 83)).astype(np.float32)
+    dx, dy = sizes()
+    k = P.make_kernel("NE", dx, dy)
+    out = P.correlate(arr, k)
+    assert out.shape == arr.shape
+    assert max_abs(out, R.ref_filter(arr, k)) <= TOL
+    pad = np.pad(arr.astype(np.float64), 40, mode="reflect")  # numpy reflect = REFLECT_101
+    for i, j in [(0, 0), (96, 82), (0, 82), (48, 0), (96, 41), (50, 40)]:
+        expected = float((pad[i : i + 81, j : j + 81] * k).sum())
+        assert out[i, j] == pytest.approx(expected, abs=1e-6)
+    impulse = np.zeros((121, 121), np.float32)
+    impulse[60, 60] = 1.0
+    resp = P.correlate(impulse, P.make_kernel("N", dx, dy)).astype(np.float64)
+    resp[np.abs(resp) < 1e-9] = 0
+    row_c = (resp * np.indices(resp.shape)[0]).sum() / resp.sum()
+    assert row_c < 57  # not flipped: a fire reaches the cells south of it under a north wind
+
+
+def test_spread_zeros_do_not_dilute():
+    """A uniform field v with zero holes spreads to exactly v; far pixels stay 0."""
+    dx, dy = sizes()
+    rng = np.random.default_rng(2)
+    v = 0.037
+    arr = np.zeros((120, 260), np.float32)
+    arr[:, 100:160] = v
+    arr[rng.random(arr.shape) < 0.3] = 0.0
+    for d in DIRECTIONS:
+        out = P.directional_spread(arr, P.make_kernel(d, dx, dy))
+        assert out.shape == arr.shape
+        assert (out >= 0).all()
+        np.testing.assert_allclose(out[arr > 0], v, rtol=1e-5)
+        np.testing.assert_allclose(out[out > 0], v, rtol=1e-5)
+        assert (out[:, 100:160] > 0).all()  # holes filled with v, not v × coverage
+        assert (out[:, :30] == 0).all() and (out[:, 230:] == 0).all()
+
+
+def test_spread_edge_cases_and_nan():
+    dx, dy = sizes()
+    k = P.make_kernel("SW", dx, dy)
+    zero = np.zeros((90, 70), np.float32)
+    np.testing.assert_array_equal(P.directional_spread(zero, k), zero)
+    rng = np.random.default_rng(3)
+    arr = bp_field(rng, (140, 125), zero_frac=0.55)
+    arr[rng.random(arr.shape) < 0.05] = np.nan
+    arr[0, :] = 0.02  # fire on the array edges
+    arr[:, -1] = np.nan
+    for d in DIRECTIONS:
+        kd = P.make_kernel(d, dx, dy)
+        out = P.directional_spread(arr, kd)
+        assert out.shape == arr.shape
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(arr))
+        assert (out[~np.isnan(out)] >= 0).all()
+        assert_close(out, R.ref_spread(arr, kd))
+        assert_close(out[:, :3], R.ref_spread(arr, kd)[:, :3])
+
+
+def test_spread_iterations_grow_the_footprint():
+    dx, dy = sizes()
+    k = P.make_kernel("E", dx, dy)
+    arr = np.zeros((101, 101), np.float32)
+    arr[50, 50] = 0.02
+    counts = [np.count_nonzero(P.directional_spread(arr, k, iterations=n)) for n in (1, 2, 3)]
+    assert counts[0] < counts[1] < counts[2]
+    assert_close(P.directional_spread(arr, k, iterations=1), R.ref_spread(arr, k, 1))
+    assert_close(P.directional_spread(arr, k), R.ref_spread(arr, k, 3))
+
+
+# ---------------------------------------------------------------- composite
+
+
+def spreads(rng, shape):
+    return {d: rng.random(shape).astype(np.float32) * 0.05 for d in DIRECTIONS}
+
+
+def test_composite_normalizes_and_matches_reference():
+    rng = np.random.default_rng(4)
+    sp = spreads(rng, (40, 30))
+    f = rng.random((40, 30, 8)).astype(np.float32)
+    f[1, 1] = 0.0
+    f[2, 2, 5] = np.nan
+    out = P.weighted_composite(sp, f)
+    assert out.shape == (40, 30)
+    assert np.isnan(out[1, 1]) and np.isnan(out[2, 2])
+    assert np.isnan(out).sum() == 2
+    np.testing.assert_allclose(P.weighted_composite(sp, f * 7.5), out, rtol=1e-6)
+    assert_close(out, R.ref_composite(sp, f))
+    onehot = np.zeros((40, 30, 8), np.float32)
+    onehot[..., 6] = 0.3
+    np.testing.assert_allclose(P.weighted_composite(sp, onehot), sp["W"], rtol=1e-6)
+    stack = np.stack([sp[d] for d in DIRECTIONS], -1).astype(np.float64)
+    manual = (stack[3:, 3:] * f[3:, 3:]).sum(-1) / f[3:, 3:].sum(-1)
+    np.testing.assert_allclose(out[3:, 3:], manual, rtol=1e-5)
+
+
+def test_composite_rejects_negative_fractions():
+    sp = spreads(np.random.default_rng(5), (4, 4))
+    f = np.full((4, 4, 8), 0.125, np.float32)
+    f[2, 3, 1] = -0.01
+    with pytest.raises(ValueError):
+        P.weighted_composite(sp, f)
+
+
+# ---------------------------------------------------------------- gap-fill
+
+
+def test_gap_fill_rule():
+    b = np.full((9, 9), 0.2, np.float32)
+    b[4, :] = 0.0
+    b[1, 1] = 0.0  # fill: mean over the 3×3 with the zero centre included
+    b[2, 3] = np.nan  # fill: NaN centre skipped
+    b[6, 1] = 0.0
+    b[5, 1] = np.nan  # not filled: a neighbour is NaN (not > 0)
+    b[6, 6] = 0.0
+    b[7, 7] = 0.0  # diagonal pair: both filled from the input values
+    b[8, 4] = 0.0  # array edge: untouched
+    b[3, 8] = 0.0  # array edge: untouched
+    out = P.gap_fill(b)
+    exp = b.astype(np.float64).copy()
+    exp[1, 1] = 0.2 * 8 / 9
+    exp[2, 3] = 0.2
+    exp[6, 6] = (0.2 * 7 + 0.0 * 2) / 9
+    exp[7, 7] = (0.2 * 7 + 0.0 * 2) / 9
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(exp))
+    np.testing.assert_allclose(out, exp, rtol=1e-6, equal_nan=True)
+    assert out[6, 1] == 0.0 and out[8, 4] == 0.0 and out[3, 8] == 0.0
+    assert (out[4, :] == 0).all()  # neighbours in the zero row are not all > 0
+    edge = np.full((5, 5), 0.3, np.float32)
+    edge[0, 2] = edge[2, 0] = edge[4, 4] = 0.0
+    np.testing.assert_array_equal(P.gap_fill(edge), edge)
+
+
+def test_gap_fill_nan_corner_skipped_and_matches_reference():
+    b = np.array([[np.nan, 0.1, 0.2], [0.3, 0.0, 0.4], [0.5, 0.6, 0.7]], np.float32)
+    out = P.gap_fill(b)
+    assert out[1, 1] == pytest.approx((0.1 + 0.2 + 0.3 + 0.0 + 0.4 + 0.5 + 0.6 + 0.7) / 8)
+    rng = np.random.default_rng(6)
+    for _ in range(5):
+        a = rng.random((40, 37)).astype(np.float32)
+        a[rng.random(a.shape) < 0.15] = 0.0
+        a[rng.random(a.shape) < 0.1] = np.nan
+        assert_close(P.gap_fill(a), R.ref_gap_fill(a))
+
+
+# ---------------------------------------------------------------- reprojection
+
+
+def test_reproject_nearest_matches_reference():
+    inp = make_inputs(ny=120, nx=110, region=(0, 120, 0, 110))
+    src = inp.bp270["2011"]
+    out = P.reproject_nearest(src, inp.x270, inp.y270, inp.crs270, inp.lat, inp.lon)
+    ref = R.ref_reproject(src, inp.x270, inp.y270, inp.crs270, inp.lat, inp.lon)
+    assert out.shape == (120, 110)
+    np.testing.assert_array_equal(out, ref.astype(np.float32))
+    flipped = P.reproject_nearest(src[::-1], inp.x270, inp.y270[::-1], inp.crs270, inp.lat,
+                                  inp.lon)  # fmt: skip
+    np.testing.assert_array_equal(flipped, out)
+    part = P.reproject_nearest(src[:, :6], inp.x270[:6], inp.y270, inp.crs270, inp.lat, inp.lon)
+    ref_part = R.ref_reproject(src[:, :6], inp.x270[:6], inp.y270, inp.crs270, inp.lat, inp.lon)
+    np.testing.assert_array_equal(np.isnan(part), np.isnan(ref_part))
+    assert np.isnan(part[:, -1]).all()
+
+
+# ---------------------------------------------------------------- smoothing
+
+
+def test_smoothing_kernel_size():
+    assert P.smoothing_kernel_size(PS) == 17
+    for ps in (1e-4, 2e-4, PS, 5e-4, 1e-3, 5e-3, 0.1):
+        k = P.smoothing_kernel_size(ps)
+        assert k % 2 == 1 and k >= 3
+        assert k == R.ref_smoothing_size(ps)
+
+
+@pytest.mark.parametrize("ps", [PS, 5e-4])
+def test_smooth_matches_reference_gaussian(ps):
+    rng = np.random.default_rng(7)
+    a = bp_field(rng, (150, 133))
+    out = P.smooth(a, ps)
+    assert out.dtype == np.float32 and out.shape == a.shape
+    assert_close(out, R.ref_smooth(a, ps))
+    const = np.full((60, 50), 0.01, np.float32)
+    np.testing.assert_allclose(P.smooth(const, ps), const, rtol=1e-6)
+    g = R.ref_gaussian_1d(17)
+    assert g[8] == pytest.approx(max(g)) and g.sum() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- whole region
+
+
+def test_wind_informed_bp_matches_reference():
+    inp = make_inputs(seed=11)
+    dx, dy = R.ref_centre_pixel_sizes(inp)
+    gf = P.gap_fill(inp.bp270["2047"])
+    bp30 = P.reproject_nearest(gf, inp.x270, inp.y270, inp.crs270, inp.lat, inp.lon)
+    out = P.wind_informed_bp(bp30, inp.wind, dx, dy, PS)
+    assert out.dtype == np.float32
+    assert_close(out, R.ref_wind_bp(bp30, inp.wind, dx, dy, PS))
+
+
+CASES = {
+    "socal_300x260": {},
+    "wa_odd_edge_sw": dict(ny=257, nx=233, region=(0, 257, 0, 120), lat0=47.3, lon0=-120.5,
+                           seed=1),
+    "odd_edge_ne": dict(ny=211, nx=187, region=(90, 211, 60, 187), seed=2),
+    "all_zero": dict(ny=181, nx=163, region=(10, 170, 12, 150), bp="zero"),
+    "all_nan": dict(ny=181, nx=163, region=(10, 170, 12, 150), bp="nan"),
+    "single_fire": dict(ny=221, nx=201, region=(30, 190, 30, 170), bp="single"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def region_case(request):
+    inp = make_inputs(**CASES[request.param])
+    return request.param, inp, P.compute_region_risk(inp), R.reference_region_risk(inp)
+
+
+def test_region_matches_reference(region_case):
+    """Headline: production == independent reference on every variable, same NaN pattern."""
+    name, _inp, prod, ref = region_case
+    assert tuple(prod) == OUTPUT_VARIABLES
+    for var in OUTPUT_VARIABLES:
+        p, r = prod[var], ref[var]
+        assert p.dtype == np.float32, var
+        np.testing.assert_array_equal(np.isnan(p), np.isnan(r), err_msg=f"{name} {var}")
+        ok = ~np.isnan(r)
+        # RPS = BP × CRPS (CRPS up to 100): float32 rounding scales with the value.
+        bound = TOL * np.maximum(1.0, np.abs(r[ok])) if var.startswith("rps_2") else TOL
+        assert (np.abs(p[ok].astype(np.float64) - r[ok]) <= bound).all(), (name, var)
+
+
+def test_region_outputs_contract(region_case):
+    name, inp, prod, _ = region_case
+    r0, r1, c0, c1 = inp.region
+    for var in OUTPUT_VARIABLES:
+        assert prod[var].shape == (r1 - r0, c1 - c0)
+    np.testing.assert_array_equal(prod["rps_scott"], inp.rps)
+    np.testing.assert_array_equal(prod["crps_scott"], inp.crps)
+    np.testing.assert_array_equal(prod["bp_2011_riley"], inp.riley30["2011"])
+    np.testing.assert_array_equal(prod["bp_2047_riley"], inp.riley30["2047"])
+    for scen in ("2011", "2047"):
+        bp, rps = prod[f"bp_{scen}"], prod[f"rps_{scen}"]
+        np.testing.assert_allclose(rps, bp * inp.crps, rtol=1e-6, atol=0, equal_nan=True)
+        vals = bp[~np.isnan(bp)]
+        assert ((vals >= 0) & (vals <= 1)).all()
+        vals = rps[~np.isnan(rps)]
+        assert ((vals >= 0) & (vals <= 100)).all()
+    if name == "all_nan":
+        assert np.isnan(prod["bp_2011"]).all() and np.isnan(prod["rps_2047"]).all()
+    elif name == "all_zero":
+        assert np.nanmax(prod["bp_2011"]) == 0 and np.isfinite(prod["bp_2011"]).mean() > 0.5
+    elif name == "single_fire":
+        bp = prod["bp_2011"]
+        assert 0 < np.nanmax(bp) <= 0.04 * (1 + 1e-6) and np.count_nonzero(np.nan_to_num(bp)) > 100
+    else:
+        assert np.isfinite(prod["bp_2011"]).mean() > 0.5
+
+
+def test_region_spreading_fills_zero_pixels():
+    """In the main case the composite fills bp30 == 0 pixels near fire with positive BP."""
+    inp = make_inputs()
+    r0, r1, c0, c1 = inp.region
+    bp30 = R.ref_reproject(R.ref_gap_fill(inp.bp270["2011"]), inp.x270, inp.y270,
+                           inp.crs270, inp.lat, inp.lon)[r0:r1, c0:c1]  # fmt: skip
+    out = P.compute_region_risk(inp)["bp_2011"]
+    filled = (bp30 == 0) & (out > 0)
+    assert filled.sum() > 1000
+    assert ((bp30 > 0) & np.isfinite(out)).sum() > 1000

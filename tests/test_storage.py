@@ -1,0 +1,299 @@
+"""Storage layout, reachability checks and atomic writes (local and a real S3 API), settings."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ocr_core.storage import Storage, StorageError
+from ocr_resources.settings import DEFAULT_LOCAL_ROOT, Settings, SettingsError
+
+# --- layout ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root", ["s3://bucket/prefix", "/data/ocr"])
+def test_layout_production_is_versioned(root):
+    s = Storage(root=root, environment="production", version="1.2.3")
+    ns = "production/v1.2.3"
+    assert s.icechunk_uri == f"{root}/output/fire-risk/tensor/{ns}/ocr.icechunk"
+    assert s.region_geoparquet_uri("y5_x14") == (
+        f"{root}/intermediate/fire-risk/vector/{ns}/geoparquet-regions/y5_x14.parquet"
+    )
+    assert s.summary_stats_dir == f"{root}/intermediate/fire-risk/vector/{ns}/region-summary-stats"
+    assert s.geoparquet_dir == f"{root}/output/fire-risk/vector/{ns}/geoparquet"
+    assert s.region_analysis_dir == f"{root}/output/fire-risk/vector/{ns}/region-analysis"
+    assert s.pmtiles_dir == f"{root}/output/fire-risk/vector/{ns}/pmtiles"
+    assert s.pyramid_uri == f"{root}/output/fire-risk/pyramid/{ns}/pyramid.zarr"
+
+
+@pytest.mark.parametrize("environment", ["qa", "staging"])
+def test_layout_unversioned_environments(environment):
+    root = "s3://bucket"
+    s = Storage(root=root + "/", environment=environment)
+    assert s.icechunk_uri == f"{root}/output/fire-risk/tensor/{environment}/ocr.icechunk"
+    assert s.region_geoparquet_uri("y5_x14") == (
+        f"{root}/intermediate/fire-risk/vector/{environment}/geoparquet-regions/y5_x14.parquet"
+    )
+    assert s.pmtiles_dir == f"{root}/output/fire-risk/vector/{environment}/pmtiles"
+    assert s.pyramid_uri == f"{root}/output/fire-risk/pyramid/{environment}/pyramid.zarr"
+
+
+def _outputs(s: Storage) -> list[str]:
+    return [
+        s.icechunk_uri,
+        s.region_geoparquet_dir,
+        s.summary_stats_dir,
+        s.geoparquet_dir,
+        s.region_analysis_dir,
+        s.pmtiles_dir,
+        s.pyramid_uri,
+    ]
+
+
+def test_no_two_outputs_share_or_nest_a_path():
+    namespaces = [
+        Storage("s3://b", "qa"),
+        Storage("s3://b", "staging"),
+        Storage("s3://b", "production", "1.2.3"),
+        Storage("s3://b", "production", "1.2.4"),
+    ]
+    paths = [p for s in namespaces for p in _outputs(s)]
+    assert len(set(paths)) == len(paths) == 28
+    for a in paths:
+        for b in paths:
+            if a != b:
+                assert not b.startswith(a + "/"), f"{b} lies inside {a}"
+
+
+# --- reachability ----------------------------------------------------------------------------
+
+
+def test_check_reachable_local_writable(tmp_path):
+    root = tmp_path / "new" / "root"
+    Storage(str(root)).check_reachable()
+    assert root.is_dir()
+    assert list(root.iterdir()) == []  # the write probe is removed
+
+
+def test_check_reachable_local_unwritable_names_root(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    root = str(blocker / "root")
+    with pytest.raises(StorageError, match="cannot be written") as err:
+        Storage(root).check_reachable()
+    assert root in str(err.value)
+    assert "OCR_STORAGE_ROOT" in str(err.value)
+
+
+def test_check_reachable_missing_bucket(s3_server):
+    root = "s3://ocr-no-such-bucket/prefix"
+    storage = Storage(root, s3_endpoint_url=s3_server, s3_region="us-east-1")
+    with pytest.raises(StorageError, match="cannot be reached") as err:
+        storage.check_reachable()
+    assert root in str(err.value)
+
+
+def test_check_reachable_bucket(s3_server, s3_bucket):
+    Storage(s3_bucket, s3_endpoint_url=s3_server, s3_region="us-east-1").check_reachable()
+
+
+# --- atomic writes ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request, tmp_path, monkeypatch):
+    """A Storage on a local folder or a moto bucket; scratch files go to a watched temp dir."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    if request.param == "local":
+        return Storage(str(tmp_path / "root"))
+    endpoint = request.getfixturevalue("s3_server")
+    bucket = request.getfixturevalue("s3_bucket")
+    return Storage(bucket, s3_endpoint_url=endpoint, s3_region="us-east-1")
+
+
+def _files_under(storage: Storage, uri: str) -> list[str]:
+    """Every file below ``uri`` (hidden temp files included), relative to it."""
+    fs = storage.filesystem()
+    base = storage._fs_path(uri).rstrip("/")
+    if not fs.exists(base):
+        return []
+    return sorted(p[len(base) + 1 :] for p in fs.find(base))
+
+
+def _scratch_is_empty() -> bool:
+    return list(Path(tempfile.gettempdir()).iterdir()) == []
+
+
+def test_atomic_file_replaces_whole(storage):
+    uri = storage.join("out/stats.csv")
+    storage.write_bytes_atomic(uri, b"old")
+    with storage.atomic_local_file(uri, suffix=".csv") as path:
+        assert path.suffix == ".csv"
+        path.write_bytes(b"new, longer content")
+        assert storage.read_bytes(uri) == b"old"  # nothing visible before the block ends
+    assert storage.read_bytes(uri) == b"new, longer content"
+    assert _files_under(storage, storage.join("out")) == ["stats.csv"]
+    assert _scratch_is_empty()
+
+
+def test_atomic_file_error_keeps_previous(storage):
+    uri = storage.join("out/stats.csv")
+    storage.write_bytes_atomic(uri, b"old")
+    with pytest.raises(RuntimeError, match="boom"), storage.atomic_local_file(uri) as path:
+        path.write_bytes(b"half")
+        raise RuntimeError("boom")
+    assert storage.read_bytes(uri) == b"old"
+    assert _files_under(storage, storage.join("out")) == ["stats.csv"]
+    assert _scratch_is_empty()
+
+
+def test_atomic_file_error_on_first_write_creates_nothing(storage):
+    uri = storage.join("out/stats.csv")
+    with pytest.raises(RuntimeError), storage.atomic_local_file(uri) as path:
+        path.write_bytes(b"half")
+        raise RuntimeError("boom")
+    assert not storage.exists(uri)
+    assert _files_under(storage, storage.join("out")) == []
+
+
+def _write_tree(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
+def test_atomic_dir_replaces_whole_and_drops_stale_files(storage):
+    uri = storage.join("out/pmtiles")
+    with storage.atomic_local_dir(uri) as folder:
+        _write_tree(folder, {"a.pmtiles": b"a1", "b.pmtiles": b"b1", "sub/c.json": b"c1"})
+    assert _files_under(storage, uri) == ["a.pmtiles", "b.pmtiles", "sub/c.json"]
+
+    with storage.atomic_local_dir(uri) as folder:
+        _write_tree(folder, {"a.pmtiles": b"a2", "sub/d.json": b"d2"})
+        assert storage.read_bytes(f"{uri}/b.pmtiles") == b"b1"  # old run intact meanwhile
+    assert _files_under(storage, uri) == ["a.pmtiles", "sub/d.json"]
+    assert storage.read_bytes(f"{uri}/a.pmtiles") == b"a2"
+    assert _files_under(storage, storage.join("out")) == ["pmtiles/a.pmtiles", "pmtiles/sub/d.json"]
+    assert _scratch_is_empty()
+
+
+def test_atomic_dir_error_keeps_previous(storage):
+    uri = storage.join("out/pmtiles")
+    with storage.atomic_local_dir(uri) as folder:
+        _write_tree(folder, {"a.pmtiles": b"a1"})
+    with pytest.raises(ValueError, match="tippecanoe failed"), storage.atomic_local_dir(uri) as f:
+        _write_tree(f, {"a.pmtiles": b"half", "x.pmtiles": b"x"})
+        raise ValueError("tippecanoe failed")
+    assert _files_under(storage, storage.join("out")) == ["pmtiles/a.pmtiles"]
+    assert storage.read_bytes(f"{uri}/a.pmtiles") == b"a1"
+    assert _scratch_is_empty()
+
+
+# --- icechunk --------------------------------------------------------------------------------
+
+
+def test_icechunk_storage_roundtrip_on_s3(s3_server, s3_bucket):
+    import icechunk
+    import zarr
+
+    storage = Storage(f"{s3_bucket}/root", s3_endpoint_url=s3_server, s3_region="us-east-1")
+    repo = icechunk.Repository.create(storage.icechunk_storage())
+    session = repo.writable_session("main")
+    array = zarr.create_array(session.store, name="risk", shape=(4, 6), chunks=(2, 3), dtype="f4")
+    array[:] = np.arange(24, dtype="f4").reshape(4, 6)
+    snapshot = session.commit("wrote region_id (y0_x0)")
+
+    reopened = icechunk.Repository.open(storage.icechunk_storage())
+    read = zarr.open_array(reopened.readonly_session(branch="main").store, path="risk", mode="r")
+    np.testing.assert_array_equal(read[:], np.arange(24, dtype="f4").reshape(4, 6))
+    assert next(iter(reopened.ancestry(branch="main"))).id == snapshot
+    keys = storage.filesystem().find(storage._fs_path(storage.icechunk_uri))
+    assert keys, "the repository lives under icechunk_uri in the bucket"
+
+
+def test_icechunk_storage_local(tmp_path):
+    import icechunk
+
+    storage = Storage(str(tmp_path))
+    icechunk.Repository.create(storage.icechunk_storage())
+    assert Path(storage.icechunk_uri).is_dir()
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def test_settings_defaults():
+    s = Settings.from_env({})
+    assert (s.environment, s.version, s.grid, s.platform) == ("qa", None, "demo", "local")
+    assert s.storage_root == str(DEFAULT_LOCAL_ROOT)
+    assert s.inputs_root == s.storage_root
+    assert s.region_max_retries == 2
+    assert (s.s3_endpoint_url, s.s3_region, s.coiled_software) == (None, "us-west-2", None)
+
+
+def test_settings_from_env_reads_every_variable(tmp_path):
+    s = Settings.from_env(
+        {
+            "OCR_ENVIRONMENT": "production",
+            "OCR_VERSION": "1.2.3",
+            "OCR_STORAGE_ROOT": "s3://bucket/prefix/",
+            "OCR_INPUT_ROOT": str(tmp_path),
+            "OCR_GRID": "conus",
+            "OCR_PLATFORM": "coiled",
+            "OCR_REGION_MAX_RETRIES": "4",
+            "OCR_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "OCR_S3_REGION": "us-east-1",
+            "COILED_SOFTWARE_ENV_NAME": "ocr-main",
+        }
+    )
+    assert s.storage_root == "s3://bucket/prefix"
+    assert s.inputs_root == str(tmp_path)
+    assert (s.environment, s.version, s.grid, s.platform) == (
+        "production",
+        "1.2.3",
+        "conus",
+        "coiled",
+    )
+    assert (s.region_max_retries, s.s3_region, s.coiled_software) == (4, "us-east-1", "ocr-main")
+    assert s.s3_endpoint_url == "http://127.0.0.1:9000"
+
+
+def test_settings_blank_values_mean_unset():
+    s = Settings.from_env({"OCR_ENVIRONMENT": "  ", "OCR_VERSION": "", "OCR_GRID": ""})
+    assert (s.environment, s.version, s.grid) == ("qa", None, "demo")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"OCR_ENVIRONMENT": "QA"}, "OCR_ENVIRONMENT"),
+        ({"OCR_ENVIRONMENT": "prod"}, "OCR_ENVIRONMENT"),
+        ({"OCR_ENVIRONMENT": "production"}, "OCR_VERSION"),
+        ({"OCR_VERSION": "1.2"}, "OCR_VERSION"),
+        ({"OCR_VERSION": "1.2.3.4"}, "OCR_VERSION"),
+        ({"OCR_VERSION": "v1.2.3"}, "OCR_VERSION"),
+        ({"OCR_VERSION": "01.2.3"}, "OCR_VERSION"),
+        ({"OCR_GRID": "europe"}, "OCR_GRID"),
+        ({"OCR_PLATFORM": "aws"}, "OCR_PLATFORM"),
+        ({"OCR_REGION_MAX_RETRIES": "two"}, "OCR_REGION_MAX_RETRIES"),
+        ({"OCR_REGION_MAX_RETRIES": "-1"}, "OCR_REGION_MAX_RETRIES"),
+    ],
+)
+def test_settings_errors_name_the_variable(env, variable):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "1.2.3-rc.1", "1.2.3+build.5"])
+def test_settings_accepts_semver(version):
+    assert Settings(environment="production", version=version).version == version
+
+
+def test_settings_rejects_other_url_schemes():
+    with pytest.raises(SettingsError, match="gs://bucket"):
+        Settings(storage_root="gs://bucket")
