@@ -27,7 +27,10 @@ def _instance():
 def _run(job, instance, **kwargs) -> None:
     label = kwargs.get("partition_key", "")
     t0 = time.perf_counter()
-    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, run_config=quiet, **kwargs
+    )
     took = time.perf_counter() - t0
     if not result.success:
         failures = [

@@ -93,6 +93,7 @@ def region_risk(
             "value_ranges": _ranges_table(s["value_ranges"]),
             "kernel_seconds": s["kernel_seconds"],
             "kernel_peak_mb": s["kernel_peak_mb"],
+            "kernel_added_mb": s["kernel_added_mb"],
             "read_seconds": s["read_seconds"],
             "write_seconds": s["write_seconds"],
             "process_max_rss_mb": s["process_max_rss_mb"],

@@ -12,12 +12,13 @@ import io
 import logging
 import resource
 import time
-import tracemalloc
 
 import numpy as np
 
 from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, spec
+from ocr_core.geoparquet import write_geoparquet
 from ocr_core.grid import Grid, get_grid
+from ocr_core.memory import PeakRSS
 from ocr_core.risk import OUTPUT_VARIABLES, SCENARIOS, RegionInputs, compute_region_risk
 from ocr_core.storage import Storage
 
@@ -172,12 +173,8 @@ def run_region_risk(
     t0 = time.perf_counter()
     inputs = load_region_inputs(catalog, grid, region_id)
     t1 = time.perf_counter()
-    tracemalloc.start()
-    try:
+    with PeakRSS() as mem:
         arrays = compute_region_risk(inputs)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
     t2 = time.perf_counter()
     del inputs
     snapshot = raster_store.write_region(storage, grid, region_id, arrays, logger=log)
@@ -192,7 +189,8 @@ def run_region_risk(
         "read_seconds": round(t1 - t0, 3),
         "kernel_seconds": round(t2 - t1, 3),
         "write_seconds": round(t3 - t2, 3),
-        "kernel_peak_mb": round(peak / 2**20, 1),
+        "kernel_peak_mb": round(mem.peak_bytes / 2**20, 1),
+        "kernel_added_mb": round(mem.delta_bytes / 2**20, 1),
         "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "preview_png_b64": base64.b64encode(preview_png(arrays["rps_2011"])).decode(),
     }
@@ -264,20 +262,6 @@ def sample_region(buildings, arrays: dict[str, np.ndarray], grid: Grid, region_i
     for var in OUTPUT_VARIABLES:
         keep &= np.isfinite(columns[var])
     return frame.loc[keep].reset_index(drop=True), int((~keep).sum())
-
-
-def write_geoparquet(frame, storage: Storage, uri: str) -> int:
-    """GeoParquet 1.1 (zstd, WKB, covering bbox), replacing ``uri`` atomically; returns bytes."""
-    with storage.atomic_local_file(uri, suffix=".parquet") as path:
-        frame.to_parquet(
-            path,
-            index=False,
-            compression="zstd",
-            geometry_encoding="WKB",
-            write_covering_bbox=True,
-            schema_version="1.1.0",
-        )
-        return path.stat().st_size
 
 
 def run_region_buildings(

@@ -116,11 +116,15 @@ def ensure_repository(storage: Storage, grid: Grid):
     """Open the repository, creating it with the grid's template the first time."""
     import icechunk
     import zarr
+    from zarr.errors import GroupNotFoundError
 
     with _commit_lock(storage):
         repo = open_repository(storage, create=True)
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            root = zarr.open_group(repo.readonly_session("main").store, mode="r")
+            try:
+                root = zarr.open_group(repo.readonly_session("main").store, mode="r")
+            except GroupNotFoundError:
+                root = {}  # a new, empty repository
             if "rps_2011" in root:
                 found = root.attrs.get("ocr:grid")
                 if found != grid.name:

@@ -222,6 +222,9 @@ class Storage:
             else:
                 kwargs["from_env"] = True
             return icechunk.s3_storage(**kwargs)
+        # Commits to a local repository are serialized by the writers (raster_store takes a
+        # file lock), so icechunk's per-repository concurrency warning is noise here.
+        icechunk.set_logs_filter("error")
         return icechunk.local_filesystem_storage(uri)
 
 

@@ -1,0 +1,438 @@
+"""The synthetic demo inputs: written where the catalog says, deterministic, plausible, aligned.
+
+One full generation (module fixture) is shared by every test; one test regenerates in place with
+the same seed and another generates with a different seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import geopandas as gpd
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import shapely
+from pyproj import Transformer
+from scipy import ndimage
+
+from ocr_core import demo_data
+from ocr_core.catalog import DATASETS, WIND_DIRECTIONS, InputCatalog, InputDataError, grid_offsets
+from ocr_core.grid import DEMO
+from ocr_core.storage import Storage
+
+SEED = 2026
+PAD = DEMO.buffer_pixels + demo_data.DOMAIN_EXTRA_PX
+WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
+SCOTT = "scott-et-al-2024-30m-4326"
+# GeoNames coordinates of three large places: their centres are built up (town zeros).
+TOWN_CENTRES = {
+    "Santa Clarita": (-118.54259, 34.39166),
+    "Simi Valley": (-118.78148, 34.26945),
+    "Thousand Oaks": (-118.83759, 34.17056),
+}
+
+
+def _generate(root, seed, n_buildings=60_000):
+    demo_data._scene.cache_clear()  # rebuild everything from the seed, nothing from memory
+    catalog = InputCatalog(Storage(str(root)))
+    meta = demo_data.write_hazard_inputs(catalog, seed=seed)
+    meta |= demo_data.write_census_polygons(catalog, seed=seed)
+    meta |= demo_data.write_tagged_buildings(catalog, seed=seed, n_buildings=n_buildings)
+    return catalog, meta
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return _generate(tmp_path_factory.mktemp("demo-inputs"), SEED)
+
+
+@pytest.fixture(scope="module")
+def catalog(demo):
+    return demo[0]
+
+
+@pytest.fixture(scope="module")
+def scott(catalog):
+    return catalog.open_zarr(SCOTT).load()
+
+
+def _digest(catalog) -> dict:
+    """Content of every dataset: raster arrays and coordinates, parquet tables."""
+    out = {}
+    for name, d in DATASETS.items():
+        if d.data_format == "zarr":
+            ds = catalog.open_zarr(name)
+            for var in (*ds.data_vars, *ds.coords):
+                out[f"{name}/{var}"] = ds[var].values
+        else:
+            out[name] = pq.read_table(catalog.uri(name))
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        if a.dtype.kind == "f":
+            return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+        return a.shape == b.shape and bool((a == b).all())
+    return a.equals(b)
+
+
+def _lonlat_index(lon, lat):
+    """Row/col of the 30 m domain pixel holding each point."""
+    row = np.floor((np.asarray(lat) - DEMO.lat0) / DEMO.pixel_size).astype(int) + PAD
+    col = np.floor((np.asarray(lon) - DEMO.lon0) / DEMO.pixel_size).astype(int) + PAD
+    return row, col
+
+
+# --- layout and metadata -----------------------------------------------------------------------
+def test_every_catalog_dataset_is_written_where_the_catalog_says(demo):
+    catalog, meta = demo
+    assert set(meta) == set(DATASETS)
+    for name, m in meta.items():
+        assert m["uri"] == catalog.uri(name)
+        assert catalog.storage.exists(m["uri"])
+        assert m["crs"] == DATASETS[name].crs
+    json.dumps(meta)  # small JSON-able values only
+    total = sum(m["bytes"] for m in meta.values())
+    assert total < 150e6, f"demo inputs take {total / 1e6:.0f} MB"
+
+
+def test_rasters_sit_on_the_grid_with_the_expected_attributes(catalog):
+    for name, d in DATASETS.items():
+        if not d.on_processing_grid:
+            continue
+        ds = catalog.open_zarr(name)
+        assert grid_offsets(d, ds, DEMO) == (-PAD, -PAD)
+        assert ds.sizes["latitude"] == DEMO.n_lat + 2 * PAD
+        assert ds.sizes["longitude"] == DEMO.n_lon + 2 * PAD
+        assert ds["latitude"].dtype == np.float64 and ds["longitude"].dtype == np.float64
+        np.testing.assert_array_equal(
+            ds["latitude"].values, DEMO.lat_centers(-PAD, DEMO.n_lat + PAD)
+        )
+        np.testing.assert_array_equal(
+            ds["longitude"].values, DEMO.lon_centers(-PAD, DEMO.n_lon + PAD)
+        )
+        assert ds.attrs["source"] == demo_data.SOURCE and ds.attrs["seed"] == SEED
+        assert ds.attrs["description"]
+        for var in d.variables:
+            assert ds[var].dtype == np.float32
+            assert ds[var].dims[:2] == ("latitude", "longitude")
+            assert ds[var].encoding["chunks"][:2] == demo_data.RASTER_CHUNKS
+
+
+def test_scott_values_are_in_range_and_rps_is_bp_times_crps(scott):
+    bp, crps, rps = (scott[v].values for v in ("BP", "CRPS", "RPS"))
+    assert np.nanmin(bp) == 0 and 0.05 < np.nanmax(bp) <= 0.08
+    assert np.nanmin(crps) > 0 and np.nanmax(crps) <= 100
+    assert np.nanmin(rps) >= 0 and np.nanmax(rps) <= 100
+    ok = np.isfinite(rps)
+    np.testing.assert_allclose(rps[ok], (bp * crps)[ok], rtol=2e-3, atol=1e-7)
+    assert np.array_equal(np.isnan(rps), np.isnan(bp))
+
+
+def test_fields_are_spatially_correlated_not_white_noise(scott):
+    bp = scott["BP"].values
+    a, b = bp[:, :-1], bp[:, 1:]
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    assert np.corrcoef(a[ok], b[ok])[0, 1] > 0.9
+
+
+def test_riley_2047_is_2011_scaled_by_a_varying_factor(catalog):
+    bp11 = catalog.open_zarr("riley-et-al-2025-2011-30m-4326")["BP"].values
+    bp47 = catalog.open_zarr("riley-et-al-2025-2047-30m-4326")["BP"].values
+    assert np.array_equal(np.isnan(bp11), np.isnan(bp47))
+    assert np.array_equal(bp11 == 0, bp47 == 0)
+    ok = bp11 > 1e-3
+    ratio = bp47[ok] / bp11[ok]
+    assert ratio.min() > 1.2 * 0.998 and ratio.max() < 1.8 * 1.002
+    assert ratio.max() - ratio.min() > 0.3  # spatially varying
+    assert np.nanmax(bp47) <= 1
+
+
+def test_wind_shares_are_valid_fractions(catalog, scott):
+    ds = catalog.open_zarr(WIND)
+    assert list(ds["wind_direction"].values) == list(WIND_DIRECTIONS)
+    assert list(ds.attrs["wind_directions"]) == list(WIND_DIRECTIONS)
+    w = ds["wind_direction_distribution"].values
+    assert w.shape[2] == 8
+    valid = np.isfinite(w).all(axis=2)
+    assert np.array_equal(np.isnan(w).any(axis=2), ~valid)  # all eight or none
+    assert np.array_equal(valid, np.isfinite(scott["CRPS"].values))  # NaN exactly over the ocean
+    assert np.abs(w[valid].sum(axis=1) - 1).max() <= 1e-5
+    assert w[valid].min() >= 0
+    mean = dict(zip(WIND_DIRECTIONS, w[valid].mean(axis=0), strict=True))
+    assert mean["NE"] + mean["E"] > mean["S"] + mean["SE"] + 0.2  # Santa Ana dominates
+    assert mean["W"] + mean["SW"] > 0.15  # with an onshore component
+    ne = w[..., 1]
+    a, b = ne[:, :-1], ne[:, 1:]
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert np.abs(a[ok] - b[ok]).max() < 0.01  # smooth
+
+
+# --- masks: ocean, regions, towns, rock --------------------------------------------------------
+def test_ocean_and_southern_row_are_nan_and_every_valid_region_has_data(scott):
+    crps = scott["CRPS"].values
+    lat = scott["latitude"].values
+    assert np.isnan(crps[lat < DEMO.lat_edge(DEMO.chunk_lat)]).all()
+    valid = set(DEMO.valid_region_ids)
+    for region in DEMO.all_region_ids():
+        r0, r1, c0, c1 = DEMO.pixel_window(region)
+        window = crps[r0 + PAD : r1 + PAD, c0 + PAD : c1 + PAD]
+        if region in valid:
+            assert np.isfinite(window).mean() > 0.3, region
+        else:
+            assert np.isnan(window).all(), region
+    row, col = _lonlat_index(-118.9, 33.95)  # open sea south of Malibu
+    for var in ("BP", "CRPS", "RPS"):
+        assert np.isnan(scott[var].values[row, col])
+
+
+def test_towns_and_lakes_are_zero_with_crps_kept(scott, catalog):
+    bp, crps = scott["BP"].values, scott["CRPS"].values
+    riley = catalog.open_zarr("riley-et-al-2025-2011-30m-4326")["BP"].values
+    for name, (lon, lat) in TOWN_CENTRES.items():
+        row, col = _lonlat_index(lon, lat)
+        assert bp[row, col] == 0, name
+        assert riley[row, col] == 0, name
+        assert crps[row, col] > 0, name
+    land = np.isfinite(crps)
+    zero = (bp == 0) & land
+    assert 0.05 < zero.sum() / land.sum() < 0.5
+    _, n_zero_areas = ndimage.label(zero)
+    assert n_zero_areas >= 10  # many towns plus lakes
+
+
+def test_rock_patches_are_small_nan_holes_on_land(scott):
+    bp, crps = scott["BP"].values, scott["CRPS"].values
+    rock = np.isnan(bp) & np.isfinite(crps)
+    labels, n = ndimage.label(rock)
+    assert n >= 10
+    sizes = np.bincount(labels.ravel())[1:]
+    assert sizes.max() < 1500  # well under 1.5 km²
+    assert np.isnan(scott["RPS"].values[rock]).all()
+
+
+# --- 270 m EPSG:5070 Riley ---------------------------------------------------------------------
+def test_riley_270m_grid_covers_the_domain(catalog, scott):
+    for year in ("2011", "2047"):
+        ds = catalog.open_zarr(f"riley-et-al-2025-{year}-270m-5070")
+        x, y = ds["x"].values, ds["y"].values
+        assert ds["BP"].dims == ("y", "x")
+        np.testing.assert_allclose(np.diff(x), 270.0)
+        np.testing.assert_allclose(np.diff(y), -270.0)  # north-up
+        lon, lat = scott["longitude"].values, scott["latitude"].values
+        edge_lon = np.concatenate([lon, np.full(lat.size, lon[-1]), lon, np.full(lat.size, lon[0])])
+        edge_lat = np.concatenate([np.full(lon.size, lat[0]), lat, np.full(lon.size, lat[-1]), lat])
+        px, py = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True).transform(
+            edge_lon, edge_lat
+        )
+        margin = 3 * 270 + 135
+        assert x[0] <= px.min() - margin and x[-1] >= px.max() + margin
+        assert y[-1] <= py.min() - margin and y[0] >= py.max() + margin
+        bp = ds["BP"].values
+        assert np.nanmin(bp) == 0 and np.nanmax(bp) <= 1
+
+
+def test_riley_270m_agrees_with_30m(catalog):
+    coarse = catalog.open_zarr("riley-et-al-2025-2011-270m-5070")
+    fine = catalog.open_zarr("riley-et-al-2025-2011-30m-4326")["BP"].values
+    xx, yy = np.meshgrid(coarse["x"].values, coarse["y"].values)
+    lon, lat = Transformer.from_crs("EPSG:5070", "EPSG:4326", always_xy=True).transform(xx, yy)
+    row, col = _lonlat_index(lon, lat)
+    inside = (row >= 0) & (row < fine.shape[0]) & (col >= 0) & (col < fine.shape[1])
+    a = coarse["BP"].values[inside]
+    b = fine[row[inside], col[inside]]
+    assert inside.sum() > 50_000
+    same_class = (np.isnan(a) == np.isnan(b)) & ((a == 0) == (b == 0))
+    assert same_class.mean() > 0.98
+    both = (a > 0) & (b > 0)
+    rel = np.abs(a[both] - b[both]) / b[both]
+    assert np.median(rel) < 0.01 and np.quantile(rel, 0.95) < 0.05
+
+
+def test_riley_270m_has_isolated_gaps_for_the_gap_fill(catalog):
+    bp = catalog.open_zarr("riley-et-al-2025-2011-270m-5070")["BP"].values
+    core = bp[1:-1, 1:-1]
+    neighbours_positive = (
+        (bp[:-2, 1:-1] > 0) & (bp[2:, 1:-1] > 0) & (bp[1:-1, :-2] > 0) & (bp[1:-1, 2:] > 0)
+    )
+    gaps = neighbours_positive & ~(core > 0)
+    assert (gaps & (core == 0)).sum() >= 3
+    assert (gaps & np.isnan(core)).sum() >= 3
+
+
+# --- census ------------------------------------------------------------------------------------
+def _geo_metadata(path) -> dict:
+    return json.loads(pq.read_schema(path).metadata[b"geo"])
+
+
+def test_census_files_are_geoparquet_1_1_with_covering_bbox(catalog):
+    for name in (*demo_data.CENSUS_NAMES, demo_data.BUILDINGS_NAME):
+        path = catalog.uri(name)
+        geo = _geo_metadata(path)
+        assert geo["version"] == "1.1.0", name
+        covering = geo["columns"]["geometry"]["covering"]["bbox"]
+        assert covering["xmin"] == ["bbox", "xmin"], name
+        schema = pq.read_schema(path)
+        bbox = schema.field("bbox").type
+        assert [bbox.field(i).name for i in range(4)] == ["xmin", "ymin", "xmax", "ymax"]
+        gdf = gpd.read_parquet(path)
+        assert gdf.crs.to_epsg() == int(DATASETS[name].crs.split(":")[1]), name
+        for col in DATASETS[name].variables:
+            assert col in schema.names, (name, col)
+
+
+def test_real_counties_states_and_nation(catalog):
+    counties = gpd.read_parquet(catalog.uri("us-census-counties"))
+    assert {"06037", "06111"} <= set(counties.GEOID)
+    assert dict(zip(counties.GEOID, counties.NAME, strict=True))["06037"] == "Los Angeles"
+    states = gpd.read_parquet(catalog.uri("us-census-states"))
+    assert len(states) == 49 and states.GEOID.str.len().eq(2).all()
+    assert {"06", "11", "53"} <= set(states.GEOID) and not {"02", "15", "72"} & set(states.GEOID)
+    assert dict(zip(states.GEOID, states.STUSPS, strict=True))["06"] == "CA"
+    nation = gpd.read_parquet(catalog.uri("us-census-nation"))
+    assert list(nation.GEOID) == ["US"] and list(nation.NAME) == ["United States"]
+    west, south, east, north = nation.total_bounds
+    assert west >= -125 and south >= 24 and east <= -66 and north <= 50
+    assert nation.geometry.iloc[0].contains(shapely.Point(-118.6, 34.2))
+
+
+def test_tracts_tile_the_county_parts_and_carry_their_county(catalog):
+    counties = gpd.read_parquet(catalog.uri("us-census-counties"))
+    tracts = gpd.read_parquet(catalog.uri("us-census-tracts"))
+    assert tracts.GEOID.str.len().eq(11).all() and tracts.GEOID.is_unique
+    assert set(tracts.GEOID.str[:5]) <= set(counties.GEOID)
+    assert len(tracts) > 100
+    domain = shapely.box(*demo_data._scene(DEMO, SEED).domain_bounds)
+    for county in counties.itertuples():
+        part = shapely.intersection(county.geometry, domain).area
+        mine = tracts[tracts.GEOID.str[:5] == county.GEOID]
+        if part == 0:
+            assert mine.empty
+            continue
+        assert math.isclose(shapely.area(mine.geometry.values).sum(), part, rel_tol=1e-6)
+        assert math.isclose(shapely.union_all(mine.geometry.values).area, part, rel_tol=1e-6)
+
+
+def test_blocks_tile_their_tracts(catalog):
+    tracts = gpd.read_parquet(catalog.uri("us-census-tracts")).set_index("GEOID")
+    blocks = gpd.read_parquet(catalog.uri("us-census-blocks"))
+    assert blocks.GEOID.str.len().eq(15).all() and blocks.GEOID.is_unique
+    assert set(blocks.GEOID.str[:11]) == set(tracts.index)
+    area = shapely.area(blocks.geometry.values)
+    sums = blocks.assign(a=area).groupby(blocks.GEOID.str[:11])["a"].sum()
+    tract_area = shapely.area(tracts.geometry.values)
+    np.testing.assert_allclose(sums.loc[tracts.index].values, tract_area, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    for geoid in rng.choice(tracts.index.values, 25, replace=False):  # no overlaps: union = sum
+        mine = blocks[blocks.GEOID.str[:11] == geoid].geometry.values
+        union = shapely.union_all(mine).area
+        assert math.isclose(union, tracts.loc[geoid].geometry.area, rel_tol=1e-6), geoid
+
+
+# --- buildings ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def buildings(catalog):
+    return gpd.read_parquet(catalog.uri(demo_data.BUILDINGS_NAME))
+
+
+def test_buildings_are_tagged_with_existing_blocks(buildings, catalog):
+    blocks = gpd.read_parquet(catalog.uri("us-census-blocks"))
+    counties = gpd.read_parquet(catalog.uri("us-census-counties"))
+    assert len(buildings) == 60_000
+    assert buildings["id"].is_unique and buildings["id"].str.len().eq(36).all()
+    assert set(buildings.block_geoid) <= set(blocks.GEOID)
+    assert (buildings.tract_geoid == buildings.block_geoid.str[:11]).all()
+    assert (buildings.state_fips == "06").all() and (buildings.state_abbrev == "CA").all()
+    assert (buildings.county_fips == buildings.block_geoid.str[2:5]).all()
+    names = dict(zip(counties.GEOID, counties.NAME, strict=True))
+    assert (buildings.county_name == buildings.block_geoid.str[:5].map(names)).all()
+    assert set(buildings.county_name) == {"Los Angeles", "Ventura"}
+    by_geoid = blocks.set_index("GEOID").geometry
+    sample = buildings.sample(2000, random_state=0)
+    own = by_geoid.loc[sample.block_geoid].values
+    assert shapely.covers(own, shapely.centroid(sample.geometry.values)).all()
+
+
+def test_buildings_are_small_separate_footprints_on_land_in_valid_regions(buildings, scott):
+    geoms = buildings.geometry.values
+    assert (shapely.get_num_coordinates(geoms) == 5).all()
+    lat_mid = math.radians(34.2)
+    area_m2 = shapely.area(geoms) * 110_574 * 111_320 * math.cos(lat_mid)
+    assert area_m2.min() > 60 and area_m2.max() < 950
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    assert ((left == right) | shapely.touches(geoms[left], geoms[right])).all()
+    bounds = shapely.bounds(geoms)
+    valid = set(DEMO.valid_region_ids)
+    regions = [DEMO.region_id_at(x, y) for x, y in bounds[:, :2]]
+    assert set(regions) <= valid
+    assert len(set(regions)) >= 10
+    row, col = _lonlat_index(*shapely.get_coordinates(shapely.centroid(geoms)).T)
+    assert np.isfinite(scott["CRPS"].values[row, col]).all()  # no footprint over the sea
+
+
+def test_some_buildings_sit_on_region_seams(buildings, demo):
+    table = pq.read_table(demo[0].uri(demo_data.BUILDINGS_NAME), columns=["bbox"])
+    bbox = table["bbox"].combine_chunks()
+    xmin, ymin = bbox.field("xmin").to_numpy(), bbox.field("ymin").to_numpy()
+    seams_lon = [DEMO.lon_edge(k * DEMO.chunk_lon) for k in range(1, DEMO.n_cols)]
+    seams_lat = [DEMO.lat_edge(k * DEMO.chunk_lat) for k in range(2, DEMO.n_rows)]
+    exact_lon = np.isin(xmin, seams_lon)
+    exact_lat = np.isin(ymin, seams_lat)
+    assert exact_lon.sum() >= 6 and exact_lat.sum() >= 4
+    assert (exact_lon & exact_lat).sum() >= 1  # on a seam crossing
+    near = np.zeros(len(xmin), bool)
+    for s in seams_lon:
+        near |= (np.abs(xmin - s) <= DEMO.pixel_size) & (xmin != s)
+    assert near.sum() >= 6
+    assert demo[1][demo_data.BUILDINGS_NAME]["seam_buildings"] >= 20
+
+
+def test_buildings_are_sorted_by_region_in_row_groups(demo):
+    path = demo[0].uri(demo_data.BUILDINGS_NAME)
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups >= 5
+    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 10_000
+    bbox = pq.read_table(path, columns=["bbox"])["bbox"].combine_chunks()
+    xmin, ymin = bbox.field("xmin").to_numpy(), bbox.field("ymin").to_numpy()
+    order = [
+        DEMO.all_region_ids().index(DEMO.region_id_at(x, y))
+        for x, y in zip(xmin, ymin, strict=True)
+    ]
+    assert (np.diff(order) >= 0).mean() > 0.999  # float rounding at seams aside
+
+
+def test_buildings_need_the_census_blocks(tmp_path):
+    empty = InputCatalog(Storage(str(tmp_path)))
+    with pytest.raises(InputDataError, match="write_census_polygons"):
+        demo_data.write_tagged_buildings(empty, n_buildings=100)
+
+
+# --- determinism -------------------------------------------------------------------------------
+def test_rerun_with_the_same_seed_replaces_with_identical_content(demo):
+    import icechunk
+
+    catalog, meta = demo
+    before = _digest(catalog)
+    _, again = _generate(catalog.storage.root, SEED)
+    after = _digest(catalog)
+    assert before.keys() == after.keys()
+    different = [k for k in before if not _same(before[k], after[k])]
+    assert not different
+    for name in demo_data.RASTER_NAMES:  # old snapshots expired and collected
+        repo = icechunk.Repository.open(catalog.storage.icechunk_storage(catalog.uri(name)))
+        assert len(list(repo.ancestry(branch="main"))) <= 2, name
+        assert again[name]["bytes"] <= meta[name]["bytes"] * 1.05, name
+
+
+def test_a_different_seed_gives_different_data(demo, tmp_path):
+    catalog, _ = demo
+    other, _ = _generate(tmp_path, 7, n_buildings=5_000)
+    a, b = _digest(catalog), _digest(other)
+    for key in (f"{SCOTT}/BP", f"{WIND}/wind_direction_distribution", "us-census-tracts"):
+        assert not _same(a[key], b[key]), key
+    np.testing.assert_array_equal(a[f"{SCOTT}/latitude"], b[f"{SCOTT}/latitude"])  # same grid
+    assert a["us-census-counties"].equals(b["us-census-counties"])  # real data does not change

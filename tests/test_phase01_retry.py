@@ -1,0 +1,72 @@
+"""Region failures are retried with a linear backoff of 5 s × attempt, then fail clearly."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from ocr_assets.phase01_regions import REGION_RETRY_POLICY, region_risk
+from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
+
+
+class FlakyCompute(ComputeResource):
+    """Fails the first ``failures`` submissions (a lost worker), then runs normally."""
+
+    counter_file: str
+    failures: int = 1
+
+    def run(self, asset_name, fn, *args, log=None, **kwargs):
+        counter = Path(self.counter_file)
+        seen = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(seen + 1))
+        if seen < self.failures:
+            raise ConnectionError(f"worker lost while running {asset_name} (simulated)")
+        return super().run(asset_name, fn, *args, log=log, **kwargs)
+
+
+def _materialize(inputs_root, out_root, compute):
+    return dg.materialize(
+        [region_risk],
+        partition_key="y3_x2",
+        resources={
+            "storage": StorageResource(root=str(out_root)),
+            "catalog": InputCatalogResource(root=str(inputs_root)),
+            "compute": compute,
+        },
+        raise_on_error=False,
+    )
+
+
+def _retry_waits(result) -> list[float]:
+    return [
+        e.event_specific_data.seconds_to_wait
+        for e in result.all_events
+        if e.event_type_value == "STEP_UP_FOR_RETRY"
+    ]
+
+
+def test_policy_is_linear_five_seconds():
+    assert REGION_RETRY_POLICY.max_retries == 2
+    assert REGION_RETRY_POLICY.delay == 5
+    assert REGION_RETRY_POLICY.backoff == dg.Backoff.LINEAR
+    assert [REGION_RETRY_POLICY.calculate_delay(n) for n in (1, 2)] == [5, 10]
+
+
+def test_transient_failure_is_retried_then_succeeds(demo_inputs_root, tmp_path):
+    compute = FlakyCompute(counter_file=str(tmp_path / "count"), failures=1)
+    result = _materialize(demo_inputs_root, tmp_path / "out", compute)
+    assert result.success
+    assert _retry_waits(result) == [5]
+    assert (tmp_path / "count").read_text() == "2"
+
+
+def test_persistent_failure_gives_a_clear_error_after_the_last_attempt(demo_inputs_root, tmp_path):
+    compute = FlakyCompute(counter_file=str(tmp_path / "count"), failures=99)
+    result = _materialize(demo_inputs_root, tmp_path / "out", compute)
+    assert not result.success
+    assert _retry_waits(result) == [5, 10]
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert "region_risk for region y3_x2 failed after 3 attempt(s)" in message
+    assert "ConnectionError: worker lost" in message
+    assert (tmp_path / "count").read_text() == "3"
+    assert not (tmp_path / "out" / "output").exists()
