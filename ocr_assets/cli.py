@@ -60,7 +60,7 @@ def demo(regions: list[str] | None) -> None:
     )
     if GRID.name == "demo":
         print("Generating demo inputs ...")
-        _run(defs.resolve_job_def("demo_inputs"), instance)
+        _run(defs.resolve_job_def("generate_demo_inputs"), instance)
     print(f"Phase 01: {len(selected)} regions ...")
     job = defs.resolve_job_def("process_regions")
     for rid in selected:

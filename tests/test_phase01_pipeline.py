@@ -176,3 +176,37 @@ def test_rerun_one_partition_replaces_it_cleanly(demo_root, instance, inputs_roo
     assert after.equals(before)  # deterministic method, whole-file replacement
     leftovers = [p for p in storage.glob(f"{storage.region_geoparquet_dir}/.*")]
     assert leftovers == []
+
+
+def test_region_outputs_on_s3(demo_inputs_root, s3_server, s3_bucket, instance):
+    """Outputs on an S3 root (a real S3 API on loopback): icechunk repo and GeoParquet."""
+    import geopandas as gpd
+    import s3fs
+
+    result = dg.materialize(
+        [region_risk, region_buildings],
+        partition_key="y3_x1",
+        instance=instance,
+        resources={
+            "storage": StorageResource(
+                root=f"{s3_bucket}/ocr",
+                environment="production",
+                version="1.2.3",
+                s3_endpoint_url=s3_server,
+                s3_region="us-east-1",
+            ),
+            "catalog": InputCatalogResource(root=str(demo_inputs_root)),
+            "compute": ComputeResource(),
+        },
+    )
+    assert result.success
+    storage = Storage(f"{s3_bucket}/ocr", "production", "1.2.3", s3_server, "us-east-1")
+    assert "/production/v1.2.3/ocr.icechunk" in storage.icechunk_uri
+    assert list(raster_store.committed_regions(storage)) == ["y3_x1"]
+    arrays = raster_store.read_region(storage, DEMO, "y3_x1")
+    assert np.isfinite(arrays["rps_2011"]).any()
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server, "region_name": "us-east-1"})
+    key = storage.region_geoparquet_uri("y3_x1")[len("s3://") :]
+    frame = gpd.read_parquet(key, filesystem=fs)
+    assert len(frame) > 0 and list(frame.columns)[:8] == list(OUTPUT_VARIABLES)
+    assert fs.ls(key.rsplit("/", 1)[0]) == [key]  # nothing but the finished file

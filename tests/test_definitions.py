@@ -1,0 +1,156 @@
+"""The code location loads (in-process, via the CLI and in the real webserver) and stays light."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+
+from ocr_assets.definitions import defs
+from ocr_core.grid import DEMO
+
+PROJECT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
+    env.update(extra)
+    return env
+
+
+def test_definitions_are_loadable():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"region_risk", "region_buildings", "scott_2024", "tagged_buildings"} <= keys
+    risk = defs.resolve_assets_def("region_risk")
+    assert risk.partitions_def.get_partition_keys() == list(DEMO.valid_region_ids)
+    assert dg.AssetKey("region_risk") in graph.get(dg.AssetKey("region_buildings")).parent_keys
+    job = defs.resolve_job_def("process_regions")
+    assert job.partitions_def.get_partition_keys() == list(DEMO.valid_region_ids)
+
+
+def test_cli_validates_the_workspace():
+    proc = subprocess.run(
+        [BIN / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "All code locations passed validation" in proc.stderr + proc.stdout
+
+
+def test_conus_grid_has_405_region_partitions():
+    code = (
+        "from ocr_assets.definitions import defs;"
+        "print(len(defs.resolve_assets_def('region_risk').partitions_def.get_partition_keys()));"
+        "print(sorted(j.name for j in defs.jobs))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT,
+        env=_env(OCR_GRID="conus"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split("\n")
+    assert out[0] == "405"
+    assert "generate_demo_inputs" not in out[1]  # real inputs are external assets
+
+
+def test_wrong_environment_name_fails_loading_with_the_fix():
+    proc = subprocess.run(
+        [sys.executable, "-c", "import ocr_assets.definitions"],
+        cwd=PROJECT,
+        env=_env(OCR_ENVIRONMENT="QA"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "OCR_ENVIRONMENT='QA' is not an environment: use one of qa, staging, production" in (
+        proc.stderr
+    )
+
+
+def test_loading_definitions_imports_no_heavy_library():
+    code = (
+        "import sys, ocr_assets.definitions;"
+        "heavy = ['xarray', 'geopandas', 'coiled', 'duckdb', 'distributed', 'cv2', 'icechunk',"
+        " 'zarr', 'shapely', 'pyarrow.dataset'];"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.strip()
+    assert out == "[]"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_webserver_serves_the_graph(tmp_path):
+    """The real webserver loads workspace.yaml and shows the partitioned region assets."""
+    port = _free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
+    proc = subprocess.Popen(
+        [BIN / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT,
+        env=_env(DAGSTER_HOME=str(home), OCR_STORAGE_ROOT=str(tmp_path / "root")),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 90
+        nodes = None
+        while time.time() < deadline:
+            try:
+                data = _graphql(
+                    port, "{ assetNodes { assetKey { path } isPartitioned partitionKeys } }"
+                )
+                nodes = {"/".join(n["assetKey"]["path"]): n for n in data["data"]["assetNodes"]}
+                if "region_risk" in nodes:
+                    break
+            except (OSError, KeyError, TypeError):
+                pass
+            time.sleep(1)
+        assert nodes and "region_risk" in nodes, "webserver did not serve the code location"
+        assert nodes["region_risk"]["isPartitioned"]
+        assert nodes["region_risk"]["partitionKeys"] == list(DEMO.valid_region_ids)
+        assert {"region_buildings", "scott_2024", "census_polygons"} <= set(nodes)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
