@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ocr_core.grid import Grid
+from ocr_core.metadata import raster_metadata
 from ocr_core.risk import OUTPUT_VARIABLES, UNITS
 from ocr_core.storage import Storage
 
@@ -28,13 +29,6 @@ REGION_MESSAGE = "wrote region_id ({})"
 REGION_MESSAGE_RE = re.compile(r"^wrote region_id \((.*)\)$")
 MAX_COMMIT_ATTEMPTS = 5
 
-RASTER_METADATA = {
-    "provider": "CarbonPlan",
-    "terms_of_access": "https://docs.carbonplan.org/ocr/en/latest/terms-of-data-access.html",
-    "data_sources": "https://docs.carbonplan.org/ocr/en/latest/reference/data-sources.html",
-    "license_name": "CC-BY-4.0",
-    "license_url": "https://creativecommons.org/licenses/by/4.0/",
-}
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +73,7 @@ def _write_template(session, grid: Grid, version: str | None) -> None:
     root = zarr.open_group(session.store, mode="w", zarr_format=3)
     root.attrs.update(
         {
-            **RASTER_METADATA,
-            "version": version or "unversioned",
+            **raster_metadata(version),
             "ocr:grid": grid.name,
             "ocr:pixel_size": grid.pixel_size,
             "crs": "EPSG:4326",

@@ -7,6 +7,7 @@ derived in one place so no two settings can collide:
     {root}/output/fire-risk/tensor/{env}[/v{ver}]/ocr.icechunk
     {root}/intermediate/fire-risk/vector/{env}[/v{ver}]/geoparquet-regions/{region}.parquet
     {root}/intermediate/fire-risk/vector/{env}[/v{ver}]/region-summary-stats/
+    {root}/intermediate/fire-risk/vector/{env}[/v{ver}]/tile-features/
     {root}/output/fire-risk/vector/{env}[/v{ver}]/{geoparquet,region-analysis,pmtiles}/
     {root}/output/fire-risk/pyramid/{env}[/v{ver}]/pyramid.zarr
 """
@@ -77,6 +78,31 @@ class Storage:
     @property
     def pmtiles_dir(self) -> str:
         return f"{self.vector_output_dir}/pmtiles"
+
+    @property
+    def consolidated_buildings_uri(self) -> str:
+        return f"{self.geoparquet_dir}/consolidated-buildings.parquet"
+
+    @property
+    def partitioned_buildings_uri(self) -> str:
+        return f"{self.geoparquet_dir}/buildings.parquet"
+
+    def summary_stats_uri(self, level: str) -> str:
+        """level: blocks, tracts, counties, states or nation."""
+        return f"{self.summary_stats_dir}/{level}_summary_stats.parquet"
+
+    def region_analysis_uri(self, name: str, ext: str) -> str:
+        """name: block, counties, tracts, states or nation; ext: csv, geojson or parquet."""
+        return f"{self.region_analysis_dir}/{name}/stats.{ext}"
+
+    def pmtiles_uri(self, name: str) -> str:
+        """name: buildings, building_centroids or regions."""
+        return f"{self.pmtiles_dir}/{name}.pmtiles"
+
+    @property
+    def tile_features_dir(self) -> str:
+        """Intermediate feature exports shared by the building tile steps."""
+        return self.join("intermediate/fire-risk/vector", self.namespace, "tile-features")
 
     @property
     def pyramid_uri(self) -> str:

@@ -1,0 +1,71 @@
+"""DuckDB connections for the aggregation steps: spatial loaded offline, memory bounded.
+
+The spatial extension comes from the ``duckdb-extension-spatial`` wheel (its version must
+equal DuckDB's) and is loaded from that file: nothing is downloaded at run time. S3 paths are
+read through an fsspec filesystem registered on the connection (no httpfs needed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+from ocr_core.storage import Storage
+
+
+class DuckDBSetupError(RuntimeError):
+    """DuckDB or its spatial extension cannot be set up; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DuckDBConfig:
+    """Resource limits of one connection: memory, threads and where to spill."""
+
+    memory_limit: str = "4GB"
+    threads: int | None = None  # None: all cores
+    temp_directory: str | None = None  # None: a folder under the system temp dir
+
+
+def spatial_extension_path() -> str:
+    import importlib.resources as resources
+
+    import duckdb
+
+    try:
+        base = resources.files("duckdb_extension_spatial")
+    except ModuleNotFoundError as exc:
+        raise DuckDBSetupError(
+            "the DuckDB spatial extension package is missing: install "
+            f"duckdb-extension-spatial=={duckdb.__version__}"
+        ) from exc
+    path = base / "extensions" / f"v{duckdb.__version__}" / "spatial.duckdb_extension"
+    if not path.is_file():
+        raise DuckDBSetupError(
+            f"duckdb-extension-spatial has no build for DuckDB {duckdb.__version__} (looked for "
+            f"{path}); pin both packages to the same version"
+        )
+    return str(path)
+
+
+def connect(config: DuckDBConfig | None = None, storage: Storage | None = None):
+    """An in-memory connection with spatial loaded, limits applied and S3 registered."""
+    import duckdb
+
+    config = config or DuckDBConfig()
+    temp = config.temp_directory or os.path.join(tempfile.gettempdir(), "ocr-duckdb")
+    os.makedirs(temp, exist_ok=True)
+    settings = {
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "false",
+        "memory_limit": config.memory_limit,
+        "temp_directory": temp,
+        "preserve_insertion_order": "false",
+    }
+    if config.threads:
+        settings["threads"] = str(config.threads)
+    con = duckdb.connect(":memory:", config=settings)
+    con.execute(f"LOAD '{spatial_extension_path()}'")
+    if storage is not None and storage.is_s3:
+        con.register_filesystem(storage.filesystem())
+    return con
