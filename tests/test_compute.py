@@ -36,6 +36,7 @@ EXPECTED = {
     "regional_pmtiles": ("c8g.12xlarge", 250, "regional-pmtiles", 1),
     "building_pmtiles": ("c8g.12xlarge", 250, "building-pmtiles", 1),
     "building_centroid_pmtiles": ("c8g.12xlarge", 250, "building-centroid-pmtiles", 1),
+    "building_tile_features": ("c8g.12xlarge", 250, "building-tile-features", 1),
 }
 
 
