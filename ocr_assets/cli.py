@@ -1,19 +1,28 @@
-"""Command line: materialize the whole graph on the embedded demo and report the outputs.
+"""Command line: run the graph for an environment, or the whole demo, and report the outputs.
 
-    python -m ocr_assets.cli demo [--regions y1_x1 y2_x3 ...]
+    python -m ocr_assets.cli demo [--regions y1_x1 ...]      # inputs + every phase, then summary
+    python -m ocr_assets.cli run (--regions ... | --all-regions) [--write-regional-stats]
+                                 [--create-pyramid] [--concurrency N]
+    python -m ocr_assets.cli region y2_x1                    # one region partition (one run)
     python -m ocr_assets.cli summary
 
-Runs go through the persistent Dagster instance in $DAGSTER_HOME, so the UI shows them.
+Every step is a Dagster run in the instance at $DAGSTER_HOME, so the UI shows them. Regions
+run as separate processes, a few at a time; each retries on its own (RetryPolicy), and the
+aggregation starts only when every requested region succeeded. Nothing is fire-and-forget.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ocr_resources.settings import PROJECT_DIR, SettingsError, current_settings
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _instance():
@@ -24,93 +33,140 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def _run(job, instance, **kwargs) -> None:
+def _run_job(name: str, **kwargs) -> bool:
+    """Execute one job of the code location in this process; print one line about it."""
+    from ocr_assets.definitions import defs
+
+    job = defs.resolve_job_def(name)
     label = kwargs.get("partition_key", "")
     t0 = time.perf_counter()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = job.execute_in_process(
-        instance=instance, raise_on_error=False, run_config=quiet, **kwargs
+        instance=_instance(), raise_on_error=False, run_config=QUIET, **kwargs
     )
     took = time.perf_counter() - t0
-    if not result.success:
-        failures = [
-            e.event_specific_data.error.message.strip()
-            for e in result.all_events
-            if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
-        ]
-        print(f"  {job.name} {label} FAILED after {took:.1f} s", file=sys.stderr)
-        for msg in failures:
-            print(f"    {msg.splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(1)
-    print(f"  {job.name} {label} ok ({took:.1f} s)")
+    if result.success:
+        print(f"  {name} {label} ok ({took:.1f} s)", flush=True)
+        return True
+    print(f"  {name} {label} FAILED after {took:.1f} s", file=sys.stderr, flush=True)
+    for event in result.all_events:
+        data = event.event_specific_data
+        error = getattr(data, "error", None)
+        if event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE") and error:
+            print(f"    {error.message.strip().splitlines()[0]}", file=sys.stderr)
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not data.passed:
+            print(f"    check failed: {data.check_name}", file=sys.stderr)
+    return False
 
 
-def demo(regions: list[str] | None) -> None:
-    from ocr_assets.definitions import defs
+def _run_region_processes(regions: list[str], concurrency: int) -> list[str]:
+    """One process (one Dagster run) per region, ``concurrency`` at a time; failed ids."""
+
+    def one(rid: str) -> tuple[str, int]:
+        proc = subprocess.run([sys.executable, "-m", "ocr_assets.cli", "region", rid])
+        return rid, proc.returncode
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        results = list(pool.map(one, regions))
+    return [rid for rid, code in results if code != 0]
+
+
+def run(regions: list[str], regional_stats: bool, pyramid: bool, concurrency: int) -> None:
     from ocr_assets.partitions import GRID
 
-    settings = current_settings()
-    instance = _instance()
+    for rid in regions:
+        GRID.validate_region_id(rid)
+    s = current_settings()
+    print(
+        f"Phase 01: {len(regions)} region(s), {concurrency} at a time "
+        f"(environment={s.environment}, platform={s.platform})",
+        flush=True,
+    )
+    failed = _run_region_processes(regions, concurrency)
+    if failed:
+        raise SystemExit(
+            f"error: {len(failed)} region(s) failed: {', '.join(failed)}; "
+            "nothing downstream was run. Rerun them with the same command."
+        )
+    print("Phase 02/03: aggregation and tiles ...", flush=True)
+    steps = ["aggregate_and_tile"]
+    if regional_stats:
+        steps.append("write_regional_stats")
+    if pyramid:
+        steps.append("create_pyramid")
+    for name in steps:
+        if not _run_job(name):
+            raise SystemExit(f"error: {name} failed; see the run in the Dagster UI")
+
+
+def demo(regions: list[str] | None, concurrency: int) -> None:
+    from ocr_assets.partitions import GRID
+
     selected = regions or list(GRID.valid_region_ids)
     for rid in selected:
         GRID.validate_region_id(rid)
+    s = current_settings()
     print(
-        f"OCR demo: grid={GRID.name} environment={settings.environment} "
-        f"storage={settings.storage_root} DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+        f"OCR demo: grid={GRID.name} environment={s.environment} storage={s.storage_root} "
+        f"DAGSTER_HOME={_instance().root_directory}",
+        flush=True,
     )
     if GRID.name == "demo":
-        print("Generating demo inputs ...")
-        _run(defs.resolve_job_def("generate_demo_inputs"), instance)
-    print(f"Phase 01: {len(selected)} regions ...")
-    job = defs.resolve_job_def("process_regions")
-    for rid in selected:
-        _run(job, instance, partition_key=rid)
+        print("Generating demo inputs ...", flush=True)
+        if not _run_job("generate_demo_inputs"):
+            raise SystemExit(1)
+    run(selected, regional_stats=True, pyramid=True, concurrency=concurrency)
     summary()
 
 
 def summary() -> None:
-    """Print where every output is, with counts."""
-    import pyarrow.parquet as pq
-
-    from ocr_assets.partitions import GRID
-    from ocr_core import raster_store
+    """Print where every output is, with counts and sizes."""
+    from ocr_core.report import outputs_report
     from ocr_core.storage import Storage
 
     s = current_settings()
     storage = Storage(s.storage_root, s.environment, s.version, s.s3_endpoint_url, s.s3_region)
-    print("\nOutputs")
-    print(f"  risk raster (icechunk): {storage.icechunk_uri}")
-    commits = raster_store.committed_regions(storage)
-    for rid in GRID.valid_region_ids:
-        if rid in commits:
-            print(f"    commit {commits[rid]}  wrote region_id ({rid})")
-    print(f"  {len(commits)} of {len(GRID.valid_region_ids)} valid regions committed")
-    print(f"  region buildings (GeoParquet): {storage.region_geoparquet_dir}/")
-    fs = storage.filesystem()
-    total = 0
-    for uri in storage.glob(f"{storage.region_geoparquet_dir}/*.parquet"):
-        path = uri[len("s3://") :] if uri.startswith("s3://") else uri
-        with fs.open(path, "rb") as f:
-            rows = pq.ParquetFile(f).metadata.num_rows
-        total += rows
-        print(f"    {uri.rsplit('/', 1)[-1]:<16} {rows:>7} buildings")
-    print(f"  {total} buildings in total")
+    print(outputs_report(storage, s.grid))
     print(
         "\nOpen the Dagster UI with `./dev ui` (http://127.0.0.1:3000) to browse lineage, "
-        "metadata and previews."
+        "metadata, checks and previews."
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="materialize the whole graph on the demo grid")
+    p_demo = sub.add_parser("demo", help="generate demo inputs and materialize the whole graph")
     p_demo.add_argument("--regions", nargs="*", help="region ids (default: all valid ids)")
+    p_demo.add_argument("--concurrency", type=int, default=2, help="regions run at once")
+    p_run = sub.add_parser("run", help="materialize the graph for the configured environment")
+    which = p_run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--regions", nargs="+", help="region ids to (re)process")
+    which.add_argument("--all-regions", action="store_true", help="every valid region id")
+    p_run.add_argument(
+        "--write-regional-stats",
+        action="store_true",
+        help="also write the CSV/GeoJSON/GeoParquet analysis files",
+    )
+    p_run.add_argument("--create-pyramid", action="store_true", help="also build the pyramid")
+    p_run.add_argument("--concurrency", type=int, default=4, help="regions run at once")
+    p_region = sub.add_parser("region", help="materialize one region partition")
+    p_region.add_argument("region_id")
     sub.add_parser("summary", help="list the outputs and where they are")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            demo(args.regions)
+            demo(args.regions, args.concurrency)
+        elif args.command == "run":
+            from ocr_assets.partitions import GRID
+
+            regions = list(GRID.valid_region_ids) if args.all_regions else args.regions
+            run(regions, args.write_regional_stats, args.create_pyramid, args.concurrency)
+        elif args.command == "region":
+            from ocr_assets.partitions import GRID
+
+            GRID.validate_region_id(args.region_id)
+            if not _run_job("process_regions", partition_key=args.region_id):
+                raise SystemExit(1)
         else:
             summary()
     except (SettingsError, ValueError) as exc:

@@ -2,22 +2,17 @@
 
 import dagster as dg
 
-from ocr_assets import inputs, phase01_regions
-from ocr_assets.partitions import GRID
+from ocr_assets import inputs, phase01_regions, phase02_aggregation, phase03_tiles
+from ocr_assets.jobs import jobs
 from ocr_resources import build_resources
 from ocr_resources.settings import current_settings
 
-generate_demo_inputs_job = dg.define_asset_job(
-    "generate_demo_inputs",
-    selection=dg.AssetSelection.groups(inputs.GROUP),
-    description="Generate the embedded demo's input datasets.",
-)
-
 defs = dg.Definitions(
-    assets=[*inputs.input_assets(), phase01_regions.region_risk, phase01_regions.region_buildings],
-    jobs=[
-        *([generate_demo_inputs_job] if GRID.name == "demo" else []),
-        phase01_regions.process_regions_job,
+    assets=[
+        *inputs.input_assets(),
+        *dg.load_assets_from_modules([phase01_regions, phase02_aggregation, phase03_tiles]),
     ],
+    asset_checks=dg.load_asset_checks_from_modules([phase02_aggregation]),
+    jobs=jobs(),
     resources=build_resources(current_settings()),
 )

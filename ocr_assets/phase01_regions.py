@@ -143,12 +143,3 @@ def region_buildings(
             "compute": dg.MetadataValue.json(compute.describe("region_buildings")),
         }
     )
-
-
-process_regions_job = dg.define_asset_job(
-    "process_regions",
-    selection=dg.AssetSelection.assets(region_risk, region_buildings),
-    partitions_def=region_partitions,
-    description="Phase 01 for one region partition (backfill it to run many regions).",
-    tags={"ocr/environment": current_settings().environment},
-)

@@ -65,6 +65,7 @@ def connect(config: DuckDBConfig | None = None, storage: Storage | None = None):
     if config.threads:
         settings["threads"] = str(config.threads)
     con = duckdb.connect(":memory:", config=settings)
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"LOAD '{spatial_extension_path()}'")
     if storage is not None and storage.is_s3:
         con.register_filesystem(storage.filesystem())

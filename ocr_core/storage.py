@@ -132,7 +132,12 @@ class Storage:
         return self.filesystem().exists(self._fs_path(uri))
 
     def glob(self, pattern: str) -> list[str]:
-        found = sorted(self.filesystem().glob(self._fs_path(pattern)))
+        """Matching files, without hidden ones (the scratch files of atomic writes)."""
+        found = sorted(
+            p
+            for p in self.filesystem().glob(self._fs_path(pattern))
+            if not p.rsplit("/", 1)[-1].startswith(".")
+        )
         return [f"s3://{p}" for p in found] if self.is_s3 else found
 
     def read_bytes(self, uri: str) -> bytes:
@@ -197,20 +202,16 @@ class Storage:
         """Yield a scratch folder that replaces the folder ``uri`` whole on success.
 
         Local: build beside the target, then swap it in with two renames (old copy removed
-        after), so readers see the old or the new dataset, never a mix. S3: upload to a fresh
-        prefix-free staging area first, then replace the target's objects; stale files from
-        an earlier run are removed.
+        after), so readers see the old or the new dataset, never a mix. S3 has no rename, so
+        the folder is built in local scratch and published by ``_publish_dir_s3``: nothing is
+        deleted before every new file is uploaded, and stale files are removed last.
         """
         if self.is_s3:
             with tempfile.TemporaryDirectory(prefix="ocr-") as tmp:
                 path = Path(tmp) / "out"
                 path.mkdir()
                 yield path
-                fs = self.filesystem()
-                dest = self._fs_path(uri)
-                if fs.exists(dest):
-                    fs.rm(dest, recursive=True)
-                fs.put(str(path) + "/", dest, recursive=True)
+                self._publish_dir_s3(path, uri)
             return
         target = Path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,35 @@ class Storage:
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def _publish_dir_s3(self, src: Path, uri: str) -> None:
+        """Replace the objects under ``uri`` with the files of ``src``, never emptying it.
+
+        1. Upload every data file to its final key (concurrent PUTs; each object appears whole,
+           replacing the same-named object of the previous run).
+        2. Upload metadata files last (``_common_metadata``, zarr's ``zarr.json`` / ``.z*``: see
+           ``_is_metadata_file``), so they only ever describe data files already present.
+        3. Delete the keys under ``uri`` that the new tree does not have (stale files).
+
+        A concurrent reader sees the old folder, then a mix in which every key holds its old or
+        its new content in full, plus the old run's extra keys until step 3, then the new
+        folder; never an empty folder or a partial object. If an upload fails, step 3 is
+        skipped and the mix stays until a rerun.
+        """
+        fs = self.filesystem()
+        dest = self._fs_path(uri).rstrip("/")
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        rel = [p.relative_to(src).as_posix() for p in files]
+        data = [(str(p), f"{dest}/{r}") for p, r in zip(files, rel, strict=True)]
+        metadata = [pair for pair in data if _is_metadata_file(Path(pair[1]).name)]
+        data = [pair for pair in data if pair not in metadata]
+        for batch in (data, metadata):
+            if batch:
+                fs.put([lp for lp, _ in batch], [rp for _, rp in batch])
+        new = {f"{dest}/{r}" for r in rel}
+        stale = [key for key in fs.find(dest) if key not in new]
+        if stale:
+            fs.rm(stale)
 
     # --- icechunk ----------------------------------------------------------------------------
     def icechunk_storage(self, uri: str | None = None):
@@ -252,6 +282,11 @@ class Storage:
         # file lock), so icechunk's per-repository concurrency warning is noise here.
         icechunk.set_logs_filter("error")
         return icechunk.local_filesystem_storage(uri)
+
+
+def _is_metadata_file(name: str) -> bool:
+    """Files that describe the others: parquet ``_common_metadata``/``_metadata``, zarr metadata."""
+    return name.startswith(("_", ".")) or name == "zarr.json"
 
 
 def _aws_env_credentials() -> dict:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from ocr_resources.compute import ComputeResource
+from ocr_resources.duckdb import DuckDBResource
 from ocr_resources.settings import Settings
 from ocr_resources.storage import InputCatalogResource, StorageResource
+from ocr_resources.tippecanoe import TippecanoeResource
 
 
 def build_resources(settings: Settings) -> dict:
@@ -22,6 +24,8 @@ def build_resources(settings: Settings) -> dict:
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_region=settings.s3_region,
         ),
+        "duckdb": DuckDBResource(),
+        "tippecanoe": TippecanoeResource(),
         "compute": ComputeResource(
             platform=settings.platform,
             environment=settings.environment,

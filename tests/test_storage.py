@@ -297,3 +297,11 @@ def test_settings_accepts_semver(version):
 def test_settings_rejects_other_url_schemes():
     with pytest.raises(SettingsError, match="gs://bucket"):
         Settings(storage_root="gs://bucket")
+
+
+def test_glob_skips_hidden_scratch_files(tmp_path):
+    from ocr_core.storage import Storage
+
+    (tmp_path / "a.parquet").write_bytes(b"x")
+    (tmp_path / ".a.parquet.tmp-123.parquet").write_bytes(b"half")
+    assert Storage(str(tmp_path)).glob(f"{tmp_path}/*.parquet") == [str(tmp_path / "a.parquet")]

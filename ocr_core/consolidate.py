@@ -1,0 +1,281 @@
+"""Building GeoParquet outputs: one consolidated file and a state/county hive dataset.
+
+The reference step partition-buildings (ocr-pipeline §1.3) read the region files twice and wrote
+with OVERWRITE_OR_IGNORE, leaving stale ``data_N`` files behind. Here:
+
+1. The region files are listed once and read once, by one DuckDB ``COPY`` that sorts the rows
+   by GEOID (then bbox corner, so reruns are deterministic) and writes the consolidated file into
+   local scratch. Geometry stays WKB bytes end to end (``enable_geoparquet_conversion`` off: no
+   parsing); the GeoParquet 1.1 ``geo`` metadata (CRS, covering bbox column) is merged from
+   the region files' footers and written by us, together with the vector metadata.
+2. That local, GEOID-sorted file is streamed once with pyarrow into one file per county,
+   ``state_fips=SS/county_fips=CCC/data_0.parquet``: a county's rows are contiguous, so one
+   writer is open at a time (memory bounded by one row group), every county gets exactly one
+   file with a fixed name, and rows stay in GEOID order (row-group statistics prune by GEOID).
+   ``_common_metadata`` holds the schema (no partition fields) with the vector metadata.
+3. Both are published whole: ``Storage.atomic_local_dir`` then ``Storage.atomic_local_file``.
+   Locally that is a rename swap; on S3 each county key is replaced in place, sidecars go last
+   and stale keys are deleted last (see ``Storage._publish_dir_s3``), so a reader never sees a
+   county twice, an empty folder or a partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ocr_core.duck import DuckDBConfig, connect
+from ocr_core.metadata import vector_metadata
+from ocr_core.storage import Storage
+
+PARTITION_FIELDS = ("state_fips", "county_fips")
+PART_FILE = "data_0.parquet"
+ROW_GROUP_ROWS = 122_880  # DuckDB's default; also the unit of pyarrow's buffering per county
+ZSTD_LEVEL = 3  # DuckDB's default zstd level, used for both outputs
+GEOID_PATTERN = r"^[0-9]{15}$"
+
+
+class RegionBuildingsMissingError(FileNotFoundError):
+    """No region building files to consolidate; the message names the folder and the fix."""
+
+
+class BuildingDataError(ValueError):
+    """The region building files cannot be consolidated as they are (bad GEOID or metadata)."""
+
+
+def write_buildings_geoparquet(storage: Storage, duck: DuckDBConfig | None = None) -> dict:
+    """Write the consolidated building file and the state/county dataset; return run metadata.
+
+    Nothing is published unless both outputs were written completely in scratch; a rerun
+    replaces the previous outputs whole.
+    """
+    start = time.perf_counter()
+    source_dir = storage.region_geoparquet_dir
+    # Hidden names are in-flight or abandoned atomic-write temp files, never region files.
+    found = storage.glob(f"{source_dir}/*.parquet")
+    sources = [s for s in found if not s.rsplit("/", 1)[-1].startswith(".")]
+    if not sources:
+        raise RegionBuildingsMissingError(
+            f"no region building files in {source_dir}: materialize the region_buildings "
+            "asset (all regions) before the building GeoParquet outputs"
+        )
+    meta = vector_metadata(storage.version)
+    con = connect(duck, storage)
+    try:
+        con.execute("SET enable_geoparquet_conversion = false")
+        con.execute("SET enable_progress_bar = false")
+        geo = _merged_geo_metadata(con, sources)
+        with (
+            storage.atomic_local_file(storage.consolidated_buildings_uri, ".parquet") as cpath,
+            storage.atomic_local_dir(storage.partitioned_buildings_uri) as pdir,
+        ):
+            copied = _write_consolidated(con, sources, cpath, geo, meta)
+            con.close()  # release DuckDB's buffers before the split pass
+            buildings, partitions = _write_partitions(cpath, pdir, geo, meta)
+            if buildings != copied:
+                raise RuntimeError(
+                    f"partitioned dataset has {buildings} buildings, consolidated file {copied}"
+                )
+            consolidated_bytes = cpath.stat().st_size
+            partitioned_bytes = sum(p.stat().st_size for p in pdir.rglob("*") if p.is_file())
+    finally:
+        con.close()
+    return {
+        "consolidated_uri": storage.consolidated_buildings_uri,
+        "partitioned_uri": storage.partitioned_buildings_uri,
+        "region_files": len(sources),
+        "buildings": buildings,
+        "partitions": partitions,
+        "consolidated_bytes": consolidated_bytes,
+        "partitioned_bytes": partitioned_bytes,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _merged_geo_metadata(con, sources: list[str]) -> dict:
+    """GeoParquet 1.1 ``geo`` metadata of the union of the region files (footers only).
+
+    CRS, encoding and covering must agree (they come from one writer); bbox and geometry types
+    are the union over files.
+    """
+    rows = con.execute(
+        "SELECT file_name, decode(value) FROM parquet_kv_metadata("
+        f"[{', '.join(map(_sql_str, sources))}]) WHERE key = 'geo'::BLOB"
+    ).fetchall()
+    found = {name: json.loads(text) for name, text in rows}
+    if len(found) < len(sources):
+        missing = [s for s in sources if s not in found]
+        raise BuildingDataError(
+            f"{len(sources) - len(found)} region file(s) without GeoParquet 'geo' metadata, "
+            f"e.g. {missing[0]}: rematerialize region_buildings for those regions"
+        )
+    docs = list(found.values())
+    primary = docs[0]["primary_column"]
+    columns = [d["columns"][primary] for d in docs]
+    base = dict(columns[0])
+    for key in ("encoding", "crs", "covering"):
+        if any(c.get(key) != base.get(key) for c in columns):
+            raise BuildingDataError(
+                f"region files disagree on the geometry {key!r}: rematerialize region_buildings"
+            )
+    if base.get("encoding") != "WKB":
+        raise BuildingDataError(f"region files use {base.get('encoding')!r} geometry, not WKB")
+    types = [c.get("geometry_types", []) for c in columns]
+    base["geometry_types"] = [] if not all(types) else sorted({t for ts in types for t in ts})
+    boxes = [c["bbox"] for c in columns if c.get("bbox")]
+    base.pop("bbox", None)
+    if len(boxes) == len(columns):
+        base["bbox"] = [
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        ]
+    return {"version": "1.1.0", "primary_column": primary, "columns": {primary: base}}
+
+
+def _write_consolidated(con, sources: list[str], path: Path, geo: dict, meta: dict) -> int:
+    """One read of every region file, sorted by GEOID, into one zstd GeoParquet file."""
+    files = f"[{', '.join(map(_sql_str, sources))}]"
+    columns = {
+        r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files})").fetchall()
+    }
+    if "GEOID" not in columns:
+        raise BuildingDataError("region files have no GEOID column: rematerialize region_buildings")
+    order = "GEOID, bbox.xmin, bbox.ymin" if "bbox" in columns else "GEOID"
+    kv = {"geo": json.dumps(geo), **meta}
+    kv_sql = ", ".join(f'"{k}": {_sql_str(v)}' for k, v in kv.items())
+    (count,) = con.execute(
+        f"COPY (SELECT * FROM read_parquet({files}) ORDER BY {order}) TO {_sql_str(str(path))} "
+        f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL}, "
+        f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, KV_METADATA {{{kv_sql}}})"
+    ).fetchone()
+    return int(count)
+
+
+class _CountyWriter:
+    """Writes one county's rows (arriving in GEOID order) to one file, a row group at a time."""
+
+    def __init__(self, folder: Path, county: str, schema, geo: dict, meta: dict):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        state, county_code = PARTITION_FIELDS
+        target = folder / f"{state}={county[:2]}" / f"{county_code}={county[2:]}" / PART_FILE
+        target.parent.mkdir(parents=True)
+        # Dictionaries only for the string columns (faster and smaller than trying every
+        # column); no ARROW:schema copy: its metadata (dataset-wide geo) would shadow the file's.
+        strings = [f.name for f in schema if pa.types.is_string(f.type)]
+        self.writer = pq.ParquetWriter(
+            target,
+            schema,
+            compression="zstd",
+            compression_level=ZSTD_LEVEL,
+            use_dictionary=strings,
+            store_schema=False,
+        )
+        self.schema, self.geo, self.meta = schema, geo, meta
+        self.pending: list = []
+        self.pending_rows = 0
+        self.bounds: list[float] | None = None
+
+    def add(self, batch) -> None:
+        self.pending.append(batch)
+        self.pending_rows += batch.num_rows
+        if self.pending_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if not self.pending:
+            return
+        table = pa.Table.from_batches(self.pending, schema=self.schema)
+        self.pending, self.pending_rows = [], 0
+        self._extend_bounds(table)
+        self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+
+    def _extend_bounds(self, table) -> None:
+        import pyarrow.compute as pc
+
+        if "bbox" not in table.column_names:
+            return
+        bbox = table.column("bbox")
+        lo = [pc.min(pc.struct_field(bbox, f)).as_py() for f in ("xmin", "ymin")]
+        hi = [pc.max(pc.struct_field(bbox, f)).as_py() for f in ("xmax", "ymax")]
+        if self.bounds is None:
+            self.bounds = [*lo, *hi]
+        else:
+            self.bounds = [
+                min(self.bounds[0], lo[0]),
+                min(self.bounds[1], lo[1]),
+                max(self.bounds[2], hi[0]),
+                max(self.bounds[3], hi[1]),
+            ]
+
+    def close(self) -> None:
+        self.flush()
+        primary = self.geo["primary_column"]
+        column = {k: v for k, v in self.geo["columns"][primary].items() if k != "bbox"}
+        if self.bounds is not None and None not in self.bounds:
+            column["bbox"] = self.bounds
+        file_geo = {**self.geo, "columns": {primary: column}}
+        self.writer.add_key_value_metadata({"geo": json.dumps(file_geo), **self.meta})
+        self.writer.close()
+
+
+def _write_partitions(consolidated: Path, folder: Path, geo: dict, meta: dict) -> tuple[int, int]:
+    """Stream the GEOID-sorted file into one file per county; (buildings, counties)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(consolidated)
+    schema = source.schema_arrow
+    writer: _CountyWriter | None = None
+    current: str | None = None
+    buildings = partitions = 0
+    for batch in source.iter_batches(batch_size=65_536):
+        geoid = batch.column("GEOID")
+        valid = pc.fill_null(pc.match_substring_regex(geoid, GEOID_PATTERN), False)
+        if not pc.all(valid).as_py():
+            bad = pc.filter(geoid, pc.invert(valid))
+            raise BuildingDataError(
+                f"{len(bad)}+ buildings have a missing or malformed GEOID (expected 15 digits, "
+                f"e.g. got {bad[0].as_py()!r}): fix the tagged building input and "
+                "rematerialize region_buildings"
+            )
+        keys = pc.cast(pc.utf8_slice_codeunits(geoid, 0, 5), "int32").to_numpy()
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        stops = np.r_[starts[1:], len(keys)]
+        for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
+            county = f"{keys[lo]:05d}"
+            if county != current:
+                if writer is not None:
+                    writer.close()
+                if current is not None and county < current:
+                    raise RuntimeError("consolidated file is not sorted by GEOID")
+                writer = _CountyWriter(folder, county, schema, geo, meta)
+                current = county
+                partitions += 1
+            writer.add(batch.slice(lo, hi - lo))
+            buildings += hi - lo
+    if writer is not None:
+        writer.close()
+    _write_common_metadata(folder, schema, geo, meta)
+    return buildings, partitions
+
+
+def _write_common_metadata(folder: Path, schema, geo: dict, meta: dict) -> None:
+    """``_common_metadata``: the files' schema (no partition fields), dataset geo, vector keys."""
+    import pyarrow.parquet as pq
+
+    metadata = {k: v for k, v in (schema.metadata or {}).items() if k != b"ARROW:schema"}
+    metadata |= {b"geo": json.dumps(geo).encode()}
+    metadata |= {k.encode(): v.encode() for k, v in meta.items()}
+    pq.write_metadata(schema.with_metadata(metadata), folder / "_common_metadata")

@@ -1,0 +1,245 @@
+"""Multiscale Zarr v3 pyramid of the risk raster for the web map (ocr-pipeline §1.2).
+
+Level 0 is the native EPSG:4326 grid read from the icechunk risk repository (read-only
+session); level i+1 is the 2×2 mean of level i (odd trailing row/column trimmed, NaN skipped,
+an all-NaN block stays NaN). Levels are added while the coarsest level's longer side is still
+at least ``min_side`` pixels: 12 levels for CONUS (L11 is 47 × 101), the reference's count.
+Each level is computed from the level already written, one level at a time, so memory is
+bounded by Dask chunks, never by the grid.
+
+Chunks follow the reference (topozarr) rule for 0.5 MiB float32 chunks: for a dimension of
+length d, d if d ≤ 362, else ceil(d / ceil(d / 362)), so chunks are ≤ 362 and even-sized
+(the reference's 128 minimum never binds at 362). No sharding, as in the reference.
+
+Root attributes follow the zarr-conventions ``multiscales`` and ``geo-proj`` conventions;
+the root carries consolidated metadata.
+
+Rewrites are atomic for readers of a local pyramid: the new pyramid is built in a sibling
+folder and swapped in by rename. On S3 it is built under a sibling staging prefix; only when
+it is complete is the old pyramid's root ``zarr.json`` deleted, the old objects removed, the
+new objects copied server-side, and the new root ``zarr.json`` (holding the consolidated
+metadata) copied last. A reader therefore opens either the old pyramid, nothing ("not found")
+during the copy window, or the complete new one; a reader that opened the old pyramid before
+the swap and keeps reading may meet missing chunks (read as NaN) until it reopens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+
+from ocr_core.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VARIABLES = ("rps_2011", "rps_2047")
+CHUNK_SIDE = 362  # floor(sqrt(0.5 MiB / 4 B)): 0.5 MiB float32 chunks
+CRS = "EPSG:4326"
+Y_DIM, X_DIM = "latitude", "longitude"
+
+MULTISCALES_CONVENTION = {
+    "uuid": "d35379db-88df-4056-af3a-620245f8e347",
+    "name": "multiscales",
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
+    "description": "Multiscale layout of zarr datasets",
+}
+PROJ_CONVENTION = {
+    "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
+    "name": "proj:",
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/geo-proj/refs/tags/v1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/geo-proj/blob/v1/README.md",
+    "description": "Coordinate reference system information for geospatial data",
+}
+
+
+class PyramidError(RuntimeError):
+    """The pyramid cannot be built (missing variables, no repository, bad parameters)."""
+
+
+def level_shapes(shape: tuple[int, int], min_side: int = 100) -> list[tuple[int, int]]:
+    """(lat, lon) shape of every level: halve (floor) while the longer side stays ≥ min_side."""
+    if min(shape) < 1:
+        raise PyramidError(f"cannot build a pyramid of an empty grid {shape}")
+    shapes = [tuple(shape)]
+    while True:
+        nxt = (shapes[-1][0] // 2, shapes[-1][1] // 2)
+        if min(nxt) < 1 or max(nxt) < min_side:
+            return shapes
+        shapes.append(nxt)
+
+
+def chunk_side(d: int, side: int = CHUNK_SIDE) -> int:
+    """The reference chunk length for a dimension of length d (≤ side, near-equal chunks)."""
+    return d if d <= side else math.ceil(d / math.ceil(d / side))
+
+
+def level_chunks(shape: tuple[int, int], side: int = CHUNK_SIDE) -> tuple[int, int]:
+    return chunk_side(shape[0], side), chunk_side(shape[1], side)
+
+
+def multiscales_attrs(n_levels: int) -> dict:
+    """Root attributes: conventions, the level layout and the CRS."""
+    layout = []
+    for i in range(n_levels):
+        entry = {
+            "asset": str(i),
+            "transform": {
+                "scale": [float(2**i), float(2**i)],
+                "translation": [0.5, 0.5] if i else [0.0, 0.0],
+            },
+        }
+        if i:
+            entry |= {"derived_from": str(i - 1), "resampling_method": "mean"}
+        layout.append(entry)
+    return {
+        "zarr_conventions": [MULTISCALES_CONVENTION, PROJ_CONVENTION],
+        "multiscales": {"layout": layout, "resampling_method": "mean"},
+        "proj:code": CRS,
+    }
+
+
+# --- stores --------------------------------------------------------------------------------------
+def _store(uri: str, storage: Storage):
+    """A writable zarr store for a local folder or an s3:// prefix (URL parsed by fsspec)."""
+    import zarr.storage
+
+    if uri.startswith("s3://"):
+        return zarr.storage.FsspecStore.from_url(uri, storage_options=storage.s3_options())
+    return zarr.storage.LocalStore(uri)
+
+
+@contextlib.contextmanager
+def _staged(storage: Storage, uri: str) -> Iterator[str]:
+    """Yield a staging location; on success it replaces ``uri`` (see the module docstring)."""
+    if not storage.is_s3:
+        with storage.atomic_local_dir(uri) as path:
+            yield str(path)
+        return
+    fs = storage.filesystem()
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    staging = f"{parent}/.{name}.staging-{uuid.uuid4().hex}"
+    try:
+        yield staging
+        _publish_s3(fs, storage._fs_path(staging), storage._fs_path(uri))
+    finally:
+        if fs.exists(storage._fs_path(staging)):
+            fs.rm(storage._fs_path(staging), recursive=True)
+
+
+def _publish_s3(fs, staging: str, target: str) -> None:
+    """Replace the objects under ``target`` with those under ``staging``, root metadata last."""
+    root_meta = f"{target}/zarr.json"
+    if fs.exists(root_meta):
+        fs.rm(root_meta)
+    if fs.exists(target):
+        fs.rm(target, recursive=True)
+    keys = [k for k in fs.find(staging) if k != f"{staging}/zarr.json"]
+    if keys:
+        fs.copy(keys, [target + k[len(staging) :] for k in keys])
+    fs.copy(f"{staging}/zarr.json", root_meta)
+    fs.invalidate_cache()
+
+
+# --- build ---------------------------------------------------------------------------------------
+def _open_source(storage: Storage, variables: Sequence[str]):
+    import xarray as xr
+
+    from ocr_core.raster_store import open_repository
+
+    repo = open_repository(storage)
+    ds = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
+    missing = [v for v in variables if v not in ds.data_vars]
+    if missing:
+        raise PyramidError(
+            f"variable(s) {', '.join(missing)} are not in {storage.icechunk_uri} "
+            f"(it has {', '.join(sorted(ds.data_vars))})"
+        )
+    return ds[list(variables)]
+
+
+def _prepare(ds, chunks: tuple[int, int], variables: Sequence[str]):
+    """float32 variables on ``chunks``, source encodings dropped, per-level zarr encoding."""
+    import numpy as np
+
+    ds = ds.chunk({Y_DIM: chunks[0], X_DIM: chunks[1]})
+    for name in variables:
+        ds[name] = ds[name].astype("float32")
+    for name in ds.variables:
+        ds[name].encoding = {}
+    encoding = {name: {"chunks": chunks, "fill_value": np.float32("nan")} for name in variables}
+    return ds, encoding
+
+
+def write_pyramid(
+    storage: Storage,
+    variables: Sequence[str] = DEFAULT_VARIABLES,
+    min_side: int = 100,
+    chunk_target: int = CHUNK_SIDE,
+    log: logging.Logger | None = None,
+) -> dict:
+    """Build the pyramid at ``storage.pyramid_uri`` from the risk repository; see module doc.
+
+    ``chunk_target`` is the longest chunk side (the reference's 362; tests use small values).
+    Returns the URI, level count, per-level shapes and chunks, and the seconds taken.
+    """
+    log = log or logger
+    import xarray as xr
+    import zarr
+
+    started = time.monotonic()
+    variables = list(variables)
+    if not variables:
+        raise PyramidError("no variables to write")
+    src = _open_source(storage, variables)
+    shapes = level_shapes((src.sizes[Y_DIM], src.sizes[X_DIM]), min_side)
+    chunks = [level_chunks(s, chunk_target) for s in shapes]
+    uri = storage.pyramid_uri
+    with _staged(storage, uri) as location, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Mean of empty slice.*")
+        warnings.filterwarnings("ignore", message=".*separate the stored chunks.*")
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        store = _store(location, storage)
+        zarr.create_group(store, zarr_format=3, overwrite=True, attributes=multiscales_attrs(0))
+        for level, (shape, level_chunk) in enumerate(zip(shapes, chunks, strict=True)):
+            if level == 0:
+                ds = src
+            else:
+                # Read the previous level in blocks of twice this level's chunks, so each
+                # coarsened block is exactly one output chunk.
+                prev = xr.open_zarr(
+                    store,
+                    group=str(level - 1),
+                    consolidated=False,
+                    chunks={Y_DIM: 2 * level_chunk[0], X_DIM: 2 * level_chunk[1]},
+                )
+                prev = prev.isel({Y_DIM: slice(0, 2 * shape[0]), X_DIM: slice(0, 2 * shape[1])})
+                ds = prev.coarsen({Y_DIM: 2, X_DIM: 2}, boundary="trim").mean(keep_attrs=True)
+            ds, encoding = _prepare(ds, level_chunk, variables)
+            ds.attrs = {}
+            ds.to_zarr(
+                store,
+                group=str(level),
+                mode="w",
+                zarr_format=3,
+                consolidated=False,
+                encoding=encoding,
+                write_empty_chunks=False,
+            )
+            log.info("pyramid level %d: %d × %d px, chunks %s", level, *shape, level_chunk)
+        root = zarr.open_group(store, mode="r+", zarr_format=3)
+        root.attrs.put(multiscales_attrs(len(shapes)))
+        zarr.consolidate_metadata(store)
+    return {
+        "path": uri,
+        "variables": variables,
+        "levels": len(shapes),
+        "shapes": [list(s) for s in shapes],
+        "chunks": [list(c) for c in chunks],
+        "seconds": round(time.monotonic() - started, 3),
+    }

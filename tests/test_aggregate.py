@@ -1,0 +1,421 @@
+"""Regional statistics and analysis files against an independent geopandas computation.
+
+Fixture: square census polygons in EPSG:4269 (one state densified so it is subdivided, one
+tract split into two rows sharing a GEOID) and ~500 small square buildings on a dyadic grid,
+so footprint centroids are exact and some lie exactly on shared edges, in three region files.
+Risk values include every histogram boundary as float32 and the float32 values next to them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import shapely
+
+from ocr_core.aggregate import (
+    HIST_BOUNDARIES,
+    LEVELS,
+    RISK_VARIABLES,
+    write_analysis_files,
+    write_summary_stats,
+)
+from ocr_core.catalog import InputCatalog, InputDataError
+from ocr_core.duck import DuckDBConfig
+from ocr_core.geoparquet import write_geoparquet
+from ocr_core.metadata import vector_metadata
+from ocr_core.storage import Storage
+
+DUCK = DuckDBConfig(memory_limit="1GB", threads=2)
+NAMES = {"counties": ["NAME"], "tracts": [], "states": ["STUSPS", "NAME"], "nation": ["NAME"]}
+NAMES["blocks"] = []
+ANALYSIS = {"blocks": "block", "counties": "counties", "tracts": "tracts", "states": "states"}
+ANALYSIS["nation"] = "nation"
+HALF = 2.0**-10  # half side of a building footprint (dyadic: exact centroids)
+
+
+def box(x0, y0, x1, y1):
+    return shapely.box(x0, y0, x1, y1)
+
+
+def census_frames() -> dict[str, gpd.GeoDataFrame]:
+    """Census polygons in EPSG:4269; CO is densified (> 256 vertices) to force subdivision."""
+    co = shapely.segmentize(box(-100, 40, -98, 41), 0.005)
+    assert shapely.get_num_coordinates(co) > 256
+    rows = {
+        "states": [
+            {"GEOID": "08", "STUSPS": "CO", "NAME": "Colorado", "geometry": co},
+            {"GEOID": "20", "STUSPS": "KS", "NAME": "Kansas", "geometry": box(-98, 40, -96, 41)},
+            {"GEOID": "31", "STUSPS": "NE", "NAME": "Nebraska", "geometry": box(-100, 42, -96, 43)},
+        ],
+        "counties": [
+            {"NAME": "Adams", "GEOID": "08001", "geometry": box(-100, 40, -99, 41)},
+            {"NAME": "Arapahoe", "GEOID": "08005", "geometry": box(-99, 40, -98, 41)},
+            {"NAME": "Allen", "GEOID": "20001", "geometry": box(-98, 40, -96, 41)},
+            {"NAME": "Empty", "GEOID": "31001", "geometry": box(-100, 42, -99, 43)},
+        ],
+        "tracts": [
+            {"GEOID": "08001000100", "geometry": box(-100, 40, -99.5, 41)},
+            {"GEOID": "08001000200", "geometry": box(-99.5, 40, -99, 41)},
+            {"GEOID": "08005000100", "geometry": box(-99, 40, -98, 41)},
+            {"GEOID": "20001000100", "geometry": box(-98, 40, -97, 41)},
+            {"GEOID": "20001000100", "geometry": box(-97, 40, -96, 41)},
+        ],
+        "blocks": [
+            {"GEOID": "080010001001000", "geometry": box(-100, 40, -99.75, 41)},
+            {"GEOID": "080010001001001", "geometry": box(-99.75, 40, -99.5, 40.6)},
+            {"GEOID": "080050001001000", "geometry": box(-99, 40, -98.5, 41)},
+            {"GEOID": "200010001001000", "geometry": box(-98, 40, -97, 40.5)},
+        ],
+        "nation": [
+            {"GEOID": "US", "NAME": "United States", "geometry": box(-125, 24, -66, 50)},
+        ],
+    }
+    return {k: gpd.GeoDataFrame(v, geometry="geometry", crs="EPSG:4269") for k, v in rows.items()}
+
+
+def special_values() -> np.ndarray:
+    """0, every boundary as float32 and its float32 neighbours (inside [0, 100])."""
+    b = np.array(HIST_BOUNDARIES, dtype=np.float32)
+    near = np.concatenate([np.nextafter(b, np.float32(0)), np.nextafter(b, np.float32(200))])
+    values = np.concatenate([[np.float32(0)], b, near[near <= np.float32(100)]])
+    return values.astype(np.float32)
+
+
+def building_frame(seed: int = 7) -> gpd.GeoDataFrame:
+    """~500 buildings on x = -100 + i/32, y in {40.25, 40.5, 40.75, 41} (edges included)."""
+    rng = np.random.default_rng(seed)
+    xs = -100 + np.arange(1, 128) / 32
+    ys = np.array([40.25, 40.5, 40.75, 41.0])
+    cx, cy = (a.ravel() for a in np.meshgrid(xs, ys))
+    n = cx.size
+    special = special_values()
+    rps11 = rng.uniform(0, 100, n).astype(np.float32)
+    rps47 = rng.uniform(0, 5, n).astype(np.float32)
+    rps11[: special.size * 3] = np.tile(special, 3)
+    rps47[-special.size :] = special[::-1]
+    rps47[::17] = 0
+    data = {
+        "rps_scott": rng.uniform(0, 10, n).astype(np.float32),
+        "rps_2011": rps11,
+        "rps_2047": rps47,
+        "bp_2011": rng.uniform(0, 0.1, n).astype(np.float32),
+        "bp_2047": rng.uniform(0, 0.1, n).astype(np.float32),
+        "crps_scott": rng.uniform(0, 100, n).astype(np.float32),
+        "bp_2011_riley": rng.uniform(0, 0.1, n).astype(np.float32),
+        "bp_2047_riley": rng.uniform(0, 0.1, n).astype(np.float32),
+        "GEOID": ["080010001001000"] * n,
+        "state": ["CO"] * n,
+        "county": ["Adams"] * n,
+    }
+    data["crps_scott"][:50] = np.float32(0)
+    geoms = shapely.box(cx - HALF, cy - HALF, cx + HALF, cy + HALF)
+    frame = gpd.GeoDataFrame(data, geometry=geoms, crs="EPSG:4326")
+    c = shapely.get_coordinates(shapely.centroid(geoms))
+    assert np.array_equal(c[:, 0], cx) and np.array_equal(c[:, 1], cy)
+    return frame
+
+
+def make_inputs(root: Path, blocks: bool = True, buildings=None) -> Storage:
+    storage = Storage(str(root))
+    catalog = InputCatalog(storage)
+    for level, frame in census_frames().items():
+        if level == "blocks" and not blocks:
+            continue
+        write_geoparquet(frame, storage, catalog.uri(f"us-census-{level}"))
+    buildings = building_frame() if buildings is None else buildings
+    for k in range(3):
+        part = buildings.iloc[k::3].reset_index(drop=True)
+        write_geoparquet(part, storage, storage.region_geoparquet_uri(f"y{k}_x0"))
+    return storage
+
+
+# --- the independent computation -------------------------------------------------------------
+def expected_bin(values: np.ndarray) -> np.ndarray:
+    """0 for exact zeros, else 1 + index of the first float32 boundary >= value."""
+    b = np.array(HIST_BOUNDARIES, dtype=np.float32)
+    bins = np.searchsorted(b, values.astype(np.float32), side="left") + 1
+    return np.where(values == 0, 0, bins)
+
+
+def expected_level(buildings: gpd.GeoDataFrame, level: str) -> tuple[pd.DataFrame, dict]:
+    """Statistics per GEOID with a pandas/geopandas spatial join; also polygon per GEOID."""
+    polys = census_frames()[level].to_crs(4326)
+    shapes = polys.dissolve(by="GEOID", aggfunc="first")
+    pts = gpd.GeoDataFrame(
+        buildings.drop(columns=["geometry", "GEOID"]),
+        geometry=shapely.centroid(buildings.geometry.values),
+        crs=4326,
+    )
+    if level == "nation":
+        pts["GEOID"] = polys["GEOID"].iloc[0]
+    else:
+        joined = gpd.sjoin(pts, polys[["GEOID", "geometry"]], predicate="intersects")
+        lowest = joined.groupby(level=0)["GEOID"].min()
+        pts = pts.loc[lowest.index].assign(GEOID=lowest)
+    rows = []
+    for geoid, g in pts.groupby("GEOID"):
+        row = {"GEOID": geoid, "building_count": len(g)}
+        for c in NAMES[level]:
+            row[c] = shapes.loc[geoid, c]
+        for v in RISK_VARIABLES:
+            row[f"{v}_mean"] = float(np.mean(g[v].to_numpy(np.float64)))
+        for v in RISK_VARIABLES:
+            row[f"{v}_median"] = np.float32(np.median(g[v].to_numpy(np.float64)))
+        for name, v in (("risk_score_2011_hist", "rps_2011"), ("risk_score_2047_hist", "rps_2047")):
+            row[name] = np.bincount(expected_bin(g[v].to_numpy()), minlength=11).astype(float)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("GEOID"), shapes.geometry.to_dict()
+
+
+def stat_names(level: str) -> list[str]:
+    return [
+        "GEOID",
+        *NAMES[level],
+        "building_count",
+        *(f"{v}_mean" for v in RISK_VARIABLES),
+        *(f"{v}_median" for v in RISK_VARIABLES),
+        "risk_score_2011_hist",
+        "risk_score_2047_hist",
+    ]
+
+
+# --- fixtures --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aggregate")
+    storage = make_inputs(root)
+    summary = write_summary_stats(storage, InputCatalog(storage), DUCK)
+    analysis = write_analysis_files(storage, DUCK)
+    return storage, summary, analysis
+
+
+# --- summary statistics ----------------------------------------------------------------------
+@pytest.mark.parametrize("level", LEVELS)
+def test_statistics_match_independent_computation(computed, level):
+    storage, summary, _ = computed
+    buildings = building_frame()
+    expected, shapes = expected_level(buildings, level)
+    path = storage.summary_stats_uri(level)
+    table = pq.read_table(path)
+    assert table.column_names == [*stat_names(level), "geometry"]
+    types = {f.name: f.type for f in table.schema}
+    assert types["GEOID"] == pa.string() and types["building_count"] == pa.int64()
+    for v in RISK_VARIABLES:
+        assert types[f"{v}_mean"] == pa.float64() and types[f"{v}_median"] == pa.float32()
+    assert types["risk_score_2011_hist"] == pa.list_(pa.float64())
+    geo = json.loads(pq.read_metadata(path).metadata[b"geo"])
+    assert geo["version"] == "1.1.0" and geo["columns"]["geometry"]["crs"]["id"]["code"] == 4326
+
+    got = gpd.read_parquet(path).set_index("GEOID")
+    assert got.crs.to_epsg() == 4326
+    assert list(got.index) == sorted(expected.index)  # only geographies with buildings
+    assert (got["building_count"] >= 1).all()
+    for col in expected.columns:
+        for geoid in expected.index:
+            e, g = expected.loc[geoid, col], got.loc[geoid, col]
+            if col.endswith("_hist"):
+                assert list(g) == list(e), (level, geoid, col)
+            elif col.endswith("_mean"):
+                assert g == pytest.approx(e, rel=1e-12), (level, geoid, col)
+            elif col.endswith("_median"):
+                assert np.float32(g) == e, (level, geoid, col)
+            else:
+                assert g == e, (level, geoid, col)
+    for geoid, geom in got.geometry.items():
+        assert shapely.equals(geom, shapes[geoid]), (level, geoid)
+        rings = [geom] if geom.geom_type == "Polygon" else list(geom.geoms)
+        assert all(r.exterior.is_ccw for r in rings)
+
+    info = summary[level]
+    assert info["present"] and info["path"] == path and info["rows"] == len(expected)
+    assert info["building_count"] == expected["building_count"].sum()
+    assert info["total_buildings"] == len(buildings)
+
+
+def test_each_building_once_and_ties_to_lowest_geoid(computed):
+    storage, summary, _ = computed
+    n = len(building_frame())
+    counts = {
+        level: gpd.read_parquet(storage.summary_stats_uri(level)).set_index("GEOID")
+        for level in LEVELS
+    }
+    nation = int(counts["nation"]["building_count"].sum())
+    assert nation == n
+    for level in ("counties", "states", "tracts"):
+        assert counts[level]["building_count"].sum() == nation, level
+    assert counts["blocks"]["building_count"].sum() < nation
+    assert summary["blocks"]["unassigned_buildings"] == n - counts["blocks"]["building_count"].sum()
+    footer = pq.read_metadata(storage.summary_stats_uri("blocks")).metadata[b"ocr:aggregation"]
+    assert json.loads(footer)["unassigned_buildings"] == summary["blocks"]["unassigned_buildings"]
+    # x = -98 (4 buildings) is the CO/KS edge: all in CO ("08" < "20"); x = -99 lies on the
+    # seam of CO's subdivision and is still one building each.
+    states = counts["states"]["building_count"]
+    assert states["08"] == 4 * 64 and states["20"] == n - 4 * 64
+    assert summary["states"]["boundary_ties"] == 4
+    assert summary["states"]["subdivided_polygons"] == 1 and summary["states"]["pieces"] > 2
+    counties = counts["counties"]["building_count"]
+    assert counties["08001"] == 4 * 32 and counties["08005"] == 4 * 32
+    assert "31001" not in counties.index
+    # The split tract (two rows, one GEOID): buildings on its inner edge x = -97 count once.
+    assert summary["tracts"]["duplicate_geoid_rows"] == 1
+    assert counts["tracts"].loc["20001000100", "building_count"] == n - 4 * 64
+
+
+def test_census_polygons_transformed_to_wgs84(computed):
+    storage, summary, _ = computed
+    for level in LEVELS:
+        assert summary[level]["crs_transform"].startswith("ST_Transform EPSG:4269")
+    got = gpd.read_parquet(storage.summary_stats_uri("counties")).set_index("GEOID")
+    ref = census_frames()["counties"].to_crs(4326).set_index("GEOID")
+    for geoid in got.index:
+        a = shapely.normalize(got.geometry[geoid])
+        b = shapely.normalize(ref.geometry[geoid])
+        assert shapely.equals_exact(a, b, tolerance=1e-12)
+
+
+def test_blocks_skipped_when_absent(tmp_path):
+    storage = make_inputs(tmp_path, blocks=False)
+    stale = Path(storage.summary_stats_uri("blocks"))
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"stale")
+    stale_csv = Path(storage.region_analysis_uri("block", "csv"))
+    stale_csv.parent.mkdir(parents=True)
+    stale_csv.write_text("stale")
+    summary = write_summary_stats(storage, InputCatalog(storage), DUCK)
+    assert summary["blocks"]["present"] is False
+    assert "us-census-blocks" in summary["blocks"]["reason"]
+    assert summary["blocks"]["removed_stale_output"] is True and not stale.exists()
+    assert all(summary[level]["present"] for level in LEVELS if level != "blocks")
+    analysis = write_analysis_files(storage, DUCK)
+    assert analysis["block"]["present"] is False and not stale_csv.exists()
+    assert analysis["counties"]["present"] and analysis["counties"]["rows"] == 3
+
+
+@pytest.mark.parametrize("missing", ["counties", "tracts", "states", "nation"])
+def test_missing_census_dataset_is_a_clear_error(tmp_path, missing):
+    storage = make_inputs(tmp_path)
+    Path(InputCatalog(storage).uri(f"us-census-{missing}")).unlink()
+    with pytest.raises(InputDataError, match=f"us-census-{missing}"):
+        write_summary_stats(storage, InputCatalog(storage), DUCK)
+    out = Path(storage.summary_stats_dir)
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("rps_2011", np.float32(100.5), "outside \\[0, 100\\]"),
+        ("rps_2047", np.float32(-1), "outside \\[0, 100\\]"),
+        ("bp_2011", np.float32("nan"), "NaN"),
+    ],
+)
+def test_invalid_risk_values_raise(tmp_path, column, value, message):
+    buildings = building_frame()
+    buildings.loc[5, column] = value
+    storage = make_inputs(tmp_path, buildings=buildings)
+    with pytest.raises(InputDataError, match=message):
+        write_summary_stats(storage, InputCatalog(storage), DUCK)
+    assert not Path(storage.summary_stats_dir).exists()
+
+
+# --- analysis files --------------------------------------------------------------------------
+def analysis_columns(level: str) -> list[str]:
+    return [*stat_names(level), "longitude", "latitude"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_analysis_files(computed, level):
+    storage, _, analysis = computed
+    name = ANALYSIS[level]
+    summary = gpd.read_parquet(storage.summary_stats_uri(level)).set_index("GEOID")
+    centroids = pd.Series(shapely.centroid(summary.geometry.values), index=summary.index)
+    info = analysis[name]
+    assert info["present"] and info["rows"] == len(summary)
+    assert info["paths"] == {
+        e: storage.region_analysis_uri(name, e) for e in ("csv", "geojson", "parquet")
+    }
+
+    csv_path = storage.region_analysis_uri(name, "csv")
+    lines = Path(csv_path).read_text().splitlines()
+    meta = vector_metadata(storage.version)
+    assert lines[: len(meta)] == [f"# {k}: {v}" for k, v in meta.items()]
+    assert lines[len(meta)].replace('"', "").split(",") == analysis_columns(level)
+    csv = pd.read_csv(csv_path, comment="#", dtype={"GEOID": str}, float_precision="round_trip")
+    csv = csv.set_index("GEOID")
+    assert list(csv.index) == list(summary.index)
+    for geoid, row in csv.iterrows():
+        s = summary.loc[geoid]
+        assert row["building_count"] == s["building_count"]
+        for v in RISK_VARIABLES:
+            assert row[f"{v}_mean"] == s[f"{v}_mean"]
+            assert np.float32(row[f"{v}_median"]) == np.float32(s[f"{v}_median"])
+        for h in ("risk_score_2011_hist", "risk_score_2047_hist"):
+            assert json.loads(row[h]) == list(s[h])
+        for c in NAMES[level]:
+            assert row[c] == s[c]
+        assert row["longitude"] == pytest.approx(centroids[geoid].x, abs=1e-9)
+        assert row["latitude"] == pytest.approx(centroids[geoid].y, abs=1e-9)
+
+    with open(storage.region_analysis_uri(name, "geojson")) as f:
+        doc = json.load(f)
+    assert doc["type"] == "FeatureCollection" and doc["metadata"] == meta
+    assert len(doc["features"]) == len(summary)
+    for feature in doc["features"]:
+        assert feature["type"] == "Feature"
+        props = feature["properties"]
+        assert list(props) == analysis_columns(level)
+        s = summary.loc[props["GEOID"]]
+        assert shapely.equals(shapely.geometry.shape(feature["geometry"]), s.geometry)
+        assert props["risk_score_2011_hist"] == list(s["risk_score_2011_hist"])
+        assert np.float32(props["rps_2047_median"]) == np.float32(s["rps_2047_median"])
+        assert props["longitude"] == pytest.approx(centroids[props["GEOID"]].x, abs=1e-9)
+    if level == "nation":
+        assert doc["features"][0]["properties"]["NAME"] == "United States"
+
+    parquet_path = storage.region_analysis_uri(name, "parquet")
+    frame = gpd.read_parquet(parquet_path)
+    assert list(frame.columns) == [*analysis_columns(level), "geometry"]
+    assert frame.crs.to_epsg() == 4326 and len(frame) == len(summary)
+    geo = json.loads(pq.read_metadata(parquet_path).metadata[b"geo"])
+    assert geo["version"] == "1.1.0"
+
+
+def test_rerun_replaces_files_whole(tmp_path):
+    storage = make_inputs(tmp_path)
+    catalog = InputCatalog(storage)
+    write_summary_stats(storage, catalog, DUCK)
+    write_analysis_files(storage, DUCK)
+    Path(storage.region_geoparquet_uri("y2_x0")).unlink()
+    remaining = len(building_frame()) - len(building_frame().iloc[2::3])
+    summary = write_summary_stats(storage, catalog, DUCK)
+    analysis = write_analysis_files(storage, DUCK)
+    assert summary["nation"]["building_count"] == remaining
+    nation = gpd.read_parquet(storage.summary_stats_uri("nation"))
+    assert nation["building_count"].tolist() == [remaining]
+    with open(storage.region_analysis_uri("nation", "geojson")) as f:
+        assert json.load(f)["features"][0]["properties"]["building_count"] == remaining
+    csv = pd.read_csv(storage.region_analysis_uri("counties", "csv"), comment="#")
+    assert len(csv) == analysis["counties"]["rows"] == 3
+    assert csv["building_count"].sum() == remaining
+    leftovers = [p for p in Path(storage.root).rglob(".*") if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_runs_against_s3(tmp_path, s3_server, s3_bucket):
+    """Same inputs on an S3 API: read through DuckDB's fsspec hook, written with single PUTs."""
+    local = make_inputs(tmp_path / "local", blocks=False)
+    storage = Storage(s3_bucket, s3_endpoint_url=s3_server, s3_region="us-east-1")
+    storage.filesystem().put(local.root + "/", s3_bucket[len("s3://") :], recursive=True)
+    summary = write_summary_stats(storage, InputCatalog(storage), DUCK)
+    assert summary["blocks"]["present"] is False
+    assert summary["nation"]["building_count"] == len(building_frame())
+    analysis = write_analysis_files(storage, DUCK)
+    doc = json.loads(storage.read_bytes(storage.region_analysis_uri("states", "geojson")))
+    assert len(doc["features"]) == analysis["states"]["rows"] == 2
