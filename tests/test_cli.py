@@ -44,6 +44,19 @@ def test_demo_command_reports_where_outputs_are(demo_output, cli_env):
     assert "wrote region_id (y2_x1)" in demo_output and "wrote region_id (y2_x2)" in demo_output
     assert "2 of 12 valid regions committed" in demo_output
     assert "y2_x1.parquet" in demo_output and "./dev ui" in demo_output
+    vector = f"{root}/output/fire-risk/vector/qa"
+    for line in (
+        f"consolidated buildings: {vector}/geoparquet/consolidated-buildings.parquet",
+        f"partitioned buildings: {vector}/geoparquet/buildings.parquet",
+        "summary stats counties:",
+        "summary stats nation:",
+        f"analysis files: {vector}/region-analysis/ (15 files",
+        f"PMTiles regions: {vector}/pmtiles/regions.pmtiles",
+        f"PMTiles buildings: {vector}/pmtiles/buildings.pmtiles",
+        f"PMTiles building_centroids: {vector}/pmtiles/building_centroids.pmtiles",
+        f"raster pyramid (zarr v3): {root}/output/fire-risk/pyramid/qa/pyramid.zarr",
+    ):
+        assert line in demo_output, line
 
 
 def test_rerun_one_partition_from_the_dagster_cli(demo_output, cli_env):
