@@ -1,0 +1,137 @@
+"""Phase 02 through Dagster with its blocking checks, and the checks catching bad data."""
+
+import shutil
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ocr_assets.phase01_regions import region_buildings, region_risk
+from ocr_assets.phase02_aggregation import (
+    buildings_geoparquet,
+    buildings_match_region_files,
+    buildings_value_ranges,
+    region_analysis_files,
+    region_summary_stats,
+    summary_stats_consistent,
+)
+from ocr_core import checks
+from ocr_core.storage import Storage
+from ocr_resources import (
+    ComputeResource,
+    DuckDBResource,
+    InputCatalogResource,
+    StorageResource,
+)
+
+REGIONS = ("y2_x1", "y3_x3")
+
+
+def _resources(root, inputs_root) -> dict:
+    return {
+        "storage": StorageResource(root=str(root)),
+        "catalog": InputCatalogResource(root=str(inputs_root)),
+        "compute": ComputeResource(),
+        "duckdb": DuckDBResource(memory_limit="1GB"),
+    }
+
+
+@pytest.fixture(scope="module")
+def phase02_root(tmp_path_factory, demo_inputs_root):
+    root = tmp_path_factory.mktemp("phase02")
+    with dg.instance_for_test() as instance:
+        for rid in REGIONS:
+            result = dg.materialize(
+                [region_risk, region_buildings],
+                partition_key=rid,
+                instance=instance,
+                resources=_resources(root, demo_inputs_root),
+            )
+            assert result.success
+        result = dg.materialize(
+            [
+                region_risk,
+                region_buildings,
+                buildings_geoparquet,
+                region_summary_stats,
+                region_analysis_files,
+                buildings_match_region_files,
+                buildings_value_ranges,
+                summary_stats_consistent,
+            ],
+            selection=[buildings_geoparquet, region_summary_stats, region_analysis_files],
+            instance=instance,
+            resources=_resources(root, demo_inputs_root),
+        )
+        assert result.success
+        evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == {
+        "buildings_match_region_files",
+        "buildings_value_ranges",
+        "summary_stats_consistent",
+    }
+    assert all(e.passed for e in evaluations)
+    return root
+
+
+def test_outputs_reconcile(phase02_root):
+    storage = Storage(str(phase02_root))
+    passed, details = checks.consolidated_matches_regions(storage)
+    assert passed and details["consolidated"]["rows"] == details["region_rows"] > 0
+    passed, details = checks.summary_stats_consistent(storage)
+    assert passed and details["nation"]["buildings"] == details["region_buildings"]
+    assert details["counties_sum_equals_nation"]
+    csv = storage.region_analysis_uri("counties", "csv")
+    assert open(csv).readline().startswith("# version: unversioned")
+
+
+def test_checks_fail_on_a_duplicated_building(phase02_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(phase02_root, root)
+    storage = Storage(str(root))
+    path = storage.consolidated_buildings_uri
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)
+    passed, details = checks.consolidated_matches_regions(storage)
+    assert not passed and details["consolidated"]["extra_or_duplicated"] == 1
+
+
+def test_checks_fail_on_a_lost_building_and_bad_values(phase02_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(phase02_root, root)
+    storage = Storage(str(root))
+    path = storage.consolidated_buildings_uri
+    table = pq.read_table(path)
+    rps = table.column("rps_2011").to_pylist()
+    rps[1] = 150.0  # outside [0, 100]
+    bad = table.slice(1).set_column(
+        table.schema.get_field_index("rps_2011"),
+        "rps_2011",
+        pa.array(rps[1:], type=pa.float32()),
+    )
+    pq.write_table(bad, path)
+    passed, details = checks.consolidated_matches_regions(storage)
+    assert not passed and details["consolidated"]["missing"] == 2  # dropped + changed row
+    passed, details = checks.building_value_ranges(storage)
+    assert not passed and details["rps_2011"]["max"] == 150.0
+
+
+def test_checks_fail_when_histograms_do_not_sum(phase02_root, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(phase02_root, root)
+    storage = Storage(str(root))
+    path = storage.summary_stats_uri("tracts")
+    con = duckdb.connect()
+    table = con.execute(f"SELECT * FROM read_parquet('{path}')").fetch_arrow_table()
+    counts = table.column("building_count").to_pylist()
+    counts[0] += 1
+    broken = table.set_column(
+        table.schema.get_field_index("building_count"),
+        "building_count",
+        pa.array(counts, type=pa.int64()),
+    )
+    pq.write_table(broken.replace_schema_metadata(pq.read_schema(path).metadata), path)
+    passed, details = checks.summary_stats_consistent(storage)
+    assert not passed and details["tracts"]["bad_histograms"] == 1
