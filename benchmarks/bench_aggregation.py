@@ -23,20 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from ocr_core.risk import OUTPUT_VARIABLES
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 DEMO_INPUTS = REPO / "data"
-RISK_COLUMNS = (
-    "rps_scott",
-    "rps_2011",
-    "rps_2047",
-    "bp_2011",
-    "bp_2047",
-    "crps_scott",
-    "bp_2011_riley",
-    "bp_2047_riley",
-)
+RISK_COLUMNS = OUTPUT_VARIABLES
 COUNTY_NAMES = {"06037": "Los Angeles", "06111": "Ventura"}
 STEPS = ("consolidate", "summary_stats")
 

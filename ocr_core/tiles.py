@@ -43,19 +43,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocr_core.aggregate import RISK_VARIABLES
 from ocr_core.storage import Storage
 
 logger = logging.getLogger(__name__)
 
-BUILDING_PROPERTIES = (
-    "rps_2011",
-    "rps_2047",
-    "bp_2011",
-    "bp_2047",
-    "crps_scott",
-    "bp_2011_riley",
-    "bp_2047_riley",
-)
+BUILDING_PROPERTIES = RISK_VARIABLES  # keys "0".."6" in this order (the web client's contract)
 CENTROID_PROPERTIES = ("rps_2011", "rps_2047")
 CENTROID_DECIMALS = 3
 
