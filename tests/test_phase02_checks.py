@@ -1,6 +1,7 @@
 """Phase 02 through Dagster with its blocking checks, and the checks catching bad data."""
 
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -84,7 +85,7 @@ def test_outputs_reconcile(phase02_root):
     assert passed and details["nation"]["buildings"] == details["region_buildings"]
     assert details["counties_sum_equals_nation"]
     csv = storage.region_analysis_uri("counties", "csv")
-    assert open(csv).readline().startswith("# version: unversioned")
+    assert Path(csv).read_text().startswith("# version: unversioned")
 
 
 def test_checks_fail_on_a_duplicated_building(phase02_root, tmp_path):
