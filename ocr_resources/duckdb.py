@@ -14,6 +14,7 @@ class DuckDBResource(dg.ConfigurableResource):
 
     def config(self) -> DuckDBConfig:
         return DuckDBConfig(
-            memory_limit=self.memory_limit, threads=self.threads,
+            memory_limit=self.memory_limit,
+            threads=self.threads,
             temp_directory=self.temp_directory,
         )
