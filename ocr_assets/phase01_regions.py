@@ -23,14 +23,12 @@ REGION_RETRY_POLICY = dg.RetryPolicy(max_retries=MAX_RETRIES, delay=5, backoff=d
 NOT_RETRYABLE = (RegionIdError, InputDataError)
 
 
-def run_region_step(
-    context: dg.AssetExecutionContext, compute: ComputeResource, asset: str, fn, *args
-) -> dict:
+def run_region_step(context: dg.AssetExecutionContext, compute: ComputeResource, fn, *args) -> dict:
     """Run a region task on the asset's cluster; turn its failure into a clear Dagster error."""
-    region = context.partition_key
+    asset, region = context.asset_key.to_user_string(), context.partition_key
     attempt, attempts = context.retry_number + 1, MAX_RETRIES + 1
     try:
-        return compute.run(asset, fn, region, GRID.name, *args, log=context.log)
+        return compute.run_for(context, fn, region, GRID.name, *args)
     except NOT_RETRYABLE as exc:
         raise dg.Failure(
             description=f"{asset} for region {region}: {exc}", allow_retries=False
@@ -81,9 +79,7 @@ def region_risk(
 ) -> dg.MaterializeResult:
     from ocr_core.process_region import run_region_risk
 
-    s = run_region_step(
-        context, compute, "region_risk", run_region_risk, catalog.catalog(), storage.storage()
-    )
+    s = run_region_step(context, compute, run_region_risk, catalog.catalog(), storage.storage())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(s["repository"]),
@@ -97,7 +93,7 @@ def region_risk(
             "read_seconds": s["read_seconds"],
             "write_seconds": s["write_seconds"],
             "process_max_rss_mb": s["process_max_rss_mb"],
-            "compute": dg.MetadataValue.json(compute.describe("region_risk")),
+            "compute": compute.metadata_for(context),
             "preview_rps_2011": dg.MetadataValue.md(
                 f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})"
             ),
@@ -126,7 +122,6 @@ def region_buildings(
     s = run_region_step(
         context,
         compute,
-        "region_buildings",
         run_region_buildings,
         catalog.catalog(),
         storage.storage(),
@@ -140,6 +135,6 @@ def region_buildings(
             "dropped_nan_count": s["dropped_nan_count"],
             "bytes": s["bytes"],
             "value_ranges": dg.MetadataValue.json(json.loads(json.dumps(s["value_ranges"]))),
-            "compute": dg.MetadataValue.json(compute.describe("region_buildings")),
+            "compute": compute.metadata_for(context),
         }
     )

@@ -40,13 +40,7 @@ def buildings_geoparquet(
 ) -> dg.MaterializeResult:
     from ocr_core.consolidate import write_buildings_geoparquet
 
-    s = compute.run(
-        "buildings_geoparquet",
-        write_buildings_geoparquet,
-        storage.storage(),
-        duckdb.config(),
-        log=context.log,
-    )
+    s = compute.run_for(context, write_buildings_geoparquet, storage.storage(), duckdb.config())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(s["consolidated_uri"]),
@@ -54,7 +48,7 @@ def buildings_geoparquet(
             "partitioned_uri": dg.MetadataValue.path(s["partitioned_uri"]),
             "partitions": s["partitions"],
             "summary": dg.MetadataValue.json(s),
-            "compute": dg.MetadataValue.json(compute.describe("buildings_geoparquet")),
+            "compute": compute.metadata_for(context),
         }
     )
 
@@ -100,19 +94,14 @@ def region_summary_stats(
 ) -> dg.MaterializeResult:
     from ocr_core.aggregate import write_summary_stats
 
-    s = compute.run(
-        "region_summary_stats",
-        write_summary_stats,
-        storage.storage(),
-        catalog.catalog(),
-        duckdb.config(),
-        log=context.log,
+    s = compute.run_for(
+        context, write_summary_stats, storage.storage(), catalog.catalog(), duckdb.config()
     )
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().summary_stats_dir),
             "levels": dg.MetadataValue.json(s),
-            "compute": dg.MetadataValue.json(compute.describe("region_summary_stats")),
+            "compute": compute.metadata_for(context),
         }
     )
 
@@ -146,17 +135,11 @@ def region_analysis_files(
 ) -> dg.MaterializeResult:
     from ocr_core.aggregate import write_analysis_files
 
-    s = compute.run(
-        "region_analysis_files",
-        write_analysis_files,
-        storage.storage(),
-        duckdb.config(),
-        log=context.log,
-    )
+    s = compute.run_for(context, write_analysis_files, storage.storage(), duckdb.config())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().region_analysis_dir),
             "files": dg.MetadataValue.json(s),
-            "compute": dg.MetadataValue.json(compute.describe("region_analysis_files")),
+            "compute": compute.metadata_for(context),
         }
     )

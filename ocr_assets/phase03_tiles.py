@@ -16,7 +16,7 @@ from ocr_resources.tippecanoe import TippecanoeResource
 GROUP = "phase03_tiles"
 
 
-def _tiles_metadata(s: dict, compute: ComputeResource, asset: str) -> dict:
+def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
     return {
         "dagster/uri": dg.MetadataValue.path(s["path"]),
         "bytes": s["bytes"],
@@ -24,7 +24,7 @@ def _tiles_metadata(s: dict, compute: ComputeResource, asset: str) -> dict:
         "zooms": dg.MetadataValue.json([s.get("min_zoom"), s.get("max_zoom")]),
         "layers": dg.MetadataValue.json(s.get("layers", [])),
         "summary": dg.MetadataValue.json(s),
-        "compute": dg.MetadataValue.json(compute.describe(asset)),
+        "compute": compute.metadata_for(context),
     }
 
 
@@ -45,15 +45,10 @@ def regional_pmtiles(
 ) -> dg.MaterializeResult:
     from ocr_core.tiles import build_regional_pmtiles
 
-    s = compute.run(
-        "regional_pmtiles",
-        build_regional_pmtiles,
-        storage.storage(),
-        tippecanoe.runner(),
-        duckdb.config(),
-        log=context.log,
+    s = compute.run_for(
+        context, build_regional_pmtiles, storage.storage(), tippecanoe.runner(), duckdb.config()
     )
-    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, "regional_pmtiles"))
+    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, context))
 
 
 @dg.asset(
@@ -72,13 +67,7 @@ def building_tile_features(
 ) -> dg.MaterializeResult:
     from ocr_core.tiles import export_building_features
 
-    s = compute.run(
-        "building_tile_features",
-        export_building_features,
-        storage.storage(),
-        duckdb.config(),
-        log=context.log,
-    )
+    s = compute.run_for(context, export_building_features, storage.storage(), duckdb.config())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().tile_features_dir),
@@ -102,14 +91,8 @@ def building_pmtiles(
 ) -> dg.MaterializeResult:
     from ocr_core.tiles import build_building_pmtiles
 
-    s = compute.run(
-        "building_pmtiles",
-        build_building_pmtiles,
-        storage.storage(),
-        tippecanoe.runner(),
-        log=context.log,
-    )
-    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, "building_pmtiles"))
+    s = compute.run_for(context, build_building_pmtiles, storage.storage(), tippecanoe.runner())
+    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, context))
 
 
 @dg.asset(
@@ -128,14 +111,8 @@ def building_centroid_pmtiles(
 ) -> dg.MaterializeResult:
     from ocr_core.tiles import build_centroid_pmtiles
 
-    s = compute.run(
-        "building_centroid_pmtiles",
-        build_centroid_pmtiles,
-        storage.storage(),
-        tippecanoe.runner(),
-        log=context.log,
-    )
-    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, "building_centroid_pmtiles"))
+    s = compute.run_for(context, build_centroid_pmtiles, storage.storage(), tippecanoe.runner())
+    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, context))
 
 
 @dg.asset(
@@ -151,12 +128,12 @@ def risk_pyramid(
 ) -> dg.MaterializeResult:
     from ocr_core.pyramid import write_pyramid
 
-    s = compute.run("risk_pyramid", write_pyramid, storage.storage(), log=context.log)
+    s = compute.run_for(context, write_pyramid, storage.storage())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().pyramid_uri),
             "levels": s.get("levels"),
             "summary": dg.MetadataValue.json(s),
-            "compute": dg.MetadataValue.json(compute.describe("risk_pyramid")),
+            "compute": compute.metadata_for(context),
         }
     )

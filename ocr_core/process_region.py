@@ -89,33 +89,30 @@ def load_region_inputs(catalog: InputCatalog, grid: Grid, region_id: str) -> Reg
     r0, r1, c0, c1 = region
     inner = (r0 - row0 - bi0, r1 - row0 - bi0, c0 - col0 - bj0, c1 - col0 - bj0)
 
-    def region_values(name: str, var: str) -> np.ndarray:
-        ds = wind_ds if name == WIND else catalog.open_zarr(name)
+    def region_arrays(name: str, *variables: str) -> list[np.ndarray]:
+        ds = catalog.open_zarr(name)
         i0, i1, j0, j1 = _window(ds, name, grid, region, clip=False)
-        return np.asarray(ds[var][i0:i1, j0:j1].values, dtype=np.float32)
+        return [np.asarray(ds[v][i0:i1, j0:j1].values, dtype=np.float32) for v in variables]
 
-    scott = catalog.open_zarr(SCOTT)
-    i0, i1, j0, j1 = _window(scott, SCOTT, grid, region, clip=False)
-    crps = np.asarray(scott["CRPS"][i0:i1, j0:j1].values, dtype=np.float32)
-    rps = np.asarray(scott["RPS"][i0:i1, j0:j1].values, dtype=np.float32)
+    crps, rps = region_arrays(SCOTT, "CRPS", "RPS")
+    riley30 = {s: region_arrays(RILEY_30.format(s), "BP")[0] for s in SCENARIOS}
 
-    bp270, riley30 = {}, {}
-    x270 = y270 = None
-    crs270 = spec(RILEY_270.format("2011")).crs
+    bp270 = {}
+    crs270 = spec(RILEY_270.format(SCENARIOS[0])).crs
+    window270 = x270 = y270 = None
     for scenario in SCENARIOS:
         name = RILEY_270.format(scenario)
         ds = catalog.open_zarr(name)
+        if window270 is None:
+            window270 = _projected_window(ds, lat, lon, crs270, name)
+        i0, i1, j0, j1 = window270
+        xs = ds["x"].values[j0:j1].astype(np.float64)
+        ys = ds["y"].values[i0:i1].astype(np.float64)
         if x270 is None:
-            i0, i1, j0, j1 = _projected_window(ds, lat, lon, crs270, name)
-            x270 = ds["x"].values[j0:j1].astype(np.float64)
-            y270 = ds["y"].values[i0:i1].astype(np.float64)
-        elif not (
-            np.array_equal(ds["x"].values[j0:j1], x270)
-            and np.array_equal(ds["y"].values[i0:i1], y270)
-        ):
+            x270, y270 = xs, ys
+        elif not (np.array_equal(xs, x270) and np.array_equal(ys, y270)):
             raise InputDataError(f"{name} is not on the same 270 m grid as the 2011 run")
         bp270[scenario] = np.asarray(ds["BP"][i0:i1, j0:j1].values, dtype=np.float32)
-        riley30[scenario] = region_values(RILEY_30.format(scenario), "BP")
     return RegionInputs(
         lat=lat,
         lon=lon,

@@ -184,6 +184,14 @@ class ComputeResource(dg.ConfigurableResource):
             info["worker_disk_gb"] = p.disk_gb
         return info
 
+    def run_for(self, context: dg.AssetExecutionContext, fn: Callable[..., T], *args: Any) -> T:
+        """``run`` for the asset being materialized (its key names the profile)."""
+        return self.run(context.asset_key.to_user_string(), fn, *args, log=context.log)
+
+    def metadata_for(self, context: dg.AssetExecutionContext) -> dg.MetadataValue:
+        """``describe`` of the asset being materialized, as Dagster metadata."""
+        return dg.MetadataValue.json(self.describe(context.asset_key.to_user_string()))
+
     def run(
         self,
         asset_name: str,
