@@ -40,6 +40,7 @@ class Grid:
     buffer_deg: float
     valid_ids_file: str = field(repr=False)
     description: str = ""
+    valid_ids: tuple[str, ...] | None = field(default=None, repr=False)  # else from the file
 
     def __post_init__(self) -> None:
         if self.buffer_pixels < KERNEL_REACH_PX:
@@ -94,7 +95,7 @@ class Grid:
 
     @property
     def valid_region_ids(self) -> tuple[str, ...]:
-        return _load_ids(self.valid_ids_file)
+        return self.valid_ids if self.valid_ids is not None else _load_ids(self.valid_ids_file)
 
     def parse_region_id(self, region_id: str) -> tuple[int, int]:
         """(row, col) of an id on this grid; raises RegionIdError for anything else."""

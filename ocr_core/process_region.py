@@ -29,7 +29,6 @@ WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
 RILEY_270 = "riley-et-al-2025-{}-270m-5070"
 RILEY_30 = "riley-et-al-2025-{}-30m-4326"
 BUILDINGS = "conus-overture-region-id-tagged-buildings"
-RILEY_270_MARGIN_PX = 3  # 270 m pixels kept around the footprint: gap-fill needs 1, rounding 1
 
 
 def _window(ds, name: str, grid: Grid, window: tuple[int, int, int, int], clip: bool):
@@ -49,45 +48,92 @@ def _window(ds, name: str, grid: Grid, window: tuple[int, int, int, int], clip: 
     return i0, i1, j0, j1
 
 
-def _projected_window(ds, lat: np.ndarray, lon: np.ndarray, crs: str, name: str):
-    """Index window of a projected (y, x) dataset covering a lat/lon box, plus a margin."""
-    from pyproj import Transformer
+def _label_window(ds, name: str, lo: tuple[float, float], hi: tuple[float, float]):
+    """(i0, i1, j0, j1) of the pixel centres within [lo, hi] (lat, lon), as ``.sel`` selects."""
+    from ocr_core.reproject import label_window
 
-    t = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    edge_lon = np.concatenate([lon, lon, np.full(lat.size, lon[0]), np.full(lat.size, lon[-1])])
-    edge_lat = np.concatenate([np.full(lon.size, lat[0]), np.full(lon.size, lat[-1]), lat, lat])
-    x, y = t.transform(edge_lon, edge_lat)
-    xs, ys = ds["x"].values, ds["y"].values
-    dx, dy = xs[1] - xs[0], ys[1] - ys[0]
-    cols = (np.array([x.min(), x.max()]) - xs[0]) / dx
-    rows = (np.array([y.min(), y.max()]) - ys[0]) / dy
-    m = RILEY_270_MARGIN_PX
-    j0, j1 = int(np.floor(cols.min())) - m, int(np.ceil(cols.max())) + m + 1
-    i0, i1 = int(np.floor(rows.min())) - m, int(np.ceil(rows.max())) + m + 1
-    if i1 <= 0 or j1 <= 0 or i0 >= ys.size or j0 >= xs.size:
-        raise InputDataError(f"input dataset {name!r} does not cover the region's buffered area")
-    return max(i0, 0), min(i1, ys.size), max(j0, 0), min(j1, xs.size)
+    i0, i1 = label_window(ds["latitude"].values, lo[0], hi[0])
+    j0, j1 = label_window(ds["longitude"].values, lo[1], hi[1])
+    if i1 <= i0 or j1 <= j0:
+        raise InputDataError(
+            f"input dataset {name!r} has no pixel in latitude [{lo[0]:.6f}, {hi[0]:.6f}], "
+            f"longitude [{lo[1]:.6f}, {hi[1]:.6f}]: it does not cover the region"
+        )
+    return i0, i1, j0, j1
+
+
+def _store_chunks(var, window: tuple[int, int, int, int]):
+    """Dask chunks of ``var[window]`` when the store is opened with its own chunking."""
+    from ocr_core.reproject import window_chunks
+
+    i0, i1, j0, j1 = window
+    chunk = var.encoding.get("chunks") or var.shape
+    return window_chunks(i0, i1, chunk[0]), window_chunks(j0, j1, chunk[1])
+
+
+def _riley_270(catalog: InputCatalog, bbox: tuple[float, float, float, float]):
+    """Both scenarios' 270 m BP windows as the reference selects them, their coordinates,
+    CRS and dask chunks (the two runs must share one grid)."""
+    from ocr_core.reproject import source_window
+
+    bp, first = {}, None
+    for scenario in SCENARIOS:
+        name = RILEY_270.format(scenario)
+        ds = catalog.open_zarr(name)
+        xs, ys = ds["x"].values.astype(np.float64), ds["y"].values.astype(np.float64)
+        crs = spec(name).crs
+        where = ds["spatial_ref"].attrs.get("crs_wkt") if "spatial_ref" in ds.coords else None
+        i0, i1, j0, j1 = source_window(xs, ys, where or crs, bbox)
+        if i1 - i0 < 1 or j1 - j0 < 1:
+            raise InputDataError(
+                f"input dataset {name!r} does not cover the region's buffered area"
+            )
+        grid270 = (xs[j0:j1], ys[i0:i1], _store_chunks(ds["BP"], (i0, i1, j0, j1)))
+        if first is None:
+            first = grid270
+        elif not all(np.array_equal(a, b) for a, b in zip(first[:2], grid270[:2], strict=True)):
+            raise InputDataError(f"{name} is not on the same 270 m grid as the 2011 run")
+        bp[scenario] = np.asarray(ds["BP"][i0:i1, j0:j1].values, dtype=np.float32)
+    assert first is not None
+    return bp, first[0], first[1], crs, first[2]
 
 
 def load_region_inputs(catalog: InputCatalog, grid: Grid, region_id: str) -> RegionInputs:
-    """Cut every input of one region (with the grid's buffer) out of the catalog's stores."""
+    """Cut every input of one region out of the catalog's stores, windows as the reference's.
+
+    The buffered 30 m window holds the pixel centres within the region's edges ± the buffer
+    (label selection, as the reference: 487 px on the CONUS grid); wind fractions are read for
+    the region grown by the smoothing radius only, all the fast path uses of them.
+    """
+    from ocr_core.risk import smoothing_kernel_size
+
     grid.validate_region_id(region_id)
-    region = grid.pixel_window(region_id)
+    lon_min, lat_min, lon_max, lat_max = grid.region_bounds(region_id)
+    buf = grid.buffer_deg
     wind_ds = catalog.open_zarr(WIND)
-    bi0, bi1, bj0, bj1 = _window(wind_ds, WIND, grid, grid.buffered_window(region_id), clip=True)
+    grid_offsets(spec(WIND), wind_ds, grid)
+    bi0, bi1, bj0, bj1 = _label_window(
+        wind_ds, WIND, (lat_min - buf, lon_min - buf), (lat_max + buf, lon_max + buf)
+    )
+    ri0, ri1, rj0, rj1 = _label_window(wind_ds, WIND, (lat_min, lon_min), (lat_max, lon_max))
+    inner = (ri0 - bi0, ri1 - bi0, rj0 - bj0, rj1 - bj0)
     wind_var = wind_ds["wind_direction_distribution"]
     if wind_var.dims != ("latitude", "longitude", "wind_direction") or wind_var.shape[-1] != 8:
         raise InputDataError(
             f"{WIND}: wind_direction_distribution must have dims (latitude, longitude, "
             f"wind_direction=8), found {dict(zip(wind_var.dims, wind_var.shape, strict=True))}"
         )
-    wind = np.asarray(wind_var[bi0:bi1, bj0:bj1, :].values, dtype=np.float32)
     lat = wind_ds["latitude"].values[bi0:bi1].astype(np.float64)
     lon = wind_ds["longitude"].values[bj0:bj1].astype(np.float64)
-    # region position inside the buffered arrays
-    row0, col0 = grid_offsets(spec(WIND), wind_ds, grid)
-    r0, r1, c0, c1 = region
-    inner = (r0 - row0 - bi0, r1 - row0 - bi0, c0 - col0 - bj0, c1 - col0 - bj0)
+    g = smoothing_kernel_size(grid.pixel_size) // 2
+    ny, nx = lat.size, lon.size
+    r0, r1, c0, c1 = inner
+    wind_window = (max(r0 - g, 0), min(r1 + g, ny), max(c0 - g, 0), min(c1 + g, nx))
+    w0, w1, wc0, wc1 = wind_window
+    wind = np.asarray(
+        wind_var[bi0 + w0 : bi0 + w1, bj0 + wc0 : bj0 + wc1, :].values, dtype=np.float32
+    )
+    region = grid.pixel_window(region_id)
 
     def region_arrays(name: str, *variables: str) -> list[np.ndarray]:
         ds = catalog.open_zarr(name)
@@ -96,23 +142,8 @@ def load_region_inputs(catalog: InputCatalog, grid: Grid, region_id: str) -> Reg
 
     crps, rps = region_arrays(SCOTT, "CRPS", "RPS")
     riley30 = {s: region_arrays(RILEY_30.format(s), "BP")[0] for s in SCENARIOS}
-
-    bp270 = {}
-    crs270 = spec(RILEY_270.format(SCENARIOS[0])).crs
-    window270 = x270 = y270 = None
-    for scenario in SCENARIOS:
-        name = RILEY_270.format(scenario)
-        ds = catalog.open_zarr(name)
-        if window270 is None:
-            window270 = _projected_window(ds, lat, lon, crs270, name)
-        i0, i1, j0, j1 = window270
-        xs = ds["x"].values[j0:j1].astype(np.float64)
-        ys = ds["y"].values[i0:i1].astype(np.float64)
-        if x270 is None:
-            x270, y270 = xs, ys
-        elif not (np.array_equal(xs, x270) and np.array_equal(ys, y270)):
-            raise InputDataError(f"{name} is not on the same 270 m grid as the 2011 run")
-        bp270[scenario] = np.asarray(ds["BP"][i0:i1, j0:j1].values, dtype=np.float32)
+    bbox = (lon_min - buf, lat_min - buf, lon_max + buf, lat_max + buf)
+    bp270, x270, y270, crs270, chunks270 = _riley_270(catalog, bbox)
     return RegionInputs(
         lat=lat,
         lon=lon,
@@ -126,6 +157,8 @@ def load_region_inputs(catalog: InputCatalog, grid: Grid, region_id: str) -> Reg
         rps=rps,
         riley30=riley30,
         pixel_size=grid.pixel_size,
+        chunks270=chunks270,
+        wind_window=wind_window,
     )
 
 

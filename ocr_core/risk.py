@@ -55,7 +55,6 @@ SPREAD_ITERATIONS = 3
 SPREAD_EPS = 1e-11
 SMOOTHING_RADIUS_M = 300.0
 METRES_PER_DEGREE_LAT = 111_000.0
-NEAREST_GRID_STEP = 16  # pixels between exactly projected points (nearest_source_index)
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -155,38 +154,6 @@ def gap_fill(bp: np.ndarray) -> np.ndarray:
     return out
 
 
-def reproject_nearest(
-    src: np.ndarray,
-    src_x: np.ndarray,
-    src_y: np.ndarray,
-    src_crs: str,
-    dst_lat: np.ndarray,
-    dst_lon: np.ndarray,
-) -> np.ndarray:
-    """Nearest-neighbour resampling of a projected raster onto lat/lon pixel centres.
-
-    ``src_x``/``src_y`` are the source pixel-centre coordinates (regular, either order);
-    target pixels outside the source get NaN.
-    """
-    from pyproj import Transformer
-
-    transformer = Transformer.from_crs("EPSG:4326", src_crs, always_xy=True)
-    lon2d, lat2d = np.meshgrid(dst_lon, dst_lat)
-    x, y = transformer.transform(lon2d, lat2d)
-    row, col, inside = _nearest_cells(x, y, src_x, src_y, src.shape)
-    out = np.full(lon2d.shape, np.nan, dtype=np.float32)
-    out[inside] = src[row[inside], col[inside]]
-    return out
-
-
-def _nearest_cells(x, y, src_x, src_y, shape):
-    """(row, col, inside) of the source pixel nearest to projected points (x, y)."""
-    col = np.rint((x - src_x[0]) / (src_x[1] - src_x[0])).astype(np.int64)
-    row = np.rint((y - src_y[0]) / (src_y[1] - src_y[0])).astype(np.int64)
-    inside = (col >= 0) & (col < shape[1]) & (row >= 0) & (row < shape[0])
-    return row, col, inside
-
-
 def weighted_composite(spread: dict[str, np.ndarray], fractions: np.ndarray) -> np.ndarray:
     """Σ_d spread_d × f_d / Σ f, per pixel; NaN where the fractions sum to 0 or hold NaN.
 
@@ -229,14 +196,19 @@ def smooth(arr: np.ndarray, pixel_size_deg: float) -> np.ndarray:
 class RegionInputs:
     """Everything the method needs for one region, already cut from the input stores.
 
-    Buffered arrays cover the region plus the buffer; ``region`` is the (row_start, row_stop,
-    col_start, col_stop) of the region inside them. Reference variables cover the region only.
+    Buffered arrays cover the region plus the buffer (the reference's window: pixel centres
+    within the region's edges ± the buffer); ``region`` is the (row_start, row_stop, col_start,
+    col_stop) of the region inside them. The 270 m window is the one the reference reads, with
+    the dask chunks its store's chunking gives it (they decide GDAL's choices, see
+    ``ocr_core.reproject``). ``wind`` may cover only ``wind_window`` of the buffered grid (the
+    fast path needs the region grown by the smoothing radius); reference variables cover the
+    region only.
     """
 
     lat: np.ndarray  # buffered pixel-centre latitudes, ascending
     lon: np.ndarray  # buffered pixel-centre longitudes
     region: tuple[int, int, int, int]
-    wind: np.ndarray  # (rows, cols, 8) buffered wind direction fractions
+    wind: np.ndarray  # (rows, cols, 8) wind direction fractions over wind_window
     bp270: dict[str, np.ndarray]  # scenario -> 270 m BP window (y, x)
     x270: np.ndarray
     y270: np.ndarray
@@ -245,14 +217,48 @@ class RegionInputs:
     rps: np.ndarray  # region only
     riley30: dict[str, np.ndarray]  # scenario -> region-only 30 m Riley BP
     pixel_size: float
+    chunks270: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # None: one chunk
+    wind_window: tuple[int, int, int, int] | None = None  # None: the whole buffered grid
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.lat.size, self.lon.size
+
+    def cell_index(self, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """270 m cell (flat index, -1 = none) GDAL's warp gives each pixel of ``window``."""
+        from ocr_core.reproject import gap_filled_chunks, nearest_cell_index
+
+        chunks = self.chunks270 or ((self.y270.size,), (self.x270.size,))
+        return nearest_cell_index(
+            self.x270,
+            self.y270,
+            self.crs270,
+            gap_filled_chunks(chunks),
+            self.lat,
+            self.lon,
+            window,
+            self.pixel_size,
+        )
+
+    def full_wind(self) -> np.ndarray:
+        """Wind fractions over the whole buffered grid, NaN outside ``wind_window``.
+
+        Pixels outside the region grown by the smoothing radius do not reach the clipped
+        result, so the padding changes no output value.
+        """
+        if self.wind_window in (None, (0, self.shape[0], 0, self.shape[1])):
+            return self.wind
+        w0, w1, c0, c1 = self.wind_window
+        full = np.full((*self.shape, 8), np.nan, dtype=np.float32)
+        full[w0:w1, c0:c1] = self.wind
+        return full
 
 
 def scenario_bp30(inputs: RegionInputs, scenario: str) -> np.ndarray:
-    """Gap-filled 270 m BP resampled (nearest) onto the buffered 30 m grid."""
-    filled = gap_fill(inputs.bp270[scenario])
-    return reproject_nearest(
-        filled, inputs.x270, inputs.y270, inputs.crs270, inputs.lat, inputs.lon
-    )
+    """Gap-filled 270 m BP on the whole buffered 30 m grid, GDAL's nearest cell per pixel."""
+    from ocr_core.reproject import take_cells
+
+    return take_cells(gap_fill(inputs.bp270[scenario]), inputs.cell_index())
 
 
 # ------------------------------------------------------------------------------ straightforward
@@ -317,10 +323,11 @@ def straightforward_region_risk(
     dx_m, dy_m = centre_pixel_sizes(inputs)
     r0, r1, c0, c1 = inputs.region
     bp = {}
+    wind = inputs.full_wind()
     for scenario in SCENARIOS:
         t0 = time.perf_counter()
         bp30 = scenario_bp30(inputs, scenario)
-        full = straightforward_wind_informed_bp(bp30, inputs.wind, dx_m, dy_m, inputs.pixel_size)
+        full = straightforward_wind_informed_bp(bp30, wind, dx_m, dy_m, inputs.pixel_size)
         bp[scenario] = np.ascontiguousarray(full[r0:r1, c0:c1])
         del bp30, full
         if timings is not None:
@@ -444,106 +451,6 @@ def _smooth_inplace(arr: np.ndarray, pixel_size_deg: float) -> np.ndarray:
     return arr
 
 
-def nearest_source_index(
-    src_x: np.ndarray,
-    src_y: np.ndarray,
-    src_crs: str,
-    src_shape: tuple[int, int],
-    dst_lat: np.ndarray,
-    dst_lon: np.ndarray,
-) -> np.ndarray:
-    """Flat index (int32, -1 = outside) of the source pixel ``reproject_nearest`` picks.
-
-    The same choice for every pixel, without projecting every pixel: projected coordinates
-    are interpolated bilinearly between exactly projected points every NEAREST_GRID_STEP
-    pixels; a pixel whose interpolated source coordinate lies within the interpolation error
-    bound of a half-pixel tie (or whose grid is not finite) is projected exactly.
-    """
-    from pyproj import Transformer
-
-    from ocr_core import fast_kernels as fk
-
-    ny, nx = dst_lat.size, dst_lon.size
-    transformer = Transformer.from_crs("EPSG:4326", src_crs, always_xy=True)
-    idx = np.empty((ny, nx), dtype=np.int32)
-
-    def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        x, y = transformer.transform(dst_lon[cols], dst_lat[rows])
-        row, col, inside = _nearest_cells(np.asarray(x), np.asarray(y), src_x, src_y, src_shape)
-        return np.where(inside, row * src_shape[1] + col, -1).astype(np.int32)
-
-    step = NEAREST_GRID_STEP
-    grid = None
-    if ny > 2 * step and nx > 2 * step:
-        grid = _projected_grid(transformer, dst_lat, dst_lon, step)
-    if grid is None:
-        for r0 in range(0, ny, 256):
-            r = np.arange(r0, min(r0 + 256, ny))
-            idx[r] = exact(np.repeat(r, nx), np.tile(np.arange(nx), r.size)).reshape(r.size, nx)
-        return idx
-    gx, gy, cells, (bound_x, bound_y) = grid
-    dsx, dsy = float(src_x[1] - src_x[0]), float(src_y[1] - src_y[0])
-    with fk.PARALLEL:
-        fk.interpolated_index(
-            gx,
-            gy,
-            *cells,
-            float(src_x[0]),
-            dsx,
-            float(src_y[0]),
-            dsy,
-            src_shape[0],
-            src_shape[1],
-            bound_x / abs(dsx),
-            bound_y / abs(dsy),
-            idx,
-        )
-    rr, cc = np.nonzero(idx == fk.PENDING)
-    if rr.size:
-        idx[rr, cc] = exact(rr, cc)
-    return idx
-
-
-def _projected_grid(transformer, lat: np.ndarray, lon: np.ndarray, step: int):
-    """Exactly projected points every ``step`` pixels (plus the last row/column), each pixel's
-    cell and weights, and a bound (m) on the bilinear interpolation error in x and y; None if
-    a projected point is not finite.
-
-    The bound is 4 × the larger of the error measured at every cell centre (where bilinear
-    error peaks) and the second-difference estimate max|Δ²|/4 (≥ (h²|f_rr| + h²|f_cc|)/8),
-    plus 1 µm for rounding: the projection is smooth at this scale, so either alone is close.
-    """
-    from ocr_core import fast_kernels as fk
-
-    ny, nx = lat.size, lon.size
-    ri = np.unique(np.append(np.arange(0, ny, step), ny - 1))
-    ci = np.unique(np.append(np.arange(0, nx, step), nx - 1))
-    gx, gy = (
-        np.asarray(v, dtype=np.float64)
-        for v in transformer.transform(*np.meshgrid(lon[ci], lat[ri]))
-    )
-    if not (np.isfinite(gx).all() and np.isfinite(gy).all()):
-        return None
-    cell_r = np.minimum(np.searchsorted(ri, np.arange(ny), side="right") - 1, ri.size - 2)
-    cell_c = np.minimum(np.searchsorted(ci, np.arange(nx), side="right") - 1, ci.size - 2)
-    wr = (np.arange(ny) - ri[cell_r]) / (ri[cell_r + 1] - ri[cell_r])
-    wc = (np.arange(nx) - ci[cell_c]) / (ci[cell_c + 1] - ci[cell_c])
-    mi, mj = (ri[:-1] + ri[1:]) // 2, (ci[:-1] + ci[1:]) // 2
-    mx, my = transformer.transform(*np.meshgrid(lon[mj], lat[mi]))
-    bounds = []
-    for g, m in ((gx, mx), (gy, my)):
-        uniform_rows, uniform_cols = g[: ri.size - 1], g[:, : ci.size - 1]  # spacing = step
-        d2 = max(
-            float(np.abs(np.diff(uniform_rows, 2, axis=0)).max(initial=0.0)),
-            float(np.abs(np.diff(uniform_cols, 2, axis=1)).max(initial=0.0)),
-        )
-        err = np.abs(fk.bilinear(g, cell_r[mi], wr[mi], cell_c[mj], wc[mj]) - np.asarray(m))
-        bounds.append(4.0 * max(d2 / 4.0, float(err.max())) + 1e-6)
-    if not np.isfinite(bounds).all():
-        return None
-    return gx, gy, (cell_r, wr, cell_c, wc), tuple(bounds)
-
-
 @dataclass(frozen=True)
 class RegionPlan:
     """Where the fast path works (full-array windows): ``source`` is read, ``final`` (the
@@ -588,19 +495,16 @@ def fast_region_risk(
     if ks is None or not all(ok for _, ok in ranges.values()):
         return straightforward_region_risk(inputs)
     plan = plan_region(inputs, ks.reach)
-    s0, s1, sc0, sc1 = plan.source
-    idx = nearest_source_index(
-        inputs.x270,
-        inputs.y270,
-        inputs.crs270,
-        filled["2011"].shape,
-        inputs.lat[s0:s1],
-        inputs.lon[sc0:sc1],
-    )
+    idx = inputs.cell_index(plan.source)
+    w0, w1, wc0, wc1 = inputs.wind_window or (0, inputs.shape[0], 0, inputs.shape[1])
+    f0, f1, fc0, fc1 = plan.final
+    if not (w0 <= f0 and f1 <= w1 and wc0 <= fc0 and fc1 <= wc1):
+        raise ValueError(
+            f"wind window {inputs.wind_window} does not cover the composite window {plan.final}"
+        )
     wind = np.ascontiguousarray(inputs.wind, dtype=np.float32)
     t2 = time.perf_counter()
     t["checks"], t["gap_fill_reproject"] = t1 - t0, t2 - t1
-    f0, f1, fc0, fc1 = plan.final
     r0, r1, c0, c1 = inputs.region
     bp = {}
     combined = np.empty((f1 - f0, fc1 - fc0), dtype=np.float32)
@@ -614,7 +518,7 @@ def fast_region_risk(
             idx=idx,
             flat=np.ascontiguousarray(filled[scenario], dtype=np.float32).ravel(),
             wind=wind,
-            wind_origin=(f0, fc0),
+            wind_origin=(f0 - w0, fc0 - wc0),
             vmax=ranges[scenario][0],
         )
         t4 = time.perf_counter()

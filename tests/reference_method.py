@@ -2,8 +2,10 @@
 
 Written from /work/shared/reference/fire-risk-method.md alone (not from ocr_core/risk.py) so
 that tests can check production against it. It deliberately uses different machinery: float64
-throughout, scipy.ndimage for filtering, an explicit loop for the gap-fill, pyproj for the
-reprojection. Only the ``RegionInputs`` container and the name constants are shared.
+throughout, scipy.ndimage for filtering, an explicit loop for the gap-fill. The region oracle
+gap-fills and reprojects as the method's steps 2.1-2.2 say the reference does: xarray on the
+dask window, then odc-geo's ``xr_reproject(…, how=<geobox of the buffered 30 m window>,
+resampling="nearest")``. Only the ``RegionInputs`` container and the name constants are shared.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pyproj import Transformer
 from scipy import ndimage
 
 from ocr_core.risk import DIRECTIONS, OUTPUT_VARIABLES
@@ -139,30 +140,44 @@ def ref_gap_fill(bp: np.ndarray) -> np.ndarray:
     return out
 
 
-def ref_reproject(
-    src: np.ndarray,
-    src_x: np.ndarray,
-    src_y: np.ndarray,
-    src_crs: str,
-    dst_lat: np.ndarray,
-    dst_lon: np.ndarray,
-) -> np.ndarray:
-    """Nearest source pixel for each lat/lon pixel centre; NaN outside the source extent."""
-    src = np.asarray(src, dtype=np.float64)
-    sx, sy = np.asarray(src_x, dtype=np.float64), np.asarray(src_y, dtype=np.float64)
-    lon2, lat2 = np.meshgrid(dst_lon, dst_lat)
-    tr = Transformer.from_crs("EPSG:4326", src_crs, always_xy=True)
-    px, py = tr.transform(lon2, lat2)
-    stepx = (sx[-1] - sx[0]) / (sx.size - 1)
-    stepy = (sy[-1] - sy[0]) / (sy.size - 1)
-    fj = (px - sx[0]) / stepx
-    fi = (py - sy[0]) / stepy
-    j = np.floor(fj + 0.5).astype(np.int64)
-    i = np.floor(fi + 0.5).astype(np.int64)
-    ok = (i >= 0) & (i < sy.size) & (j >= 0) & (j < sx.size)
-    out = np.full(lat2.shape, np.nan)
-    out[ok] = src[i[ok], j[ok]]
-    return out
+def xr_gap_fill(bp):
+    """Step 2.1 as the reference writes it in xarray: shift, centred rolling mean, where."""
+    import xarray as xr
+
+    valid = bp > 0
+    four = (valid.shift(x=1) + valid.shift(x=-1) + valid.shift(y=1) + valid.shift(y=-1)) == 4
+    fill = xr.where((valid == 0) & four, 1, 0)
+    mean = bp.rolling({"x": 3, "y": 3}, center=True, min_periods=1).mean(skipna=True)
+    return xr.where(fill, mean, bp)
+
+
+def target_geobox(lat: np.ndarray, lon: np.ndarray):
+    """odc-geo geobox of a latitude/longitude window (as of the reference's wind window)."""
+    import xarray as xr
+    from odc.geo.xr import assign_crs
+
+    da = xr.DataArray(
+        np.zeros((lat.size, lon.size), np.float32),
+        dims=("latitude", "longitude"),
+        coords={"latitude": lat, "longitude": lon},
+    )
+    return assign_crs(da, "EPSG:4326").odc.geobox
+
+
+def ref_bp30(bp270, x270, y270, crs, chunks, lat, lon, gap_fill: bool = True) -> np.ndarray:
+    """Steps 2.1-2.2: the 270 m window as a dask array with its store's chunks, gap-filled in
+    xarray, reprojected with odc-geo's xr_reproject (nearest) onto the 30 m window."""
+    import dask.array as dsa
+    import xarray as xr
+    from odc.geo.xr import assign_crs, xr_reproject
+
+    src = xr.DataArray(
+        dsa.from_array(np.asarray(bp270, np.float32), chunks=chunks or -1),
+        dims=("y", "x"),
+        coords={"y": y270, "x": x270},
+    )
+    filled = assign_crs(xr_gap_fill(src) if gap_fill else src, crs)
+    return xr_reproject(filled, how=target_geobox(lat, lon), resampling="nearest").values
 
 
 def ref_smoothing_size(pixel_size_deg: float) -> int:
@@ -212,11 +227,16 @@ def reference_region_risk(inputs) -> dict[str, np.ndarray]:
     crps = np.asarray(inputs.crps, dtype=np.float32)
     bp = {}
     for scen in ("2011", "2047"):
-        filled = ref_gap_fill(inputs.bp270[scen])
-        bp30 = ref_reproject(
-            filled, inputs.x270, inputs.y270, inputs.crs270, inputs.lat, inputs.lon
+        bp30 = ref_bp30(
+            inputs.bp270[scen],
+            inputs.x270,
+            inputs.y270,
+            inputs.crs270,
+            inputs.chunks270,
+            inputs.lat,
+            inputs.lon,
         )
-        full = ref_wind_bp(bp30, inputs.wind, dx, dy, inputs.pixel_size)
+        full = ref_wind_bp(bp30, inputs.full_wind(), dx, dy, inputs.pixel_size)
         bp[scen] = full[r0:r1, c0:c1].astype(np.float32)
     out = {
         "rps_scott": np.asarray(inputs.rps, dtype=np.float32),

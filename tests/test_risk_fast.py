@@ -4,7 +4,8 @@ several shapes, at array edges, and on all-zero, all-NaN and single-pixel inputs
 
 from __future__ import annotations
 
-import math
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ from pyproj import Transformer
 from scipy import ndimage
 
 from ocr_core import fast_kernels as fk
+from ocr_core import reproject as RP
 from ocr_core import risk as P
 from ocr_core.risk import DIRECTIONS, OUTPUT_VARIABLES, SCENARIOS, RegionInputs
 
@@ -326,30 +328,51 @@ def test_trimmed_windows_cover_the_dependencies():
 # ---------------------------------------------------------------- reprojection
 
 
-@pytest.mark.parametrize("lat0", [25.0, 47.0])
-def test_nearest_index_equals_projecting_every_pixel(lat0):
-    """The interpolated lookup picks the same 270 m pixel as reproject_nearest, everywhere."""
-    inp = make_inputs(ny=400, nx=350, region=(0, 400, 0, 350), lat0=lat0, lon0=-100.3)
-    src = inp.bp270["2011"]
-    idx = P.nearest_source_index(inp.x270, inp.y270, inp.crs270, src.shape, inp.lat, inp.lon)
-    flat_ids = np.arange(src.size, dtype=np.float64).reshape(src.shape)
-    exact = P.reproject_nearest(flat_ids, inp.x270, inp.y270, inp.crs270, inp.lat, inp.lon)
-    expected = np.where(np.isnan(exact), -1, exact).astype(np.int64)
-    np.testing.assert_array_equal(idx, expected)
-    part = P.nearest_source_index(
-        inp.x270[:9], inp.y270, inp.crs270, (src.shape[0], 9), inp.lat, inp.lon
-    )
-    assert (part == -1).any() and (part >= 0).any()
+def test_window_chunks_follow_the_store_chunking():
+    assert RP.window_chunks(0, 10, 4) == (4, 4, 2)
+    assert RP.window_chunks(5, 19, 6) == (1, 6, 6, 1)
+    assert RP.window_chunks(7, 11, 6000) == (4,)
+    assert RP.window_chunks(3, 3, 6) == ()
 
 
-def test_exact_ties_are_resolved_like_numpy_rint():
-    """A source grid whose pixel edges pass through target centres: ties go to exact rint."""
-    inp = make_inputs(ny=120, nx=110, region=(0, 120, 0, 110))
+def test_label_window_is_label_selection():
+    import xarray as xr
+
+    coords = np.arange(20) * 0.5 + 0.25
+    for lo, hi in ((1.0, 4.75), (0.25, 0.25), (-3, 2.0), (9.0, 30.0)):
+        da = xr.DataArray(np.arange(20), dims="c", coords={"c": coords})
+        i0, i1 = RP.label_window(coords, lo, hi)
+        np.testing.assert_array_equal(da.sel(c=slice(lo, hi)).values, np.arange(i0, i1))
+        desc = xr.DataArray(np.arange(20), dims="c", coords={"c": coords[::-1]})
+        j0, j1 = RP.label_window(coords[::-1], lo, hi)
+        np.testing.assert_array_equal(desc.sel(c=slice(hi, lo)).values, np.arange(j0, j1))
+
+
+def test_gap_filled_chunks_are_those_xarray_makes():
+    """The chunks that reach the warp: the reference's xarray gap-fill refines the store's."""
+    import dask.array as dsa
+    import xarray as xr
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import reference_method as R
+
+    for chunks in (((28, 41, 31), (31, 37, 16)), ((100,), (84,)), ((1, 40), (3, 3, 3))):
+        shape = tuple(sum(c) for c in chunks)
+        da = xr.DataArray(dsa.zeros(shape, chunks=chunks), dims=("y", "x"))
+        assert RP.gap_filled_chunks(chunks) == R.xr_gap_fill(da).chunks
+    assert RP.gap_filled_chunks(((28, 41, 31), (84,)))[0] != (28, 41, 31)
+
+
+def test_cell_index_of_a_window_is_the_full_index_cut():
+    """Warping only the tiles meeting a window gives the full result's cells there."""
+    lat = 34.0 + PS * (np.arange(300) + 0.5)
+    lon = -118.8 + PS * (np.arange(260) + 0.5)
     tr = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
-    x_mid, _ = tr.transform(inp.lon[55], inp.lat[60])
-    x270 = x_mid + 135.0 + 270.0 * np.arange(-12, 12)  # centre 55/60 sits on a column edge
-    src_shape = (inp.y270.size, x270.size)
-    idx = P.nearest_source_index(x270, inp.y270, inp.crs270, src_shape, inp.lat, inp.lon)
-    ids = np.arange(math.prod(src_shape), dtype=np.float64).reshape(src_shape)
-    exact = P.reproject_nearest(ids, x270, inp.y270, inp.crs270, inp.lat, inp.lon)
-    np.testing.assert_array_equal(idx, np.where(np.isnan(exact), -1, exact).astype(np.int64))
+    cx, cy = tr.transform(*np.meshgrid([lon[0], lon[-1]], [lat[0], lat[-1]]))
+    x = np.arange(cx.min() - 810, cx.max() + 810, 270.0) + 17.0
+    y = np.arange(cy.min() - 810, cy.max() + 810, 270.0) + 41.0
+    chunks = (RP.window_chunks(0, y.size, 20), RP.window_chunks(0, x.size, 15))
+    full = RP.nearest_cell_index(x, y, "EPSG:5070", chunks, lat, lon)
+    part = RP.nearest_cell_index(x, y, "EPSG:5070", chunks, lat, lon, window=(40, 250, 30, 200))
+    np.testing.assert_array_equal(part, full[40:250, 30:200])
+    assert (full >= 0).all() and full.max() < x.size * y.size

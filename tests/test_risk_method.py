@@ -17,6 +17,7 @@ from pyproj import Transformer
 from scipy import ndimage
 
 from ocr_core import risk as P
+from ocr_core.reproject import take_cells
 from ocr_core.risk import DIRECTIONS, OUTPUT_VARIABLES, UNITS, RegionInputs
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -356,20 +357,28 @@ def test_gap_fill_nan_corner_skipped_and_matches_reference():
 # ---------------------------------------------------------------- reprojection
 
 
-def test_reproject_nearest_matches_reference():
-    inp = make_inputs(ny=120, nx=110, region=(0, 120, 0, 110))
+def test_reprojection_makes_gdals_choices():
+    """Production's cell index ≡ xr_reproject of the data itself (north-up or south-up source,
+    several chunks, a source that covers only part of the window)."""
+    inp = make_inputs(ny=160, nx=150, region=(0, 160, 0, 150))
     src = inp.bp270["2011"]
-    out = P.reproject_nearest(src, inp.x270, inp.y270, inp.crs270, inp.lat, inp.lon)
-    ref = R.ref_reproject(src, inp.x270, inp.y270, inp.crs270, inp.lat, inp.lon)
-    assert out.shape == (120, 110)
-    np.testing.assert_array_equal(out, ref.astype(np.float32))
-    flipped = P.reproject_nearest(src[::-1], inp.x270, inp.y270[::-1], inp.crs270, inp.lat,
-                                  inp.lon)  # fmt: skip
-    np.testing.assert_array_equal(flipped, out)
-    part = P.reproject_nearest(src[:, :6], inp.x270[:6], inp.y270, inp.crs270, inp.lat, inp.lon)
-    ref_part = R.ref_reproject(src[:, :6], inp.x270[:6], inp.y270, inp.crs270, inp.lat, inp.lon)
-    np.testing.assert_array_equal(np.isnan(part), np.isnan(ref_part))
-    assert np.isnan(part[:, -1]).all()
+
+    def both(x, y, values, chunks):
+        cells = P.RegionInputs(
+            **{**inp.__dict__, "x270": x, "y270": y, "chunks270": chunks, "bp270": {"2011": values}}
+        ).cell_index()
+        ref = R.ref_bp30(values, x, y, "EPSG:5070", chunks, inp.lat, inp.lon, gap_fill=False)
+        return take_cells(values, cells), ref
+
+    for x, y, values, chunks in (
+        (inp.x270, inp.y270, src, None),
+        (inp.x270, inp.y270[::-1], src[::-1], ((5, src.shape[0] - 5), (src.shape[1],))),
+        (inp.x270[:6], inp.y270, src[:, :6], None),
+    ):
+        out, ref = both(x, y, values, chunks)
+        assert out.shape == (160, 150)
+        np.testing.assert_array_equal(out, ref)
+    assert np.isnan(out[:, -1]).all() and np.isfinite(out[:, 0]).any()
 
 
 # ---------------------------------------------------------------- smoothing
@@ -402,8 +411,7 @@ def test_smooth_matches_reference_gaussian(ps):
 def test_wind_informed_bp_matches_reference():
     inp = make_inputs(seed=11)
     dx, dy = R.ref_centre_pixel_sizes(inp)
-    gf = P.gap_fill(inp.bp270["2047"])
-    bp30 = P.reproject_nearest(gf, inp.x270, inp.y270, inp.crs270, inp.lat, inp.lon)
+    bp30 = P.scenario_bp30(inp, "2047")
     out = P.wind_informed_bp(bp30, inp.wind, dx, dy, PS)
     assert out.dtype == np.float32
     assert_close(out, R.ref_wind_bp(bp30, inp.wind, dx, dy, PS))
@@ -471,8 +479,7 @@ def test_region_spreading_fills_zero_pixels():
     """In the main case the composite fills bp30 == 0 pixels near fire with positive BP."""
     inp = make_inputs()
     r0, r1, c0, c1 = inp.region
-    bp30 = R.ref_reproject(R.ref_gap_fill(inp.bp270["2011"]), inp.x270, inp.y270,
-                           inp.crs270, inp.lat, inp.lon)[r0:r1, c0:c1]  # fmt: skip
+    bp30 = P.scenario_bp30(inp, "2011")[r0:r1, c0:c1]
     out = P.compute_region_risk(inp)["bp_2011"]
     filled = (bp30 == 0) & (out > 0)
     assert filled.sum() > 1000
