@@ -176,6 +176,14 @@ class InputCatalog:
         store_crs(spec(name), self.parquet_schema(name), uri)
         return uri
 
+    def crs(self, name: str, ds=None) -> tuple[str, str]:
+        """(CRS as 'EPSG:nnnn', where it was found) of a dataset; InputDataError unless it is
+        the catalog's. ``ds`` is an already opened zarr dataset (else it is opened)."""
+        d = spec(name)
+        if d.data_format == "geoparquet":
+            return store_crs(d, self.parquet_schema(name), self.uri(name))
+        return store_crs(d, self.open_zarr(name, check=False) if ds is None else ds, self.uri(name))
+
     def parquet_schema(self, name: str):
         """The pyarrow schema (with the GeoParquet 'geo' metadata) of a GeoParquet dataset."""
         import pyarrow.parquet as pq
