@@ -157,7 +157,7 @@ class InputCatalog:
         except Exception as exc:
             raise InputDataError(
                 f"input dataset {name!r} could not be opened at {uri} "
-                f"({type(exc).__name__}: {exc}). Generate the demo inputs "
+                f"({type(exc).__name__}: {exc}). Fix: generate the demo inputs "
                 "(materialize the 'demo_inputs' assets, or run `./dev demo`) or point "
                 "OCR_INPUT_ROOT at the real input stores."
             ) from exc
@@ -165,14 +165,19 @@ class InputCatalog:
             check_dataset(d, ds, uri)
         return ds
 
-    def geoparquet_uri(self, name: str) -> str:
-        """URI of a GeoParquet dataset, after checking it exists and carries the expected CRS."""
+    def existing_uri(self, name: str) -> str:
+        """URI of a file dataset; InputDataError if there is no file."""
         uri = self.uri(name)
         if not self.storage.exists(uri):
             raise InputDataError(
-                f"input dataset {name!r} is missing: no file at {uri}. Generate the demo "
+                f"input dataset {name!r} is missing: no file at {uri}. Fix: generate the demo "
                 "inputs (`./dev demo`) or point OCR_INPUT_ROOT at the real input stores."
             )
+        return uri
+
+    def geoparquet_uri(self, name: str) -> str:
+        """URI of a GeoParquet dataset, after checking it exists and carries the expected CRS."""
+        uri = self.existing_uri(name)
         store_crs(spec(name), self.parquet_schema(name), uri)
         return uri
 
