@@ -143,7 +143,9 @@ def check_inputs() -> int:
 
     s = current_settings()
     grid = get_grid(s.grid)
-    catalog = InputCatalog(Storage(s.inputs_root, "qa", None, s.s3_endpoint_url, s.s3_region))
+    catalog = InputCatalog(
+        Storage(s.inputs_root, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
+    )
     print(f"Inputs of the {grid.name} grid under {s.inputs_root}", flush=True)
     reports = run_checks(catalog, grid)
     for r in reports:

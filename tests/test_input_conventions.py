@@ -271,3 +271,15 @@ def test_plain_parquet_without_geo_metadata_is_refused(catalog, tmp_path):
     pq.write_table(table.replace_schema_metadata({}), path)
     with pytest.raises(InputDataError, match="no GeoParquet 'geo' metadata"):
         catalog.geoparquet_uri(BUILDINGS)
+
+
+def test_wind_store_left_with_only_conus404s_lambert_crs_is_refused(catalog):
+    ds = _wind_store().drop_vars("spatial_ref").drop_attrs(deep=False)
+    for axis in ("latitude", "longitude"):
+        ds[axis].attrs.pop("crs")
+    _commit(catalog, WIND, ds)
+    with pytest.raises(InputDataError) as err:
+        catalog.open_zarr(WIND)
+    msg = str(err.value)
+    assert "(no EPSG code) (found in 0-d variable 'crs' attr 'crs_wkt')" in msg
+    assert "catalog expects EPSG:4326" in msg
