@@ -5,6 +5,7 @@
                                  [--create-pyramid] [--concurrency N]
     python -m ocr_assets.cli region y2_x1                    # one region partition (one run)
     python -m ocr_assets.cli summary
+    ocr-dagster check-inputs                                 # every input of OCR_GRID, checked
 
 Every step is a Dagster run in the instance at $DAGSTER_HOME, so the UI shows them. Regions
 run as separate processes, a few at a time; each retries on its own (RetryPolicy), and the
@@ -132,6 +133,57 @@ def summary() -> None:
     )
 
 
+def check_inputs() -> int:
+    """Print one row per input dataset of the active grid, then one line per problem; the exit
+    status is 1 if there is any problem."""
+    from ocr_core.catalog import InputCatalog
+    from ocr_core.grid import get_grid
+    from ocr_core.input_checks import check_inputs as run_checks
+    from ocr_core.storage import Storage
+
+    s = current_settings()
+    grid = get_grid(s.grid)
+    catalog = InputCatalog(
+        Storage(s.inputs_root, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
+    )
+    print(f"Inputs of the {grid.name} grid under {s.inputs_root}", flush=True)
+    reports = run_checks(catalog, grid)
+    for r in reports:
+        ranges = ", ".join(f"{v} [{_num(lo)}, {_num(hi)}]" for v, (lo, hi) in r.ranges.items())
+        print(
+            " | ".join(
+                [
+                    f"{'ok ' if r.ok else 'BAD'} {r.name}",
+                    r.uri,
+                    f"CRS {r.crs or '-'} ({r.crs_found_in or 'not found'})",
+                    r.alignment or "-",
+                    f"variables {','.join(r.variables) or '-'}",
+                    f"dtype {','.join(sorted(set(r.dtypes.values()))) or '-'}",
+                    f"chunks {_chunks(r.chunks)}",
+                    f"rows {r.rows}" if r.rows is not None else f"sample {r.sample or '-'}",
+                    f"ranges {ranges or '-'}",
+                ]
+            )
+        )
+    problems = [p for r in reports for p in r.problems]
+    for p in problems:
+        print(f"problem: {p.line()}", file=sys.stderr)
+    print(
+        f"{len(reports)} datasets, {len(problems)} problem(s)",
+        file=sys.stderr if problems else sys.stdout,
+    )
+    return 1 if problems else 0
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _chunks(chunks: dict[str, list[int]]) -> str:
+    shapes = sorted({"×".join(map(str, c)) for c in chunks.values()})
+    return ",".join(shapes) or "-"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     p_region = sub.add_parser("region", help="materialize one region partition")
     p_region.add_argument("region_id")
     sub.add_parser("summary", help="list the outputs and where they are")
+    sub.add_parser(
+        "check-inputs",
+        help="open every input of the grid and check CRS, alignment, variables and values",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -167,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
             GRID.validate_region_id(args.region_id)
             if not _run_job("process_regions", partition_key=args.region_id):
                 raise SystemExit(1)
+        elif args.command == "check-inputs":
+            raise SystemExit(check_inputs())
         else:
             summary()
     except (SettingsError, ValueError) as exc:

@@ -12,7 +12,10 @@ defs = dg.Definitions(
         *inputs.input_assets(),
         *dg.load_assets_from_modules([phase01_regions, phase02_aggregation, phase03_tiles]),
     ],
-    asset_checks=dg.load_asset_checks_from_modules([phase02_aggregation]),
+    asset_checks=[
+        inputs.input_checks,
+        *dg.load_asset_checks_from_modules([phase02_aggregation]),
+    ],
     jobs=jobs(),
     resources=build_resources(current_settings()),
 )

@@ -76,8 +76,58 @@ def demo_inputs(
         )
 
 
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "inputs_usable",
+            asset=key,
+            blocking=False,
+            description="Each store opens; CRS as the catalog says (and where it is stated); "
+            "on the Scott 30 m grid (4326) or 270 m pixels (5070); expected variables, dtype and "
+            "chunking; values inside the schema's ranges on a sample window.",
+        )
+        for key in INPUT_DATASETS
+    ],
+    can_subset=True,
+    name="input_checks",
+)
+def input_checks(context: dg.AssetCheckExecutionContext, catalog: InputCatalogResource):
+    from ocr_core.input_checks import check_inputs
+
+    cat = catalog.catalog()
+    for check_key in context.selected_asset_check_keys:
+        key = check_key.asset_key.to_user_string()
+        reports = check_inputs(cat, GRID, INPUT_DATASETS[key])
+        problems = [p.line() for r in reports for p in r.problems]
+        metadata: dict[str, dg.MetadataValue] = {}
+        for r in reports:
+            for figure, value in r.figures().items():
+                if value not in (None, [], {}, ""):
+                    metadata[f"{r.name} {figure}"] = _metadata_value(value)
+        yield dg.AssetCheckResult(
+            asset_key=check_key.asset_key,
+            check_name=check_key.name,
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(problems) or f"{len(reports)} dataset(s) usable",
+            metadata=metadata,
+        )
+
+
+def _metadata_value(value) -> dg.MetadataValue:
+    """One figure as its own metadata entry: lists and dicts as JSON, numbers as numbers."""
+    if isinstance(value, dict | list):
+        return dg.MetadataValue.json(value)
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    return dg.MetadataValue.text(str(value))
+
+
 def input_assets() -> list:
-    """Generated inputs on the demo grid; external specs of the real stores otherwise."""
+    """Generated inputs on the demo grid; external specs of the real stores otherwise (the
+    same ``input_checks`` apply to both)."""
     if GRID.name == "demo":
         return [demo_inputs]
     return [_spec(key) for key in INPUT_DATASETS]

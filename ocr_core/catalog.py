@@ -139,8 +139,11 @@ class InputCatalog:
     def uri(self, name: str) -> str:
         return self.storage.join(spec(name).prefix)
 
-    def open_zarr(self, name: str):
-        """Open a zarr dataset lazily (icechunk first, plain zarr as fallback) and check it."""
+    def open_zarr(self, name: str, check: bool = True):
+        """Open a zarr dataset lazily (icechunk first, plain zarr as fallback) and check it.
+
+        ``check=False`` returns the store as it is, for reports that list every problem.
+        """
         import xarray as xr
 
         d = spec(name)
@@ -154,21 +157,46 @@ class InputCatalog:
         except Exception as exc:
             raise InputDataError(
                 f"input dataset {name!r} could not be opened at {uri} "
-                f"({type(exc).__name__}: {exc}). Generate the demo inputs "
+                f"({type(exc).__name__}: {exc}). Fix: generate the demo inputs "
                 "(materialize the 'demo_inputs' assets, or run `./dev demo`) or point "
                 "OCR_INPUT_ROOT at the real input stores."
             ) from exc
-        check_dataset(d, ds, uri)
+        if check:
+            check_dataset(d, ds, uri)
         return ds
 
-    def geoparquet_uri(self, name: str) -> str:
+    def existing_uri(self, name: str) -> str:
+        """URI of a file dataset; InputDataError if there is no file."""
         uri = self.uri(name)
         if not self.storage.exists(uri):
             raise InputDataError(
-                f"input dataset {name!r} is missing: no file at {uri}. Generate the demo "
+                f"input dataset {name!r} is missing: no file at {uri}. Fix: generate the demo "
                 "inputs (`./dev demo`) or point OCR_INPUT_ROOT at the real input stores."
             )
         return uri
+
+    def geoparquet_uri(self, name: str) -> str:
+        """URI of a GeoParquet dataset, after checking it exists and carries the expected CRS."""
+        uri = self.existing_uri(name)
+        store_crs(spec(name), self.parquet_schema(name), uri)
+        return uri
+
+    def crs(self, name: str, ds=None) -> tuple[str, str]:
+        """(CRS as 'EPSG:nnnn', where it was found) of a dataset; InputDataError unless it is
+        the catalog's. ``ds`` is an already opened zarr dataset (else it is opened)."""
+        d = spec(name)
+        if d.data_format == "geoparquet":
+            return store_crs(d, self.parquet_schema(name), self.uri(name))
+        return store_crs(d, self.open_zarr(name, check=False) if ds is None else ds, self.uri(name))
+
+    def parquet_schema(self, name: str):
+        """The pyarrow schema (with the GeoParquet 'geo' metadata) of a GeoParquet dataset."""
+        import pyarrow.parquet as pq
+
+        uri = self.uri(name)
+        path = uri[len("s3://") :] if uri.startswith("s3://") else uri
+        fs = self.storage.filesystem() if self.storage.is_s3 else None
+        return pq.read_schema(path, filesystem=fs)
 
 
 def spec(name: str) -> DatasetSpec:
@@ -181,26 +209,159 @@ def spec(name: str) -> DatasetSpec:
 
 
 def check_dataset(d: DatasetSpec, ds, uri: str) -> None:
-    """Variables and CRS as the catalog says, else InputDataError."""
+    """Variables, CRS and spatial dims as the catalog says, else InputDataError."""
     missing = [v for v in d.variables if v not in ds.data_vars]
     if missing:
         raise InputDataError(
             f"input dataset {d.name!r} at {uri} lacks variable(s) {missing} "
             f"(has {sorted(ds.data_vars)}); expected {list(d.variables)}"
         )
-    crs = ds.attrs.get("crs")
+    store_crs(d, ds, uri)
+    for dim in ("latitude", "longitude") if d.on_processing_grid else ("y", "x"):
+        if dim not in ds.dims:
+            raise InputDataError(
+                f"input dataset {d.name!r} at {uri} has no {dim!r} dimension (dims {list(ds.dims)})"
+            )
+
+
+# --- CRS: every convention the reference's ingestion (odc-geo, rioxarray, GeoParquet) writes ---
+CRS_COORD = "spatial_ref"  # the CRS variable odc-geo and rioxarray write
+CRS_FIX = {
+    "zarr": "write the CRS the way the reference's ingestion does: a 0-d 'spatial_ref' variable "
+    "whose attrs hold 'crs_wkt' (odc.geo assign_crs / xr_reproject, rioxarray write_crs), or a "
+    "root attribute EPSG='{code}'",
+    "geoparquet": "write it as GeoParquet from a GeoDataFrame whose crs is {crs} "
+    "(geopandas to_parquet stores it as PROJJSON in the 'geo' metadata)",
+}
+
+
+def store_crs(d: DatasetSpec, source, uri: str = "") -> tuple[str, str]:
+    """The store's CRS as 'EPSG:nnnn' and where it was found; InputDataError unless it is the
+    catalog's.
+
+    ``source`` is an xarray Dataset (zarr stores) or a pyarrow schema (GeoParquet). Every place
+    a convention puts the CRS is read; they must agree. A stale 0-d CRS variable under another
+    name (the wind store keeps CONUS404's Lambert ``crs``) counts only if nothing else is found.
+    """
+    code = d.crs.split(":")[1]
+    fix = CRS_FIX[d.data_format].format(code=code, crs=d.crs)
+    if d.data_format == "geoparquet":
+        found, looked = _geoparquet_crs_candidates(source)
+    else:
+        found = _zarr_crs_candidates(source) or _fallback_crs_variables(source)
+        looked = (
+            "looked for a variable's grid_mapping, a 'spatial_ref' variable (crs_wkt/spatial_ref "
+            "attrs), root attributes crs/EPSG/reprojected_to and the coordinates' crs attrs"
+        )
+    if not found:
+        raise InputDataError(
+            f"input dataset {d.name!r} at {uri} has no CRS ({looked}; found none). Fix: {fix}"
+        )
+    named = [(_normalise_crs(value, d.crs), where) for value, where in found]
+    crs, where = named[0]
+    if any(c != crs for c, _ in named[1:]):
+        listing = "; ".join(f"{c} in {w}" for c, w in named)
+        raise InputDataError(
+            f"input dataset {d.name!r} at {uri} states conflicting CRSs ({listing}). Fix: keep "
+            f"only {d.crs}: {fix}"
+        )
     if crs != d.crs:
         raise InputDataError(
-            f"input dataset {d.name!r} at {uri} has CRS {crs!r}, expected {d.crs}: reproject "
-            "it or fix the catalog entry"
+            f"input dataset {d.name!r} at {uri} has CRS {crs} (found in {where}), but the "
+            f"catalog expects {d.crs}. Fix: reproject it to {d.crs} (as the reference's "
+            "ingestion does) or correct the catalog entry"
         )
-    if d.on_processing_grid:
-        for dim in ("latitude", "longitude"):
-            if dim not in ds.dims:
-                raise InputDataError(
-                    f"input dataset {d.name!r} at {uri} has no {dim!r} dimension "
-                    f"(dims {list(ds.dims)})"
-                )
+    return crs, where
+
+
+def _normalise_crs(value, expected: str) -> str:
+    """'EPSG:nnnn' for any CRS pyproj reads (WKT, PROJJSON, 'EPSG:n', a bare code), or a
+    description of what was found; a CRS equal to ``expected`` up to axis order is ``expected``."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    if isinstance(value, str) and value.strip().isdigit():
+        value = f"EPSG:{value.strip()}"
+    try:
+        crs = CRS.from_user_input(value)
+    except (CRSError, TypeError, ValueError):
+        return f"unreadable CRS {str(value)[:80]!r}"
+    epsg = crs.to_epsg()
+    if epsg is None and crs.equals(CRS.from_user_input(expected), ignore_axis_order=True):
+        return expected
+    return f"EPSG:{epsg}" if epsg is not None else f"{crs.name!r} (no EPSG code)"
+
+
+def _wkt_attr(var) -> tuple[str | None, str | None]:
+    for attr in ("crs_wkt", "spatial_ref"):
+        if var.attrs.get(attr):
+            return var.attrs[attr], attr
+    return None, None
+
+
+def _zarr_crs_candidates(ds) -> list[tuple[object, str]]:
+    found: list[tuple[object, str]] = []
+    for name, var in ds.data_vars.items():
+        mapping = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        if mapping and mapping in ds.variables:
+            wkt, attr = _wkt_attr(ds[mapping])
+            if wkt:
+                found.append((wkt, f"variable {name!r} grid_mapping -> {mapping!r} attr {attr!r}"))
+    if CRS_COORD in ds.variables:
+        wkt, attr = _wkt_attr(ds[CRS_COORD])
+        if wkt:
+            found.append((wkt, f"{CRS_COORD!r} variable attr {attr!r}"))
+    for attr in ("crs", "EPSG", "epsg"):
+        if ds.attrs.get(attr):
+            found.append((ds.attrs[attr], f"root attribute {attr}={ds.attrs[attr]!r}"))
+    target = ds.attrs.get("reprojected_to")
+    if target:
+        crs = _reprojected_to_crs(str(target))
+        if crs:
+            found.append((crs, f"root attribute reprojected_to={target!r}"))
+    for dim in ("latitude", "longitude", "y", "x"):
+        if dim in ds.coords and ds[dim].attrs.get("crs"):
+            found.append((ds[dim].attrs["crs"], f"coordinate {dim!r} attr 'crs'"))
+    return found
+
+
+def _reprojected_to_crs(target: str) -> str | None:
+    """CRS of the dataset named by a ``reprojected_to`` attribute (catalog name, or -nnnn tail)."""
+    import re
+
+    if target in DATASETS:
+        return DATASETS[target].crs
+    match = re.search(r"-(\d{4,5})$", target)
+    return f"EPSG:{match.group(1)}" if match else None
+
+
+def _fallback_crs_variables(ds) -> list[tuple[object, str]]:
+    out = []
+    for name, var in ds.variables.items():
+        if var.ndim == 0 and name != CRS_COORD:
+            wkt, attr = _wkt_attr(var)
+            if wkt:
+                out.append((wkt, f"0-d variable {name!r} attr {attr!r}"))
+    return out
+
+
+def _geoparquet_crs_candidates(schema) -> tuple[list[tuple[object, str]], str]:
+    """GeoParquet 'geo' metadata: the primary column's PROJJSON; no crs key means OGC:CRS84
+    (the spec's default, which geopandas applies); crs null means unknown."""
+    import json
+
+    raw = (schema.metadata or {}).get(b"geo")
+    if raw is None:
+        return [], "the file has no GeoParquet 'geo' metadata"
+    geo = json.loads(raw)
+    column = geo.get("primary_column", "geometry")
+    meta = geo.get("columns", {}).get(column, {})
+    where = f"GeoParquet 'geo' metadata of column {column!r}"
+    if "crs" not in meta:
+        return [("OGC:CRS84", f"{where} (no crs: the OGC:CRS84 default)")], ""
+    if meta["crs"] is None:
+        return [], f"{where} says crs: null, an unknown CRS"
+    return [(meta["crs"], where)], ""
 
 
 def grid_offsets(d: DatasetSpec, ds, grid: Grid, uri: str = "") -> tuple[int, int]:

@@ -40,14 +40,15 @@ from ocr_core.catalog import (
     InputCatalog,
     InputDataError,
     grid_offsets,
-    spec,
+    store_crs,
 )
 from ocr_core.geoparquet import write_geoparquet
 from ocr_core.grid import DEMO, Grid
 
 SOURCE = "synthetic demo (ocr-dagster)"
 DOMAIN_EXTRA_PX = 8  # the 30 m rasters cover the grid grown by buffer_pixels + this
-RASTER_CHUNKS = (600, 450)
+RASTER_CHUNKS = (600, 450)  # one demo region per chunk, as CONUS 6000 × 4500
+ALBERS_CHUNKS = (6000, 4500)  # the real 270 m stores' {y: 6000, x: 4500}
 ALBERS_CRS = "EPSG:5070"
 ALBERS_RES_M = 270.0
 ALBERS_MARGIN_PX = 4  # 270 m pixels beyond the projected bbox of the 30 m domain
@@ -100,8 +101,11 @@ WIND_ONSHORE = {
 def write_hazard_inputs(
     catalog: InputCatalog, grid: Grid = DEMO, seed: int = 2026
 ) -> dict[str, dict]:
-    """Write the six hazard rasters (Scott, Riley 30 m and 270 m, wind) and check they read back."""
-    import numpy as np
+    """Write the six hazard rasters (Scott, Riley 30 m and 270 m, wind) and check they read back.
+
+    Each store carries the metadata conventions of the real one (see ``_geographic_coords``,
+    ``_wind_dataset`` and ``_albers_dataset``), so the catalog is exercised on them here.
+    """
     import xarray as xr
 
     scene = _scene(grid, seed)
@@ -110,14 +114,13 @@ def write_hazard_inputs(
     where.cache.clear()
     wind = _wind(scene, where, hz["land"])
 
-    lat = xr.DataArray(scene.lat, dims="latitude", attrs={"units": "degrees_north"})
-    lon = xr.DataArray(scene.lon, dims="longitude", attrs={"units": "degrees_east"})
+    coords = _geographic_coords(scene, grid)
     dims = ("latitude", "longitude")
     out: dict[str, dict] = {}
 
-    def raster(data_vars: dict, name: str, description: str):
-        ds = xr.Dataset(data_vars, coords={"latitude": lat, "longitude": lon})
-        ds.attrs = _attrs(name, description, seed)
+    def raster(data_vars: dict, name: str, description: str, **extra):
+        ds = xr.Dataset(data_vars, coords=coords)
+        ds.attrs = _geographic_attrs(name, description, seed) | extra
         return ds
 
     scott = raster(
@@ -158,48 +161,20 @@ def write_hazard_inputs(
             },
             name,
             f"synthetic stand-in for the Riley et al. 2025 ~{year} climate run on the 30 m grid",
+            climate_run_year=year,
         )
         out[name] = _write_raster(catalog, name, ds, grid, seed)
     del hz
 
-    wd = xr.Dataset(
-        {
-            "wind_direction_distribution": (
-                ("latitude", "longitude", "wind_direction"),
-                wind,
-                {"long_name": "share of fire-weather hours by wind direction", "units": "1"},
-            )
-        },
-        coords={
-            "latitude": lat,
-            "longitude": lon,
-            "wind_direction": ("wind_direction", np.array(WIND_DIRECTIONS, dtype=object)),
-        },
-    )
     name = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
-    wd.attrs = _attrs(
-        name, "synthetic fire-weather wind-direction shares (Santa Ana NE/E, onshore W/SW)", seed
-    )
-    wd.attrs["wind_directions"] = list(WIND_DIRECTIONS)
-    out[name] = _write_raster(catalog, name, wd, grid, seed)
-    del wind, wd
+    out[name] = _write_raster(catalog, name, _wind_dataset(wind, coords, seed), grid, seed)
+    del wind
 
     for year, values in _albers_riley(scene).items():
         name = f"riley-et-al-2025-{year}-270m-5070"
-        ds = xr.Dataset(
-            {"BP": (("y", "x"), values, {"long_name": "annual burn probability", "units": "1"})},
-            coords={
-                "y": ("y", scene.albers_y, {"units": "m", "axis": "Y"}),
-                "x": ("x", scene.albers_x, {"units": "m", "axis": "X"}),
-            },
+        out[name] = _write_raster(
+            catalog, name, _albers_dataset(scene, values, year, seed), grid, seed
         )
-        ds.attrs = _attrs(
-            name,
-            f"synthetic stand-in for the Riley et al. 2025 ~{year} climate run, 270 m CONUS Albers",
-            seed,
-        )
-        ds.attrs["resolution_m"] = ALBERS_RES_M
-        out[name] = _write_raster(catalog, name, ds, grid, seed)
     return out
 
 
@@ -749,8 +724,142 @@ def _albers_riley(scene: _Scene) -> dict:
 
 
 # --- raster writing ----------------------------------------------------------------------------
-def _attrs(name: str, description: str, seed: int) -> dict:
-    return {"crs": spec(name).crs, "description": description, "source": SOURCE, "seed": int(seed)}
+def _crs_variable(epsg: int, value: int, dtype: str, **extra):
+    """0-d CRS variable as odc-geo and rioxarray write it: CF grid mapping + GDAL spatial_ref."""
+    import numpy as np
+    import xarray as xr
+    from pyproj import CRS
+
+    crs = CRS.from_epsg(epsg)
+    attrs = {"spatial_ref": crs.to_wkt(), **crs.to_cf(), **extra}
+    return xr.DataArray(np.array(value, dtype=dtype), attrs=attrs)
+
+
+def _geographic_coords(scene: _Scene, grid: Grid) -> dict:
+    """Coordinates of the 30 m stores as odc-geo's xr_reproject writes them: axes with units,
+    resolution and crs attrs, and a ``spatial_ref`` scalar whose value is the EPSG code."""
+    import xarray as xr
+
+    def axis(name: str, values, units: str):
+        attrs = {"units": units, "resolution": grid.pixel_size, "crs": "EPSG:4326"}
+        return xr.DataArray(values, dims=(name,), attrs=attrs)
+
+    return {
+        "latitude": axis("latitude", scene.lat, "degrees_north"),
+        "longitude": axis("longitude", scene.lon, "degrees_east"),
+        "spatial_ref": _crs_variable(4326, 4326, "int32"),
+    }
+
+
+def _geographic_attrs(name: str, description: str, seed: int) -> dict:
+    """Root attributes like the real 30 m EPSG:4326 stores' (no root ``crs``)."""
+    return {
+        "title": name,
+        "version": "demo",
+        "data_source": SOURCE,
+        "description": description,
+        "EPSG": "4326",
+        "resolution": "30m",
+        "seed": int(seed),
+    }
+
+
+def _wind_dataset(wind, coords: dict, seed: int):
+    """The wind store as the reference's reprojection left it: dims (latitude, longitude,
+    wind_direction) with no wind_direction coordinate, odc-geo's ``spatial_ref``, CONUS404's
+    Lambert ``crs`` variable and the ``quantile`` scalar carried along, root ``reprojected_to``."""
+    import numpy as np
+    import xarray as xr
+
+    lambert = _conus404_crs_variable()
+    ds = xr.Dataset(
+        {
+            "wind_direction_distribution": (
+                ("latitude", "longitude", "wind_direction"),
+                wind,
+                {
+                    "long_name": "Wind direction distribution during fire-weather hours",
+                    "units": "probability",
+                    "description": "Fraction of fire-weather hours (FFWI above its 99th "
+                    "percentile) with wind from each of 8 directions: "
+                    + ", ".join(WIND_DIRECTIONS),
+                },
+            )
+        },
+        coords={**coords, "crs": lambert, "quantile": xr.DataArray(np.float64(0.99))},
+    )
+    ds.attrs = {"reprojected_to": "scott-et-al-2024-30m-4326", "data_source": SOURCE}
+    ds.attrs["seed"] = int(seed)
+    return ds
+
+
+def _conus404_crs_variable():
+    """CONUS404's CF grid mapping (WRF spherical Lambert conformal), value 1 as in the store."""
+    import numpy as np
+    import xarray as xr
+    from pyproj import CRS
+
+    crs = CRS.from_proj4(
+        "+proj=lcc +lat_1=30 +lat_2=50 +lat_0=39.100006 +lon_0=-97.9 +R=6370000 +units=m"
+    )
+    return xr.DataArray(np.int64(1), attrs={**crs.to_cf(), "crs_wkt": crs.to_wkt()})
+
+
+def _albers_dataset(scene: _Scene, values, year: str, seed: int):
+    """A 270 m store as the reference's ingestion wrote it from the USFS GeoTIFFs: rasterio
+    coordinates sorted ascending (y south to north), a rioxarray ``spatial_ref`` referenced by
+    each band's ``grid_mapping``, BP plus flame-length probabilities FLP1..6, no root CRS."""
+    import numpy as np
+    import xarray as xr
+
+    bp = values[::-1]  # generated north-up; the ingestion's sortby(['y', 'x']) makes y ascend
+    y, x = scene.albers_y[::-1], scene.albers_x
+    r = ALBERS_RES_M
+    transform = f"{x[0] - r / 2} {r} 0.0 {y[-1] + r / 2} 0.0 {-r}"
+    band = {"AREA_OR_POINT": "Area"}
+    data = {"BP": (("y", "x"), bp, band)}
+    for k, flp in enumerate(_flame_length_probabilities(bp), start=1):
+        data[f"FLP{k}"] = (("y", "x"), flp, band)
+    ds = xr.Dataset(
+        data,
+        coords={
+            "y": ("y", y, _projected_axis("y")),
+            "x": ("x", x, _projected_axis("x")),
+            "spatial_ref": _crs_variable(
+                int(ALBERS_CRS.split(":")[1]), 0, "int64", GeoTransform=transform
+            ),
+        },
+    )
+    for var in ds.data_vars.values():
+        var.attrs["grid_mapping"] = "spatial_ref"
+    ds.attrs = {
+        "description": f"synthetic stand-in for the Riley et al. 2025 ~{year} climate run, "
+        "270 m CONUS Albers",
+        "data_source": SOURCE,
+        "seed": int(seed),
+    }
+    return ds.assign(**{v: ds[v].astype(np.float32) for v in ds.data_vars})
+
+
+def _projected_axis(axis: str) -> dict:
+    return {
+        "axis": axis.upper(),
+        "long_name": f"{axis} coordinate of projection",
+        "standard_name": f"projection_{axis}_coordinate",
+        "units": "metre",
+    }
+
+
+def _flame_length_probabilities(bp):
+    """Six flame-length class shares per pixel (sum 1), shifted to longer flames where BP is
+    higher; NaN where BP is."""
+    import numpy as np
+
+    t = np.clip(np.nan_to_num(bp, nan=0.0) / BP_MAX_RILEY, 0.0, 1.0)
+    scale = 0.6 + 1.8 * t
+    weights = [np.exp(-k / scale) for k in range(6)]
+    total = np.add.reduce(weights)
+    return [np.where(np.isnan(bp), np.nan, w / total).astype("float32") for w in weights]
 
 
 def _write_raster(catalog: InputCatalog, name: str, ds, grid: Grid, seed: int) -> dict:
@@ -774,9 +883,10 @@ def _write_raster(catalog: InputCatalog, name: str, ds, grid: Grid, seed: int) -
 
     encoding = {}
     for var, da in ds.data_vars.items():
-        chunks = (
-            RASTER_CHUNKS + da.shape[2:] if da.dims[:2] == ("latitude", "longitude") else da.shape
-        )
+        if da.dims[:2] == ("latitude", "longitude"):
+            chunks = RASTER_CHUNKS + da.shape[2:]
+        else:
+            chunks = ALBERS_CHUNKS if da.dims == ("y", "x") else da.shape
         encoding[var] = {
             "chunks": tuple(min(c, s) for c, s in zip(chunks, da.shape, strict=True)),
             # byte shuffle + zstd: ~40 % smaller than zarr's default zstd for these fields
@@ -791,9 +901,11 @@ def _write_raster(catalog: InputCatalog, name: str, ds, grid: Grid, seed: int) -
 
     d = DATASETS[name]
     back = catalog.open_zarr(name)
+    crs, crs_found_in = store_crs(d, back, uri)
     meta: dict[str, Any] = {
         "uri": uri,
-        "crs": d.crs,
+        "crs": crs,
+        "crs_found_in": crs_found_in,
         "variables": list(d.variables),
         "dims": {k: int(v) for k, v in back.sizes.items()},
         "seed": int(seed),

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from pyproj import Transformer
+from pyproj import CRS, Transformer
 from scipy import ndimage
 
 from ocr_core import demo_data
@@ -114,8 +114,12 @@ def test_rasters_sit_on_the_grid_with_the_expected_attributes(catalog):
         np.testing.assert_array_equal(
             ds["longitude"].values, DEMO.lon_centers(-PAD, DEMO.n_lon + PAD)
         )
-        assert ds.attrs["source"] == demo_data.SOURCE and ds.attrs["seed"] == SEED
-        assert ds.attrs["description"]
+        assert ds.attrs["data_source"] == demo_data.SOURCE and ds.attrs["seed"] == SEED
+        assert "crs" not in ds.attrs  # the real stores carry no root crs attribute
+        assert ds["spatial_ref"].ndim == 0 and int(ds["spatial_ref"]) == 4326  # odc-geo style
+        assert CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]).to_epsg() == 4326
+        assert ds["spatial_ref"].attrs["spatial_ref"] == ds["spatial_ref"].attrs["crs_wkt"]
+        assert ds["latitude"].attrs["crs"] == "EPSG:4326"
         for var in d.variables:
             assert ds[var].dtype == np.float32
             assert ds[var].dims[:2] == ("latitude", "longitude")
@@ -151,10 +155,30 @@ def test_riley_2047_is_2011_scaled_by_a_varying_factor(catalog):
     assert np.nanmax(bp47) <= 1
 
 
+def test_scott_and_riley_30m_root_attributes_are_the_reals(catalog):
+    for name in (SCOTT, "riley-et-al-2025-2047-30m-4326"):
+        attrs = catalog.open_zarr(name).attrs
+        assert attrs["EPSG"] == "4326" and attrs["resolution"] == "30m", name
+        assert {"title", "version", "data_source", "description"} <= set(attrs), name
+    assert catalog.open_zarr("riley-et-al-2025-2047-30m-4326").attrs["climate_run_year"] == "2047"
+
+
+def test_wind_store_has_the_real_layout(catalog):
+    ds = catalog.open_zarr(WIND)
+    var = ds["wind_direction_distribution"]
+    assert var.dims == ("latitude", "longitude", "wind_direction")
+    assert var.encoding["chunks"] == (*demo_data.RASTER_CHUNKS, 8)
+    assert "wind_direction" not in ds.coords  # "Dimensions without coordinates"
+    assert ", ".join(WIND_DIRECTIONS) in var.attrs["description"]  # the order, N first
+    assert ds.attrs["reprojected_to"] == SCOTT and "EPSG" not in ds.attrs
+    assert float(ds["quantile"]) == 0.99
+    lambert = CRS.from_wkt(ds["crs"].attrs["crs_wkt"]).coordinate_operation.method_name
+    assert lambert.startswith("Lambert Conic Conformal")  # CONUS404's, kept by the reprojection
+    assert int(ds["spatial_ref"]) == 4326
+
+
 def test_wind_shares_are_valid_fractions(catalog, scott):
     ds = catalog.open_zarr(WIND)
-    assert list(ds["wind_direction"].values) == list(WIND_DIRECTIONS)
-    assert list(ds.attrs["wind_directions"]) == list(WIND_DIRECTIONS)
     w = ds["wind_direction_distribution"].values
     assert w.shape[2] == 8
     valid = np.isfinite(w).all(axis=2)
@@ -220,8 +244,12 @@ def test_riley_270m_grid_covers_the_domain(catalog, scott):
         ds = catalog.open_zarr(f"riley-et-al-2025-{year}-270m-5070")
         x, y = ds["x"].values, ds["y"].values
         assert ds["BP"].dims == ("y", "x")
+        assert {"FLP1", "FLP6"} <= set(ds.data_vars) and "crs" not in ds.attrs
+        assert ds["BP"].attrs["grid_mapping"] == "spatial_ref"
+        assert CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]).to_epsg() == 5070
+        assert ds["BP"].encoding["chunks"] == ds["BP"].shape  # {y: 6000, x: 4500}: one chunk
         np.testing.assert_allclose(np.diff(x), 270.0)
-        np.testing.assert_allclose(np.diff(y), -270.0)  # north-up
+        np.testing.assert_allclose(np.diff(y), 270.0)  # sortby(['y', 'x']): south first
         lon, lat = scott["longitude"].values, scott["latitude"].values
         edge_lon = np.concatenate([lon, np.full(lat.size, lon[-1]), lon, np.full(lat.size, lon[0])])
         edge_lat = np.concatenate([np.full(lon.size, lat[0]), lat, np.full(lon.size, lat[-1]), lat])
@@ -230,9 +258,13 @@ def test_riley_270m_grid_covers_the_domain(catalog, scott):
         )
         margin = 3 * 270 + 135
         assert x[0] <= px.min() - margin and x[-1] >= px.max() + margin
-        assert y[-1] <= py.min() - margin and y[0] >= py.max() + margin
+        assert y[0] <= py.min() - margin and y[-1] >= py.max() + margin
         bp = ds["BP"].values
         assert np.nanmin(bp) == 0 and np.nanmax(bp) <= 1
+        flp = sum(ds[f"FLP{k}"].values for k in range(1, 7))
+        ok = np.isfinite(bp)
+        np.testing.assert_allclose(flp[ok], 1.0, atol=1e-5)
+        assert np.array_equal(np.isnan(flp), ~ok)
 
 
 def test_riley_270m_agrees_with_30m(catalog):

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
+from pyproj import CRS
 
 from ocr_assets.phase01_regions import region_risk
 from ocr_core.catalog import InputCatalog
@@ -76,11 +77,23 @@ def test_missing_input_dataset_is_named_and_not_retried(tmp_path):
 
 
 def test_wrong_crs_is_named(inputs_copy, tmp_path):
-    _rewrite_dataset(inputs_copy, SCOTT, lambda ds: ds.assign_attrs(crs="EPSG:3857"))
+    def web_mercator(ds):
+        """The store's CRS metadata all saying EPSG:3857 (root EPSG attribute dropped)."""
+        wkt = CRS.from_epsg(3857).to_wkt()
+        return ds.assign_coords(
+            spatial_ref=ds.spatial_ref.assign_attrs(crs_wkt=wkt, spatial_ref=wkt),
+            latitude=ds.latitude.assign_attrs(crs="EPSG:3857"),
+            longitude=ds.longitude.assign_attrs(crs="EPSG:3857"),
+        ).drop_attrs(deep=False)
+
+    _rewrite_dataset(inputs_copy, SCOTT, web_mercator)
     out = tmp_path / "out"
     result = run_one(inputs_copy, out)
     assert not result.success
-    assert "has CRS 'EPSG:3857', expected EPSG:4326" in _failure_message(result)
+    assert (
+        "has CRS EPSG:3857 (found in 'spatial_ref' variable attr 'crs_wkt'), but the "
+        "catalog expects EPSG:4326" in _failure_message(result)
+    )
     assert _no_outputs(out)
 
 
