@@ -90,7 +90,6 @@ def _attrs_4326(title: str) -> dict:
         "version": "test",
         "EPSG": "4326",
         "resolution": "30m",
-        "crs": "EPSG:4326",
     }
 
 
@@ -168,12 +167,9 @@ def write_raster_stores(
                 _wind(rng, shape, ocean),
             )
         },
-        coords={**coords, "wind_direction": list(DIRECTIONS)},
+        coords={**coords, "quantile": 0.99},
     )
-    wind.attrs = {
-        "reprojected_to": "EPSG:4326 30 m (scott-et-al-2024-30m-4326)",
-        "crs": "EPSG:4326",
-    }
+    wind.attrs = {"reprojected_to": "scott-et-al-2024-30m-4326"}
     _commit(catalog, WIND, wind, CHUNKS_30M)
     _write_270m(catalog, sc, rng, chunks_270m)
     return sc
@@ -197,5 +193,4 @@ def _write_270m(catalog, sc: Scene, rng, chunks: tuple[int, int]) -> None:
             },
             coords={"y": sc.y, "x": sc.x, "spatial_ref": _spatial_ref(5070)},
         )
-        ds.attrs = {"crs": "EPSG:5070"}
         _commit(catalog, f"riley-et-al-2025-{scenario}-270m-5070", ds, chunks)
