@@ -38,41 +38,47 @@ GiB = 2**30
 
 
 def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x5"):
-    """Synthetic RegionInputs of a CONUS region (``area`` = fraction of the region's area)."""
+    """Synthetic RegionInputs of a CONUS region (``area`` = fraction of the region's area),
+    cut as ``load_region_inputs`` cuts the real stores: the 30 m window by label (edges ±
+    0.15°), the 270 m window of a CONUS-wide south-up store chunked 6000 × 4500, wind fractions
+    over the region grown by the smoothing radius."""
     import cv2
     import numpy as np
-    from pyproj import Transformer
     from scipy import ndimage
 
     from ocr_core.grid import get_grid
-    from ocr_core.risk import SCENARIOS, RegionInputs
+    from ocr_core.reproject import label_window, source_window, window_chunks
+    from ocr_core.risk import SCENARIOS, RegionInputs, smoothing_kernel_size
 
     rng = np.random.default_rng(seed)
     grid = get_grid("conus")
     r0, r1, c0, c1 = grid.pixel_window(region_id)
     h = max(1, round((r1 - r0) * math.sqrt(area)))
     w = max(1, round((c1 - c0) * math.sqrt(area)))
-    b = grid.buffer_pixels
-    lat = grid.lat_centers(r0 - b, r0 + h + b)
-    lon = grid.lon_centers(c0 - b, c0 + w + b)
-    ny, nx = lat.size, lon.size
+    pad, buf = grid.buffer_pixels + 2, grid.buffer_deg
+    south, west = grid.lat_edge(r0), grid.lon_edge(c0)
+    north, east = grid.lat_edge(r0 + h), grid.lon_edge(c0 + w)
+    lat_all = grid.lat_centers(r0 - pad, r0 + h + pad)
+    lon_all = grid.lon_centers(c0 - pad, c0 + w + pad)
+    i0, i1 = label_window(lat_all, south - buf, north + buf)
+    j0, j1 = label_window(lon_all, west - buf, east + buf)
+    lat, lon = lat_all[i0:i1], lon_all[j0:j1]
+    region = (pad - i0, pad - i0 + h, pad - j0, pad - j0 + w)
 
-    # 270 m EPSG:5070 window (north-up) covering the buffered box plus 3 pixels
-    t = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
-    ex, ey = t.transform(
-        np.concatenate([lon, lon, np.full(ny, lon[0]), np.full(ny, lon[-1])]),
-        np.concatenate([np.full(nx, lat[0]), np.full(nx, lat[-1]), lat, lat]),
+    # a CONUS-wide 270 m EPSG:5070 store, south-up (sorted by y), chunked like the real ones
+    x_all = -2_361_000.0 + 135.0 + 270.0 * np.arange(17_500)
+    y_all = 259_000.0 + 135.0 + 270.0 * np.arange(11_700)
+    a0, a1, b0, b1 = source_window(
+        x_all, y_all, "EPSG:5070", (west - buf, south - buf, east + buf, north + buf)
     )
-    x270 = np.arange(math.floor(ex.min() / 270) - 3, math.ceil(ex.max() / 270) + 4) * 270.0 + 135
-    y270 = (np.arange(math.floor(ey.min() / 270) - 3, math.ceil(ey.max() / 270) + 4) * 270.0 + 135)[
-        ::-1
-    ]
+    x270, y270 = x_all[b0:b1], y_all[a0:a1]
+    chunks = (window_chunks(a0, a1, 6000), window_chunks(b0, b1, 4500))
     shape = (y270.size, x270.size)
     field = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0)
     cut = np.quantile(field, 0.3)
     base = np.where(field > cut, (field - cut) / (field.max() - cut), 0.0)
     ii, jj = np.indices(shape)
-    corner = ii / shape[0] + jj / shape[1] < 0.3  # NW corner: ocean
+    corner = (shape[0] - 1 - ii) / shape[0] + jj / shape[1] < 0.3  # NW corner: ocean
     bp270 = {}
     for k, scenario in enumerate(SCENARIOS):
         change = 1 + 0.3 * k * ndimage.gaussian_filter(rng.random(shape), 5.0)
@@ -82,22 +88,26 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
         bp[rng.random(shape) < 0.01] = 0.0  # isolated holes for the gap-fill
         bp270[scenario] = bp.astype(np.float32)
 
-    wind = np.empty((ny, nx, 8), dtype=np.float32)
-    low = ndimage.gaussian_filter(rng.gamma(2.0, size=(8, ny // 64 + 2, nx // 64 + 2)), (0, 1, 1))
+    ny, nx = lat.size, lon.size
+    g = smoothing_kernel_size(grid.pixel_size) // 2
+    wr0, wr1 = max(region[0] - g, 0), min(region[1] + g, ny)
+    wc0, wc1 = max(region[2] - g, 0), min(region[3] + g, nx)
+    wy, wx = wr1 - wr0, wc1 - wc0
+    wind = np.empty((wy, wx, 8), dtype=np.float32)
+    low = ndimage.gaussian_filter(rng.gamma(2.0, size=(8, wy // 64 + 2, wx // 64 + 2)), (0, 1, 1))
     for d in range(8):
         wind[..., d] = cv2.resize(
-            low[d].astype(np.float32), (nx, ny), interpolation=cv2.INTER_LINEAR
+            low[d].astype(np.float32), (wx, wy), interpolation=cv2.INTER_LINEAR
         )
     step = 256
-    for i in range(0, ny, step):
+    for i in range(0, wy, step):
         block = wind[i : i + step]
         block *= 1 + 0.2 * rng.random(block.shape, dtype=np.float32)
         block /= block.sum(axis=-1, keepdims=True)
-        rows = np.arange(i, i + block.shape[0])[:, None]
-        nw = (ny - 1 - rows) / ny + np.arange(nx)[None, :] / nx < 0.25
+        rows = np.arange(wr0 + i, wr0 + i + block.shape[0])[:, None]
+        nw = (ny - 1 - rows) / ny + np.arange(wc0, wc1)[None, :] / nx < 0.25
         block[nw] = np.nan
         block[rng.random(block.shape[:2]) < 0.002] = 0.0
-    region = (b, b + h, b, b + w)
     return RegionInputs(
         lat=lat,
         lon=lon,
@@ -107,16 +117,40 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
         x270=x270,
         y270=y270,
         crs270="EPSG:5070",
-        crps=rng.random((h, w), dtype=np.float32) * 100,
-        rps=rng.random((h, w), dtype=np.float32) * 5,
-        riley30={s: rng.random((h, w), dtype=np.float32) * 0.05 for s in SCENARIOS},
         pixel_size=grid.pixel_size,
+        chunks270=chunks,
+        wind_window=(wr0, wr1, wc0, wc1),
     )
 
 
+def make_pass_through(shape: tuple[int, int], seed: int = 0) -> dict:
+    """Synthetic CRPS, RPS and 30 m Riley BP of a region (the variables passed through)."""
+    import numpy as np
+
+    from ocr_core.risk import SCENARIOS
+
+    rng = np.random.default_rng(seed + 1000)
+    return {
+        "crps": rng.random(shape, dtype=np.float32) * 100,
+        "rps": rng.random(shape, dtype=np.float32) * 5,
+        "riley30": {s: rng.random(shape, dtype=np.float32) * 0.05 for s in SCENARIOS},
+    }
+
+
 def input_bytes(inp) -> int:
-    arrays = [inp.wind, inp.crps, inp.rps, *inp.bp270.values(), *inp.riley30.values()]
-    return sum(a.nbytes for a in arrays)
+    return sum(a.nbytes for a in [inp.wind, *inp.bp270.values()])
+
+
+def production_region(inputs: list, timings: dict):
+    """What the region task does: the wind-informed BP from the hazard inputs (released
+    afterwards: the list passed in is emptied), then the pass-through variables, the outputs."""
+    from ocr_core.risk import region_outputs, region_wind_bp
+
+    inp = inputs.pop()
+    shape = (inp.region[1] - inp.region[0], inp.region[3] - inp.region[2])
+    bp = region_wind_bp(inp, timings)
+    del inp
+    return region_outputs(bp, **make_pass_through(shape))
 
 
 def run(fn, inp):
@@ -160,16 +194,46 @@ def machine() -> str:
     )
 
 
+def first_call_child() -> None:
+    """In a fresh process: time the first production region call (numba loads or compiles)."""
+    import json
+
+    inputs = [make_region_inputs()]
+    t0 = time.perf_counter()
+    production_region(inputs, {})
+    print(json.dumps({"first_call_s": time.perf_counter() - t0}))
+
+
+def fresh_process_first_call(cold: bool) -> float:
+    """Seconds of the first region call in a new process, with an empty numba cache (cold) or
+    the cache the environment ships (built by ``./dev setup``)."""
+    import json
+    import subprocess
+
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="numba-cold-") as empty:
+        if cold:
+            env["NUMBA_CACHE_DIR"] = empty
+        out = subprocess.run(
+            [sys.executable, __file__, "--first-call-child"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    return json.loads(out.strip().splitlines()[-1])["first_call_s"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of a region's area")
     ap.add_argument("--skip-straightforward", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
-    ap.add_argument("--cold-numba", action="store_true", help="compile into an empty cache")
+    ap.add_argument("--skip-startup", action="store_true", help="no fresh-process timings")
+    ap.add_argument("--first-call-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    cold_cache = tempfile.TemporaryDirectory(prefix="numba-cold-") if args.cold_numba else None
-    if cold_cache is not None:
-        os.environ["NUMBA_CACHE_DIR"] = cold_cache.name
+    if args.first_call_child:
+        return first_call_child()
 
     import numba
 
@@ -177,25 +241,21 @@ def main() -> None:
     from ocr_core.risk import (
         DIRECTIONS,
         centre_pixel_sizes,
-        fast_region_risk,
         make_kernel,
         plan_region,
+        region_wind_bp,
         straightforward_region_risk,
     )
 
     print(f"machine: {machine()}, numba threads {numba.get_num_threads()}")
-
     t0 = time.perf_counter()
     tiny = make_region_inputs(area=1e-4, seed=1)
-    fast_region_risk(tiny)
+    region_wind_bp(tiny)
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fast_region_risk(tiny)
-    warm = time.perf_counter() - t0
     hits = sum(sum(d.stats.cache_hits.values()) for d in _dispatchers(fast_kernels))
     print(
-        f"numba first call: {first:.1f} s on a tiny region ({warm:.2f} s warm): "
-        f"{'cache load' if hits else 'compilation'} ≈ {first - warm:.1f} s\n"
+        f"numba: first call on a tiny region {first:.1f} s "
+        f"({'loaded from the cache' if hits else 'compiled: no cache, run ./dev setup'})\n"
     )
     del tiny
 
@@ -208,28 +268,34 @@ def main() -> None:
     plan = plan_region(inp, fast_kernels.pack_kernels(runs).reach)
     s0, s1, sc0, sc1 = plan.source
     print(
-        f"input: buffered {ny} × {nx} px ({ny * nx / 1e6:.1f} Mpx), region {r1 - r0} × "
-        f"{c1 - c0} px; the fast path reads {s1 - s0} × {sc1 - sc0} px "
-        f"({(s1 - s0) * (sc1 - sc0) / (ny * nx):.0%}); inputs {input_bytes(inp) / GiB:.2f} GiB; "
-        f"generated in {time.perf_counter() - t0:.1f} s"
+        f"input: buffered {ny} × {nx} px ({ny * nx / 1e6:.1f} Mpx, {(ny - r1 + r0) // 2} px of "
+        f"buffer), region {r1 - r0} × {c1 - c0} px; 270 m window {inp.y270.size} × "
+        f"{inp.x270.size} in chunks {[len(c) for c in inp.chunks270]}; the fast path reads "
+        f"{s1 - s0} × {sc1 - sc0} px ({(s1 - s0) * (sc1 - sc0) / (ny * nx):.0%}); hazard "
+        f"inputs {input_bytes(inp) / GiB:.2f} GiB; generated in {time.perf_counter() - t0:.1f} s"
     )
 
-    fast, wall_b, mem_b, tb = run(fast_region_risk, inp)
-    report("(b) production  compute_region_risk", wall_b, mem_b)
+    fast, wall_b, mem_b, tb = run(production_region, [inp])
+    del inp
+    report("(b) production  region task (BP, then pass-through + outputs)", wall_b, mem_b)
     labels = {
         "checks": "kernels, pixel sizes, fraction checks",
-        "gap_fill_reproject": "gap-fill + reprojection index (once)",
+        "gap_fill_reproject": "gap-fill + GDAL cell index (once, both scenarios)",
         "spread_composite": "spreading + composite (fused)",
         "smooth_clip": "smoothing + clip",
-        "outputs": "output variables",
     }
     for k, v in tb.items():
-        print(f"      {labels.get(k, k):<45s} {v:7.2f} s")
+        print(f"      {labels.get(k, k):<50s} {v:7.2f} s")
     if not args.skip_straightforward:
+        inp = make_region_inputs(area=args.scale)
+        shape = (inp.region[1] - inp.region[0], inp.region[3] - inp.region[2])
+        for k, v in make_pass_through(shape).items():
+            setattr(inp, k, v)
         slow, wall_a, mem_a, ta = run(straightforward_region_risk, inp)
+        del inp
         report("(a) straightforward", wall_a, mem_a)
         for k, v in ta.items():
-            print(f"      {k:<45s} {v:7.2f} s")
+            print(f"      {k:<50s} {v:7.2f} s")
         print(f"\nratio (a)/(b): {wall_a / wall_b:.1f}×")
         print(f"{'variable':<15s} {'max |a - b|':>12s}  same NaN pattern")
         for name, diff, same in compare(slow, fast):
@@ -237,23 +303,35 @@ def main() -> None:
         del slow
     del fast
 
+    if not args.skip_startup:
+        _, warm, _, _ = run(production_region, [make_region_inputs(area=args.scale)])
+        cold = fresh_process_first_call(cold=True)
+        fresh = fresh_process_first_call(cold=False)
+        print("\nstartup (full region, production region task):")
+        print(
+            f"  cold: fresh process, empty numba cache     {cold:7.2f} s ({cold / warm:.1f}× warm)"
+        )
+        print(
+            f"  first call, fresh process, shipped cache  {fresh:7.2f} s ({fresh / warm:.1f}× warm)"
+        )
+        print(f"  warm: a later call in this process        {warm:7.2f} s")
+
     if not args.skip_scaling:
         print(f"\nscaling of (b) (fresh inputs each; numba threads {numba.get_num_threads()})")
         print(
             f"{'area':>6s} {'buffered px':>13s} {'region Mpx':>10s} {'wall s':>7s} "
             f"{'Mpx/s':>6s} {'peak GiB':>8s} {'added GiB':>9s}"
         )
-        del inp
         for area in (0.25, 0.5, 1.0):
             sub = make_region_inputs(area=area)
-            _, wall, mem, _ = run(fast_region_risk, sub)
             rpx = (sub.region[1] - sub.region[0]) * (sub.region[3] - sub.region[2]) / 1e6
             shape = f"{sub.lat.size}×{sub.lon.size}"
+            _, wall, mem, _ = run(production_region, [sub])
+            del sub
             print(
                 f"{area:6.2f} {shape:>13s} {rpx:10.1f} {wall:7.2f} {rpx / wall:6.2f} "
                 f"{mem.peak_bytes / GiB:8.2f} {mem.delta_bytes / GiB:9.2f}"
             )
-            del sub
 
 
 def _dispatchers(module):
@@ -265,6 +343,7 @@ def _dispatchers(module):
 def report(label: str, wall: float, mem) -> None:
     print(
         f"{label}: {wall:7.2f} s, peak RSS {mem.peak_bytes / GiB:.2f} GiB "
+        f"({mem.peak_bytes / 1e9:.2f} GB) "
         f"(+{mem.delta_bytes / GiB:.2f} GiB over the {mem.start_bytes / GiB:.2f} GiB "
         "before the call)"
     )

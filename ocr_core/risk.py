@@ -7,9 +7,9 @@ Two implementations of the spreading steps live here. The ``straightforward_*`` 
 follow the method text literally (one full 81 × 81 ``cv2.filter2D`` per direction and
 iteration over the whole buffered array, numpy masking, the composite as one broadcast): they
 are the oracle for tests and the baseline of ``benchmarks/bench_region_kernel.py``.
-``directional_spread``, ``wind_informed_bp`` and ``compute_region_risk`` are the production
-path: same results (≤ 1e-6, same NaN pattern) from the streamed prefix-sum kernel of
-``ocr_core.fast_kernels``, computed only where the clipped result depends on it.
+``directional_spread``, ``wind_informed_bp``, ``region_wind_bp`` and ``compute_region_risk`` are
+the production path: same results (≤ 1e-6, same NaN pattern) from the streamed prefix-sum
+kernel of ``ocr_core.fast_kernels``, computed only where the clipped result depends on it.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def smooth(arr: np.ndarray, pixel_size_deg: float) -> np.ndarray:
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RegionInputs:
     """Everything the method needs for one region, already cut from the input stores.
 
@@ -201,8 +201,9 @@ class RegionInputs:
     col_stop) of the region inside them. The 270 m window is the one the reference reads, with
     the dask chunks its store's chunking gives it (they decide GDAL's choices, see
     ``ocr_core.reproject``). ``wind`` may cover only ``wind_window`` of the buffered grid (the
-    fast path needs the region grown by the smoothing radius); reference variables cover the
-    region only.
+    fast path needs the region grown by the smoothing radius). The pass-through variables
+    (region only) may be absent: the region task loads them after the kernel, so the two never
+    share memory (see ``region_outputs``).
     """
 
     lat: np.ndarray  # buffered pixel-centre latitudes, ascending
@@ -213,10 +214,10 @@ class RegionInputs:
     x270: np.ndarray
     y270: np.ndarray
     crs270: str
-    crps: np.ndarray  # region only
-    rps: np.ndarray  # region only
-    riley30: dict[str, np.ndarray]  # scenario -> region-only 30 m Riley BP
     pixel_size: float
+    crps: np.ndarray | None = None  # region only
+    rps: np.ndarray | None = None  # region only
+    riley30: dict[str, np.ndarray] | None = None  # scenario -> region-only 30 m Riley BP
     chunks270: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # None: one chunk
     wind_window: tuple[int, int, int, int] | None = None  # None: the whole buffered grid
 
@@ -318,6 +319,14 @@ def straightforward_region_risk(
 ) -> dict[str, np.ndarray]:
     """``compute_region_risk`` the straightforward way (full buffered arrays throughout);
     adds each scenario's wall time to ``timings`` (if given)."""
+    bp = straightforward_region_bp(inputs, timings)
+    return region_outputs(bp, inputs.crps, inputs.rps, inputs.riley30)
+
+
+def straightforward_region_bp(
+    inputs: RegionInputs, timings: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """``region_wind_bp`` the straightforward way."""
     import time
 
     dx_m, dy_m = centre_pixel_sizes(inputs)
@@ -332,7 +341,7 @@ def straightforward_region_risk(
         del bp30, full
         if timings is not None:
             timings[f"scenario {scenario}"] = time.perf_counter() - t0
-    return _region_outputs(inputs, bp)
+    return bp
 
 
 # ------------------------------------------------------------------------------ production
@@ -344,18 +353,26 @@ def centre_pixel_sizes(inputs: RegionInputs) -> tuple[float, float]:
     return pixel_sizes_m(float(inputs.lat[ny // 2]), float(inputs.lon[nx // 2]), inputs.pixel_size)
 
 
-def _region_outputs(inputs: RegionInputs, bp: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The 8 output variables; pass-through inputs are not copied when already float32."""
-    crps = inputs.crps.astype(np.float32, copy=False)
+def region_outputs(
+    bp: dict[str, np.ndarray],
+    crps: np.ndarray | None,
+    rps: np.ndarray | None,
+    riley30: dict[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """The 8 output variables from the wind-informed BP and the pass-through variables
+    (not copied when already float32)."""
+    if crps is None or rps is None or riley30 is None:
+        raise ValueError("the region's CRPS, RPS and 30 m Riley BP are needed for its outputs")
+    crps = crps.astype(np.float32, copy=False)
     result = {
-        "rps_scott": inputs.rps.astype(np.float32, copy=False),
+        "rps_scott": rps.astype(np.float32, copy=False),
         "rps_2011": bp["2011"] * crps,
         "rps_2047": bp["2047"] * crps,
         "bp_2011": bp["2011"],
         "bp_2047": bp["2047"],
         "crps_scott": crps,
-        "bp_2011_riley": inputs.riley30["2011"].astype(np.float32, copy=False),
-        "bp_2047_riley": inputs.riley30["2047"].astype(np.float32, copy=False),
+        "bp_2011_riley": riley30["2011"].astype(np.float32, copy=False),
+        "bp_2047_riley": riley30["2047"].astype(np.float32, copy=False),
     }
     return {k: result[k] for k in OUTPUT_VARIABLES}
 
@@ -479,11 +496,29 @@ def fast_region_risk(
     """``compute_region_risk``, adding per-stage and per-scenario wall times to ``timings``."""
     import time
 
+    bp = region_wind_bp(inputs, timings)
+    t0 = time.perf_counter()
+    out = region_outputs(bp, inputs.crps, inputs.rps, inputs.riley30)
+    if timings is not None:
+        timings["outputs"] = time.perf_counter() - t0
+    return out
+
+
+def region_wind_bp(
+    inputs: RegionInputs, timings: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """Wind-informed BP of both scenarios, clipped to the region (steps 2.1-3), adding
+    per-stage and per-scenario wall times to ``timings``.
+
+    Only the region plus the reach of the smoothing and of the 3 spreading iterations is
+    computed (the pixel sizes still come from the centre of the full buffered arrays); falls
+    back to the straightforward method for a kernel without uniform runs or ±inf/negative BP.
+    """
+    import time
+
     from ocr_core import fast_kernels as fk
 
-    t = dict.fromkeys(
-        ("checks", "gap_fill_reproject", "spread_composite", "smooth_clip", "outputs"), 0.0
-    )
+    t = dict.fromkeys(("checks", "gap_fill_reproject", "spread_composite", "smooth_clip"), 0.0)
     t0 = time.perf_counter()
     dx_m, dy_m = centre_pixel_sizes(inputs)
     kernels = make_kernels(dx_m, dy_m)
@@ -493,7 +528,7 @@ def fast_region_risk(
     filled = {s: gap_fill(inputs.bp270[s]) for s in SCENARIOS}
     ranges = {s: fk.value_range(f) for s, f in filled.items()}
     if ks is None or not all(ok for _, ok in ranges.values()):
-        return straightforward_region_risk(inputs)
+        return straightforward_region_bp(inputs, timings)
     plan = plan_region(inputs, ks.reach)
     idx = inputs.cell_index(plan.source)
     w0, w1, wc0, wc1 = inputs.wind_window or (0, inputs.shape[0], 0, inputs.shape[1])
@@ -529,19 +564,12 @@ def fast_region_risk(
         t["smooth_clip"] += t5 - t4
         t[f"scenario {scenario} (spread, composite, smooth)"] = t5 - t3
     del idx, combined
-    t6 = time.perf_counter()
-    out = _region_outputs(inputs, bp)
-    t["outputs"] = time.perf_counter() - t6
     if timings is not None:
         timings.update(t)
-    return out
+    return bp
 
 
 def compute_region_risk(inputs: RegionInputs) -> dict[str, np.ndarray]:
-    """The 8 float32 output variables of one region, clipped to the unbuffered region.
-
-    Only the region plus the reach of the smoothing and of the 3 spreading iterations is
-    computed (the pixel sizes still come from the centre of the full buffered arrays);
-    results equal ``straightforward_region_risk`` within float32 rounding.
-    """
+    """The 8 float32 output variables of one region, clipped to the unbuffered region;
+    equal to ``straightforward_region_risk`` within float32 rounding."""
     return fast_region_risk(inputs)
