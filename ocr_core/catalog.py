@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import Grid
 from ocr_core.storage import Storage
 
@@ -152,9 +153,14 @@ class InputCatalog:
             store = repo.readonly_session("main").store
             ds = xr.open_zarr(store, consolidated=False, chunks=None)
         except Exception as exc:
+            if is_transient(exc):
+                raise TransientInputError(
+                    f"input dataset {name!r} at {uri} could not be opened ({summary(exc)}): "
+                    "a timeout, throttling or dropped connection; the step is retried"
+                ) from exc
             raise InputDataError(
                 f"input dataset {name!r} could not be opened at {uri} "
-                f"({type(exc).__name__}: {exc}). Generate the demo inputs "
+                f"({summary(exc)}). Generate the demo inputs "
                 "(materialize the 'demo_inputs' assets, or run `./dev demo`) or point "
                 "OCR_INPUT_ROOT at the real input stores."
             ) from exc
@@ -162,13 +168,59 @@ class InputCatalog:
         return ds
 
     def geoparquet_uri(self, name: str) -> str:
+        """URI of a GeoParquet input, checked to exist and to be non-empty."""
         uri = self.uri(name)
-        if not self.storage.exists(uri):
+        try:
+            fs, path = self.storage.filesystem(), self.storage._fs_path(uri)
+            exists = fs.exists(path)
+            size = fs.size(path) if exists and fs.isfile(path) else None
+        except Exception as exc:
+            error = read_error(name, uri, exc)
+            if error is None:
+                raise
+            raise error from exc
+        if not exists:
             raise InputDataError(
                 f"input dataset {name!r} is missing: no file at {uri}. Generate the demo "
                 "inputs (`./dev demo`) or point OCR_INPUT_ROOT at the real input stores."
             )
+        if size == 0:
+            raise InputDataError(
+                f"input dataset {name!r} at {uri} is an empty file (0 bytes): the copy was cut "
+                "short; copy the file again from its source or regenerate the demo inputs"
+            )
         return uri
+
+
+def read_error(name: str, uri: str, exc: Exception) -> Exception | None:
+    """The error to raise for ``exc`` while reading a file input: ``TransientInputError``
+    if a retry can fix it, ``InputDataError`` (naming the file and the fix) if the file is
+    unreadable, missing or corrupt, else None (re-raise ``exc``)."""
+    if is_transient(exc):
+        return TransientInputError(
+            f"input dataset {name!r} at {uri}: reading failed ({summary(exc)}): a timeout, "
+            "throttling or dropped connection; the step is retried"
+        )
+    if isinstance(exc, PermissionError):
+        return InputDataError(
+            f"input dataset {name!r} at {uri} cannot be read: permission denied "
+            f"({summary(exc)}); grant this process read access (file mode, bucket policy or "
+            "IAM role)"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return InputDataError(
+            f"input dataset {name!r} is missing: {uri} cannot be found ({summary(exc)}); "
+            "regenerate the demo inputs or point OCR_INPUT_ROOT at the real input stores"
+        )
+    import pyarrow as pa
+
+    if isinstance(exc, pa.ArrowException | OSError):
+        return InputDataError(
+            f"input dataset {name!r} at {uri} is not a readable parquet file ({summary(exc)}): "
+            "it is corrupt or truncated; copy it again from its source or regenerate the demo "
+            "inputs"
+        )
+    return None
 
 
 def spec(name: str) -> DatasetSpec:

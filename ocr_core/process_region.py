@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, spec
+from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, read_error, spec
 from ocr_core.geoparquet import write_geoparquet
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
@@ -209,16 +209,24 @@ def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
     lon_min, lat_min, lon_max, lat_max = grid.region_bounds(region_id)
     fs = catalog.storage.filesystem()
     path = uri[len("s3://") :] if uri.startswith("s3://") else uri
-    dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    needed = {"block_geoid", "state_abbrev", "county_name", "bbox", "geometry"}
-    missing = needed - set(dataset.schema.names)
-    if missing:
-        raise InputDataError(f"{BUILDINGS} at {uri} lacks column(s) {sorted(missing)}")
-    xmin, ymin = pc.field("bbox", "xmin"), pc.field("bbox", "ymin")
-    table = dataset.to_table(
-        columns=["block_geoid", "state_abbrev", "county_name", "geometry"],
-        filter=(xmin >= lon_min) & (xmin < lon_max) & (ymin >= lat_min) & (ymin < lat_max),
-    )
+    try:
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+        needed = {"block_geoid", "state_abbrev", "county_name", "bbox", "geometry"}
+        missing = needed - set(dataset.schema.names)
+        if missing:
+            raise InputDataError(f"{BUILDINGS} at {uri} lacks column(s) {sorted(missing)}")
+        xmin, ymin = pc.field("bbox", "xmin"), pc.field("bbox", "ymin")
+        table = dataset.to_table(
+            columns=["block_geoid", "state_abbrev", "county_name", "geometry"],
+            filter=(xmin >= lon_min) & (xmin < lon_max) & (ymin >= lat_min) & (ymin < lat_max),
+        )
+    except InputDataError:
+        raise
+    except Exception as exc:
+        error = read_error(BUILDINGS, uri, exc)
+        if error is None:
+            raise
+        raise error from exc
     geometry = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     return gpd.GeoDataFrame(
         {
