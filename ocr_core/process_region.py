@@ -21,6 +21,7 @@ from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
 from ocr_core.risk import OUTPUT_VARIABLES, SCENARIOS, RegionInputs, compute_region_risk
 from ocr_core.storage import Storage
+from ocr_core.validation import check_buildings, validate_region_inputs
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def run_region_risk(
     grid.validate_region_id(region_id)
     t0 = time.perf_counter()
     inputs = load_region_inputs(catalog, grid, region_id)
+    validate_region_inputs(inputs)
     t1 = time.perf_counter()
     with PeakRSS() as mem:
         arrays = compute_region_risk(inputs)
@@ -211,10 +213,7 @@ def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
     path = uri[len("s3://") :] if uri.startswith("s3://") else uri
     try:
         dataset = pads.dataset(path, filesystem=fs, format="parquet")
-        needed = {"block_geoid", "state_abbrev", "county_name", "bbox", "geometry"}
-        missing = needed - set(dataset.schema.names)
-        if missing:
-            raise InputDataError(f"{BUILDINGS} at {uri} lacks column(s) {sorted(missing)}")
+        check_buildings(BUILDINGS, dataset.schema, dataset.count_rows(), uri)
         xmin, ymin = pc.field("bbox", "xmin"), pc.field("bbox", "ymin")
         table = dataset.to_table(
             columns=["block_geoid", "state_abbrev", "county_name", "geometry"],
