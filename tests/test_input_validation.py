@@ -141,7 +141,7 @@ CASES = {
     "crps_inf": (
         SCOTT,
         _set_30m("CRPS", SCOTT, PIXELS[:1], np.inf),
-        [f"{SCOTT!r} variable 'CRPS'", "1 30 m pixel(s) outside [0, 100]", "inf"],
+        [f"{SCOTT!r} variable 'CRPS'", "1 30 m pixel(s) outside [0, 100]", "max inf"],
     ),
     "rps_negative": (
         SCOTT,
