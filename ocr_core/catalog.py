@@ -187,7 +187,7 @@ class InputCatalog:
         if size == 0:
             raise InputDataError(
                 f"input dataset {name!r} at {uri} is an empty file (0 bytes): the copy was cut "
-                "short; copy the file again from its source or regenerate the demo inputs"
+                "short. Fix: copy the file again from its source or regenerate the demo inputs."
             )
         return uri
 
@@ -204,21 +204,21 @@ def read_error(name: str, uri: str, exc: Exception) -> Exception | None:
     if isinstance(exc, PermissionError):
         return InputDataError(
             f"input dataset {name!r} at {uri} cannot be read: permission denied "
-            f"({summary(exc)}); grant this process read access (file mode, bucket policy or "
-            "IAM role)"
+            f"({summary(exc)}). Fix: grant this process read access (file mode, bucket policy "
+            "or IAM role)."
         )
     if isinstance(exc, FileNotFoundError):
         return InputDataError(
-            f"input dataset {name!r} is missing: {uri} cannot be found ({summary(exc)}); "
-            "regenerate the demo inputs or point OCR_INPUT_ROOT at the real input stores"
+            f"input dataset {name!r} is missing: {uri} cannot be found ({summary(exc)}). Fix: "
+            "generate the demo inputs or point OCR_INPUT_ROOT at the real input stores."
         )
     import pyarrow as pa
 
     if isinstance(exc, pa.ArrowException | OSError):
         return InputDataError(
             f"input dataset {name!r} at {uri} is not a readable parquet file ({summary(exc)}): "
-            "it is corrupt or truncated; copy it again from its source or regenerate the demo "
-            "inputs"
+            "it is corrupt or truncated. Fix: copy it again from its source or regenerate the "
+            "demo inputs."
         )
     return None
 

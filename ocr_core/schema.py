@@ -1,9 +1,11 @@
-"""Value ranges the data schema promises for the input datasets, as closed intervals.
+"""Value ranges of the input datasets' variables: one table, read by every input check.
 
-Keyed by (catalog dataset name, variable). NaN marks no-data and is allowed; ±inf is not.
-The wind direction fractions' rule (each ≥ 0, per pixel summing to 0 or 1 ± 1e-5) is not
-a range and lives in ``ocr_core.validation``.
+Keys are (catalog dataset name, variable); values are inclusive (lo, hi). BP is a probability,
+CRPS and RPS are percentages (Wildfire Risk to Communities), wind-direction shares are fractions
+whose eight directions sum to 1 (or to 0 where no fire-weather hour occurred).
 """
+
+from __future__ import annotations
 
 VALUE_RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("scott-et-al-2024-30m-4326", "BP"): (0.0, 1.0),
@@ -13,4 +15,10 @@ VALUE_RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("riley-et-al-2025-2047-270m-5070", "BP"): (0.0, 1.0),
     ("riley-et-al-2025-2011-30m-4326", "BP"): (0.0, 1.0),
     ("riley-et-al-2025-2047-30m-4326", "BP"): (0.0, 1.0),
+    ("conus404-ffwi-p99-wind-direction-distribution-30m-4326", "wind_direction_distribution"): (
+        0.0,
+        1.0,
+    ),
 }
+WIND_SUM_TOLERANCE = 1e-5  # per pixel, the eight shares sum to 0 or 1 within this
+MIN_BUILDING_ROWS = 1

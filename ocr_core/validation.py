@@ -15,9 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ocr_core.catalog import WIND_DIRECTIONS, InputDataError, spec
-from ocr_core.schema import VALUE_RANGES
+from ocr_core.schema import MIN_BUILDING_ROWS, VALUE_RANGES, WIND_SUM_TOLERANCE
 
-WIND_SUM_TOLERANCE = 1e-5
 WIND_BLOCK_ROWS = 256  # rows of the (rows, cols, 8) wind array summed at once
 
 SCOTT = "scott-et-al-2024-30m-4326"
@@ -69,8 +68,8 @@ def check_range(
     raise InputDataError(
         f"input dataset {dataset!r} variable {variable!r}: {np.count_nonzero(bad)} {what}(s) "
         f"outside [{lo:g}, {hi:g}] (min {vmin:g}, max {vmax:g}; e.g. {float(values[idx]):g} at "
-        f"{locate(idx)}); the data schema allows only [{lo:g}, {hi:g}] or NaN for no-data: "
-        f"fix or regenerate {dataset}"
+        f"{locate(idx)}); the data schema allows only [{lo:g}, {hi:g}], or NaN for no-data. "
+        f"Fix: correct or regenerate {dataset}."
     )
 
 
@@ -113,16 +112,16 @@ def check_wind_fractions(
         raise InputDataError(
             f"input dataset {dataset!r} variable {variable!r}: {negative} pixel(s) with negative "
             f"fractions (e.g. {WIND_DIRECTIONS[d]} = {float(values[d]):g} at "
-            f"{locate(idx)}); fractions must be ≥ 0, or NaN for no-data: fix or regenerate "
-            f"{dataset}"
+            f"{locate(idx)}); fractions must be ≥ 0, or NaN for no-data. Fix: correct or "
+            f"regenerate {dataset}."
         )
     if first_sum is not None:
         idx, total = first_sum
         raise InputDataError(
             f"input dataset {dataset!r} variable {variable!r}: {not_unit} pixel(s) whose 8 "
             f"fractions sum to neither 0 nor 1 ± {tolerance:g} (e.g. sum {float(total):.7g} at "
-            f"{locate(idx)}); renormalize each pixel's fractions to sum to 1 (all 0 where there "
-            f"is no fire weather, NaN for no-data) or regenerate {dataset}"
+            f"{locate(idx)}). Fix: renormalize each pixel's fractions to sum to 1 (all 0 where "
+            f"there is no fire weather, NaN for no-data) or regenerate {dataset}."
         )
 
 
@@ -140,8 +139,8 @@ def check_has_finite(
     raise InputDataError(
         f"input dataset {dataset!r} variable {variable!r} holds no finite value in this "
         f"region's window ({values.size} {what}(s), all NaN or ±inf; {where}), although the "
-        f"region id is valid: regenerate {dataset} with data over this area, or remove the "
-        "region from the grid's valid region ids"
+        f"region id is valid. Fix: regenerate {dataset} with data over this area, or remove "
+        "the region from the grid's valid region ids."
     )
 
 
@@ -171,21 +170,21 @@ def check_buildings(dataset: str, schema, n_rows: int, uri: str) -> None:
     and a bbox struct with xmin/ymin (the region filter reads them); else InputDataError."""
     import pyarrow as pa
 
-    fix = f"regenerate {dataset} (or the demo inputs) with the catalog's columns"
+    fix = f"Fix: regenerate {dataset} (or the demo inputs) with the catalog's columns."
     missing = [c for c in spec(dataset).variables if c not in schema.names]
     if missing:
         raise InputDataError(
             f"input dataset {dataset!r} at {uri} lacks column(s) {missing} ({n_rows} rows, "
-            f"columns {schema.names}): {fix}"
+            f"columns {schema.names}). {fix}"
         )
     bbox = schema.field("bbox").type
     if not pa.types.is_struct(bbox) or not {"xmin", "ymin"} <= {f.name for f in bbox}:
         raise InputDataError(
             f"input dataset {dataset!r} at {uri}: column 'bbox' is {bbox}, not a struct with "
-            f"xmin and ymin ({n_rows} rows): {fix}"
+            f"xmin and ymin ({n_rows} rows). {fix}"
         )
-    if n_rows == 0:
+    if n_rows < MIN_BUILDING_ROWS:
         raise InputDataError(
-            f"input dataset {dataset!r} at {uri} has 0 rows (columns {schema.names}): the "
-            f"file holds no buildings; {fix}"
+            f"input dataset {dataset!r} at {uri} has {n_rows} rows (columns {schema.names}): "
+            f"the file holds no buildings. {fix}"
         )

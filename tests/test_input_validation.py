@@ -241,7 +241,7 @@ def test_schema_violation_fails_at_once_and_writes_nothing(inputs_copy, tmp_path
         assert part in line
     if "at" in expected:
         assert f"at {expected['at']}" in line
-    assert "regenerate" in line  # the fix
+    assert "Fix: " in line and "regenerate" in line
     assert _no_outputs(out)
 
 
@@ -345,7 +345,7 @@ def test_bad_buildings_file_fails_at_once(demo_inputs_root, risk_committed, tmp_
     corrupt(target)
     result, parquet = _run_buildings(root, risk_committed, tmp_path)
     line = _assert_failed_once(result, "region_buildings")
-    assert f"{BUILDINGS!r} at {target}" in line
+    assert f"{BUILDINGS!r} at {target}" in line and "Fix: " in line
     for part in parts:
         assert part in line
     assert not parquet.exists()
