@@ -243,7 +243,8 @@ class ComputeResource(dg.ConfigurableResource):
         """Run ``fn(*args, **kwargs)`` as one task on the asset's cluster and return its result.
 
         ``log`` is a Dagster or ``logging`` logger. Exceptions raised by ``fn`` propagate with
-        their type and message. With ``local_processes`` or on Coiled, ``fn`` and its
+        their type and message (one that cannot be pickled arrives as a stand-in that is
+        retried, or not, the same way). With ``local_processes`` or on Coiled, ``fn`` and its
         arguments must be picklable (module-level functions, not closures over resources).
         """
         log = log or logger
