@@ -12,6 +12,7 @@ import dagster as dg
 from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_direction_distribution
 from ocr_assets.partitions import GRID, region_partitions
 from ocr_core.catalog import InputDataError
+from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
 from ocr_resources.compute import ComputeResource
 from ocr_resources.settings import current_settings
@@ -21,6 +22,25 @@ GROUP = "phase01_regions"
 MAX_RETRIES = current_settings().region_max_retries
 REGION_RETRY_POLICY = dg.RetryPolicy(max_retries=MAX_RETRIES, delay=5, backoff=dg.Backoff.LINEAR)
 NOT_RETRYABLE = (RegionIdError, InputDataError)
+# Raised by input readers for what no retry can fix (missing, unreadable, malformed input).
+NOT_RETRYABLE_IF_NOT_TRANSIENT = (PermissionError, FileNotFoundError, ValueError)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a region step that raised ``exc`` should be retried.
+
+    Our classification wins: ``TransientInputError`` is retried, ``InputDataError`` and
+    ``RegionIdError`` are not. Otherwise timeouts, throttling and dropped connections are
+    retried, permission/missing-file/value errors are not, and anything else (a lost worker,
+    an unexpected crash) is retried as before.
+    """
+    if isinstance(exc, TransientInputError):
+        return True
+    if isinstance(exc, NOT_RETRYABLE):
+        return False
+    if is_transient(exc):
+        return True
+    return not isinstance(exc, NOT_RETRYABLE_IF_NOT_TRANSIENT)
 
 
 def run_region_step(context: dg.AssetExecutionContext, compute: ComputeResource, fn, *args) -> dict:
@@ -29,12 +49,13 @@ def run_region_step(context: dg.AssetExecutionContext, compute: ComputeResource,
     attempt, attempts = context.retry_number + 1, MAX_RETRIES + 1
     try:
         return compute.run_for(context, fn, region, GRID.name, *args)
-    except NOT_RETRYABLE as exc:
-        raise dg.Failure(
-            description=f"{asset} for region {region}: {exc}", allow_retries=False
-        ) from exc
     except Exception as exc:
-        cause = f"{type(exc).__name__}: {exc}"
+        if not retryable(exc):
+            message = str(exc) if isinstance(exc, NOT_RETRYABLE) else summary(exc)
+            raise dg.Failure(
+                description=f"{asset} for region {region}: {message}", allow_retries=False
+            ) from exc
+        cause = summary(exc)
         if attempt >= attempts:
             raise dg.Failure(
                 description=f"{asset} for region {region} failed after {attempt} attempt(s); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import Grid
 from ocr_core.storage import Storage
 
@@ -155,9 +156,14 @@ class InputCatalog:
             store = repo.readonly_session("main").store
             ds = xr.open_zarr(store, consolidated=False, chunks=None)
         except Exception as exc:
+            if is_transient(exc):
+                raise TransientInputError(
+                    f"input dataset {name!r} at {uri} could not be opened ({summary(exc)}): "
+                    "a timeout, throttling or dropped connection; the step is retried"
+                ) from exc
             raise InputDataError(
                 f"input dataset {name!r} could not be opened at {uri} "
-                f"({type(exc).__name__}: {exc}). Fix: generate the demo inputs "
+                f"({summary(exc)}). Fix: generate the demo inputs "
                 "(materialize the 'demo_inputs' assets, or run `./dev demo`) or point "
                 "OCR_INPUT_ROOT at the real input stores."
             ) from exc
@@ -166,12 +172,26 @@ class InputCatalog:
         return ds
 
     def existing_uri(self, name: str) -> str:
-        """URI of a file dataset; InputDataError if there is no file."""
+        """URI of a file dataset, checked to exist and to be non-empty."""
         uri = self.uri(name)
-        if not self.storage.exists(uri):
+        try:
+            fs, path = self.storage.filesystem(), self.storage._fs_path(uri)
+            exists = fs.exists(path)
+            size = fs.size(path) if exists and fs.isfile(path) else None
+        except Exception as exc:
+            error = read_error(name, uri, exc)
+            if error is None:
+                raise
+            raise error from exc
+        if not exists:
             raise InputDataError(
                 f"input dataset {name!r} is missing: no file at {uri}. Fix: generate the demo "
                 "inputs (`./dev demo`) or point OCR_INPUT_ROOT at the real input stores."
+            )
+        if size == 0:
+            raise InputDataError(
+                f"input dataset {name!r} at {uri} is an empty file (0 bytes): the copy was cut "
+                "short. Fix: copy the file again from its source or regenerate the demo inputs."
             )
         return uri
 
@@ -196,7 +216,44 @@ class InputCatalog:
         uri = self.uri(name)
         path = uri[len("s3://") :] if uri.startswith("s3://") else uri
         fs = self.storage.filesystem() if self.storage.is_s3 else None
-        return pq.read_schema(path, filesystem=fs)
+        try:
+            return pq.read_schema(path, filesystem=fs)
+        except Exception as exc:
+            error = read_error(name, uri, exc)
+            if error is None:
+                raise
+            raise error from exc
+
+
+def read_error(name: str, uri: str, exc: Exception) -> Exception | None:
+    """The error to raise for ``exc`` while reading a file input: ``TransientInputError``
+    if a retry can fix it, ``InputDataError`` (naming the file and the fix) if the file is
+    unreadable, missing or corrupt, else None (re-raise ``exc``)."""
+    if is_transient(exc):
+        return TransientInputError(
+            f"input dataset {name!r} at {uri}: reading failed ({summary(exc)}): a timeout, "
+            "throttling or dropped connection; the step is retried"
+        )
+    if isinstance(exc, PermissionError):
+        return InputDataError(
+            f"input dataset {name!r} at {uri} cannot be read: permission denied "
+            f"({summary(exc)}). Fix: grant this process read access (file mode, bucket policy "
+            "or IAM role)."
+        )
+    if isinstance(exc, FileNotFoundError):
+        return InputDataError(
+            f"input dataset {name!r} is missing: {uri} cannot be found ({summary(exc)}). Fix: "
+            "generate the demo inputs or point OCR_INPUT_ROOT at the real input stores."
+        )
+    import pyarrow as pa
+
+    if isinstance(exc, pa.ArrowException | OSError):
+        return InputDataError(
+            f"input dataset {name!r} at {uri} is not a readable parquet file ({summary(exc)}): "
+            "it is corrupt or truncated. Fix: copy it again from its source or regenerate the "
+            "demo inputs."
+        )
+    return None
 
 
 def spec(name: str) -> DatasetSpec:

@@ -15,12 +15,13 @@ import time
 
 import numpy as np
 
-from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, spec
+from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, read_error, spec
 from ocr_core.geoparquet import write_geoparquet
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
 from ocr_core.risk import OUTPUT_VARIABLES, SCENARIOS, RegionInputs, region_outputs, region_wind_bp
 from ocr_core.storage import Storage
+from ocr_core.validation import check_buildings, validate_hazard_inputs, validate_pass_through
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +210,16 @@ def run_region_risk(
     grid.validate_region_id(region_id)
     t0 = time.perf_counter()
     inputs = load_region_inputs(catalog, grid, region_id, pass_through=False)
+    validate_hazard_inputs(inputs)
     t1 = time.perf_counter()
     with PeakRSS() as mem:
         bp = region_wind_bp(inputs)
         del inputs  # the hazard inputs never share memory with the pass-through variables
         t2 = time.perf_counter()
-        arrays = region_outputs(bp, **load_pass_through(catalog, grid, region_id))
+        layers = load_pass_through(catalog, grid, region_id)
+        r0, r1, c0, c1 = grid.pixel_window(region_id)
+        validate_pass_through(layers, grid.lat_centers(r0, r1), grid.lon_centers(c0, c1))
+        arrays = region_outputs(bp, **layers)
     t3 = time.perf_counter()
     snapshot = raster_store.write_region(storage, grid, region_id, arrays, logger=log)
     t4 = time.perf_counter()
@@ -251,16 +256,21 @@ def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
     lon_min, lat_min, lon_max, lat_max = grid.region_bounds(region_id)
     fs = catalog.storage.filesystem()
     path = uri[len("s3://") :] if uri.startswith("s3://") else uri
-    dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    needed = {"block_geoid", "state_abbrev", "county_name", "bbox", "geometry"}
-    missing = needed - set(dataset.schema.names)
-    if missing:
-        raise InputDataError(f"{BUILDINGS} at {uri} lacks column(s) {sorted(missing)}")
-    xmin, ymin = pc.field("bbox", "xmin"), pc.field("bbox", "ymin")
-    table = dataset.to_table(
-        columns=["block_geoid", "state_abbrev", "county_name", "geometry"],
-        filter=(xmin >= lon_min) & (xmin < lon_max) & (ymin >= lat_min) & (ymin < lat_max),
-    )
+    try:
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+        check_buildings(BUILDINGS, dataset.schema, dataset.count_rows(), uri)
+        xmin, ymin = pc.field("bbox", "xmin"), pc.field("bbox", "ymin")
+        table = dataset.to_table(
+            columns=["block_geoid", "state_abbrev", "county_name", "geometry"],
+            filter=(xmin >= lon_min) & (xmin < lon_max) & (ymin >= lat_min) & (ymin < lat_max),
+        )
+    except InputDataError:
+        raise
+    except Exception as exc:
+        error = read_error(BUILDINGS, uri, exc)
+        if error is None:
+            raise
+        raise error from exc
     geometry = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     return gpd.GeoDataFrame(
         {

@@ -93,8 +93,48 @@ def profile(asset_name: str) -> ComputeProfile:
 
 
 def _call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-    """Task body: keeps ``fn``'s keyword arguments apart from ``Client.submit``'s own."""
-    return fn(*args, **kwargs)
+    """Task body: keeps ``fn``'s keyword arguments apart from ``Client.submit``'s own, and
+    makes sure its exception reaches the caller with a type that says whether to retry."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        if _survives_pickling(exc):
+            raise
+        stand_in = _stand_in(exc)
+    raise stand_in  # outside the handler: no unpicklable __context__ attached
+
+
+def _survives_pickling(exc: BaseException) -> bool:
+    """Whether Dask can ship ``exc`` back as is (with its causes, as ``distributed`` does);
+    otherwise it would arrive as a bare ``Exception(repr)`` and lose its type."""
+    import pickle
+
+    from tblib import pickling_support
+
+    causes, e = [], exc
+    while e.__cause__ is not None:
+        causes.append(e.__cause__)
+        e = e.__cause__
+    pickling_support.install(exc, *causes)
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return False
+    return True
+
+
+def _stand_in(exc: Exception) -> Exception:
+    """A picklable exception with the same meaning for retries: ``TransientInputError`` for a
+    transient error, else the nearest built-in base class of ``exc``, with its summary."""
+    from ocr_core.errors import TransientInputError, is_transient, summary
+
+    if is_transient(exc):
+        return TransientInputError(summary(exc))
+    base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+    try:
+        return base(summary(exc))
+    except Exception:
+        return RuntimeError(summary(exc))
 
 
 class ComputeResource(dg.ConfigurableResource):
@@ -203,7 +243,8 @@ class ComputeResource(dg.ConfigurableResource):
         """Run ``fn(*args, **kwargs)`` as one task on the asset's cluster and return its result.
 
         ``log`` is a Dagster or ``logging`` logger. Exceptions raised by ``fn`` propagate with
-        their type and message. With ``local_processes`` or on Coiled, ``fn`` and its
+        their type and message (one that cannot be pickled arrives as a stand-in that is
+        retried, or not, the same way). With ``local_processes`` or on Coiled, ``fn`` and its
         arguments must be picklable (module-level functions, not closures over resources).
         """
         log = log or logger
