@@ -358,7 +358,8 @@ def _wkt_attr(var) -> tuple[str | None, str | None]:
 
 def _zarr_crs_candidates(ds) -> list[tuple[object, str]]:
     found: list[tuple[object, str]] = []
-    for name, var in ds.data_vars.items():
+    for name in sorted(ds.data_vars):  # the store's listing order is not stable
+        var = ds[name]
         mapping = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
         if mapping and mapping in ds.variables:
             wkt, attr = _wkt_attr(ds[mapping])

@@ -132,12 +132,6 @@ class Grid:
         r0, c0 = row * self.chunk_lat, col * self.chunk_lon
         return r0, min(r0 + self.chunk_lat, self.n_lat), c0, min(c0 + self.chunk_lon, self.n_lon)
 
-    def buffered_window(self, region_id: str) -> tuple[int, int, int, int]:
-        """Pixel window of a region grown by the buffer on every side (may leave the grid)."""
-        r0, r1, c0, c1 = self.pixel_window(region_id)
-        b = self.buffer_pixels
-        return r0 - b, r1 + b, c0 - b, c1 + b
-
     def region_bounds(self, region_id: str) -> tuple[float, float, float, float]:
         """(lon_min, lat_min, lon_max, lat_max) of the region's pixel edges."""
         r0, r1, c0, c1 = self.pixel_window(region_id)

@@ -32,14 +32,12 @@ RILEY_30 = "riley-et-al-2025-{}-30m-4326"
 BUILDINGS = "conus-overture-region-id-tagged-buildings"
 
 
-def _window(ds, name: str, grid: Grid, window: tuple[int, int, int, int], clip: bool):
-    """Array index window of ``ds`` for a grid pixel window (optionally clipped to ``ds``)."""
+def _window(ds, name: str, grid: Grid, window: tuple[int, int, int, int]):
+    """Array index window of ``ds`` for a grid pixel window; error unless ``ds`` covers it."""
     row0, col0 = grid_offsets(spec(name), ds, grid)
     r0, r1, c0, c1 = window
     n_lat, n_lon = ds.sizes["latitude"], ds.sizes["longitude"]
     i0, i1, j0, j1 = r0 - row0, r1 - row0, c0 - col0, c1 - col0
-    if clip:
-        i0, i1, j0, j1 = max(i0, 0), min(i1, n_lat), max(j0, 0), min(j1, n_lon)
     if i0 < 0 or j0 < 0 or i1 > n_lat or j1 > n_lon or i1 <= i0 or j1 <= j0:
         raise InputDataError(
             f"input dataset {name!r} does not cover the requested window of the {grid.name} grid "
@@ -162,7 +160,7 @@ def load_pass_through(catalog: InputCatalog, grid: Grid, region_id: str) -> dict
 
     def region_arrays(name: str, *variables: str) -> list[np.ndarray]:
         ds = catalog.open_zarr(name)
-        i0, i1, j0, j1 = _window(ds, name, grid, region, clip=False)
+        i0, i1, j0, j1 = _window(ds, name, grid, region)
         return [np.asarray(ds[v][i0:i1, j0:j1].values, dtype=np.float32) for v in variables]
 
     crps, rps = region_arrays(SCOTT, "CRPS", "RPS")

@@ -57,10 +57,11 @@ class ComputeProfile:
 # Every other step is a single-node job in the reference (DuckDB, tippecanoe, one xarray
 # write), so it gets exactly one worker of the listed size.
 _REGION_WORKERS = (1, 40)
+REGION_GROUP = "region"
 
 PROFILES: dict[str, ComputeProfile] = {
-    "region_risk": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", "region", _REGION_WORKERS),
-    "region_buildings": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", "region", _REGION_WORKERS),
+    "region_risk": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
+    "region_buildings": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
     "risk_pyramid": ComputeProfile("m8g.4xlarge", "m8g.4xlarge", "risk-pyramid"),
     "buildings_geoparquet": ComputeProfile("c8g.12xlarge", "c8g.12xlarge", "buildings-geoparquet"),
     "region_summary_stats": ComputeProfile("m8g.16xlarge", "m8g.16xlarge", "region-summary-stats"),
@@ -291,6 +292,10 @@ class ComputeResource(dg.ConfigurableResource):
         cluster = coiled.Cluster(**cluster_kwargs)
         try:
             client = cluster.get_client()
+            if profile(asset_name).cluster_group == REGION_GROUP:
+                from ocr_core.kernel_cache import KernelCachePlugin
+
+                client.register_plugin(KernelCachePlugin(), name=KernelCachePlugin.name)
             try:
                 return client.submit(_call, fn, args, kwargs, key=_task_key(asset_name)).result()
             finally:

@@ -365,3 +365,16 @@ def test_import_does_not_load_coiled_or_distributed():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def worker_plugins() -> list[str]:
+    from distributed import get_worker
+
+    return sorted(get_worker().plugins)
+
+
+def test_region_workers_fill_the_kernel_cache_before_regions(fake_coiled, test_log):
+    """A Coiled region worker compiles (or loads) the numba kernels as it starts."""
+    compute = ComputeResource(platform="coiled", environment="qa")
+    assert "ocr-kernel-cache" in compute.run("region_risk", worker_plugins, log=test_log)
+    assert "ocr-kernel-cache" not in compute.run("risk_pyramid", worker_plugins, log=test_log)
