@@ -4,21 +4,23 @@ Generates a synthetic full-size region input (CONUS pixel size, 6000 × 4500 px 
 y13_x5 plus the 0.15° buffer: correlated 270 m BP with ~30 % zeros and a NaN corner, wind
 fractions summing to 1 with a NaN corner and some all-zero pixels), then in one process:
 
-    (b) ocr_core.risk.compute_region_risk (what the region_risk asset runs; first, so its peak
-        RSS is not inflated by (a)'s leftovers)
+    (b) the production region task (what the region_risk asset runs: ``region_wind_bp`` on
+        the hazard inputs, which it then releases, then the pass-through variables and
+        ``region_outputs``; first, so its peak RSS is not inflated by (a)'s leftovers)
     (a) ocr_core.risk.straightforward_region_risk: per direction and iteration a full 81 × 81
         cv2.filter2D on the whole buffered array, numpy masking, composite as one broadcast
 
 and prints wall time, peak RSS (sampled, whole process, inputs included), the ratio (a)/(b),
 the max abs difference of every output variable with NaN-pattern equality, the stage
-breakdown of (b), the numba first-call time and a scaling table of (b):
+breakdown of (b), start-up (the first call in a fresh process with an empty numba cache and
+with the cache ``./dev setup`` builds, against a warm call) and a scaling table of (b):
 
     python benchmarks/bench_region_kernel.py [--scale 1.0] [--skip-straightforward]
-        [--skip-scaling] [--cold-numba]
+        [--skip-scaling] [--skip-startup]
 
-``--scale`` is a fraction of the region's area (the buffer stays 0.15°). ``--cold-numba``
-compiles into an empty cache to time a real compilation. A full straightforward run takes
-about 3 minutes and ~11 GB. Figures depend on the machine and its load: indicative.
+``--scale`` is a fraction of the region's area (the buffer stays 0.15°). A full
+straightforward run takes about 2 minutes and ~9 GiB. Figures depend on the machine and its
+load: indicative.
 """
 
 from __future__ import annotations
@@ -275,8 +277,9 @@ def main() -> None:
         f"inputs {input_bytes(inp) / GiB:.2f} GiB; generated in {time.perf_counter() - t0:.1f} s"
     )
 
-    fast, wall_b, mem_b, tb = run(production_region, [inp])
-    del inp
+    handed = [inp]
+    del inp  # the region task holds the only reference, as in process_region.run_region_risk
+    fast, wall_b, mem_b, tb = run(production_region, handed)
     report("(b) production  region task (BP, then pass-through + outputs)", wall_b, mem_b)
     labels = {
         "checks": "kernels, pixel sizes, fraction checks",
@@ -326,8 +329,9 @@ def main() -> None:
             sub = make_region_inputs(area=area)
             rpx = (sub.region[1] - sub.region[0]) * (sub.region[3] - sub.region[2]) / 1e6
             shape = f"{sub.lat.size}×{sub.lon.size}"
-            _, wall, mem, _ = run(production_region, [sub])
+            handed = [sub]
             del sub
+            _, wall, mem, _ = run(production_region, handed)
             print(
                 f"{area:6.2f} {shape:>13s} {rpx:10.1f} {wall:7.2f} {rpx / wall:6.2f} "
                 f"{mem.peak_bytes / GiB:8.2f} {mem.delta_bytes / GiB:9.2f}"
