@@ -129,11 +129,25 @@ def nearest_cell_index(
     )
     warped = xr_reproject(src, how=target, resampling="nearest").data
     r0, r1, c0, c1 = window or (0, len(dst_lat), 0, len(dst_lon))
+    _rasterio_without_cloud_sessions()
     with dask.config.set(scheduler="threads"), warnings.catch_warnings():
         # rasterio flags its in-memory datasets, georeferenced by the transforms passed in
         warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
         values = warped[r0:r1, c0:c1].compute()
     return np.where(np.isnan(values), np.float32(-1), values).astype(np.int32)
+
+
+def _rasterio_without_cloud_sessions() -> None:
+    """Stop rasterio building a boto3 session for every warp call.
+
+    With AWS credentials in the environment, each ``rasterio.warp.reproject`` (one per
+    destination tile) opens a GDAL environment with a new boto3 session, ~70 ms each. This
+    project never reads files through rasterio — it only warps arrays in memory — so rasterio's
+    cloud sessions are switched off for the process (S3 access goes through s3fs/icechunk).
+    """
+    import rasterio.session
+
+    rasterio.session.boto3 = None
 
 
 def take_cells(values: np.ndarray, index: np.ndarray) -> np.ndarray:
