@@ -126,3 +126,31 @@ def demo_inputs_root(tmp_path_factory) -> Path:
     )
     assert result.success
     return root
+
+
+@pytest.fixture
+def inputs_copy(demo_inputs_root, tmp_path) -> Path:
+    """A writable copy of the demo inputs, for tests that alter them."""
+    import shutil
+
+    dst = tmp_path / "inputs"
+    shutil.copytree(demo_inputs_root, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def risk_committed(request, demo_inputs_root, tmp_path_factory) -> Path:
+    """An output root where region_risk of the test module's REGION is committed."""
+    import dagster as dg
+    from input_edits import region_resources
+
+    from ocr_assets.phase01_regions import region_risk
+
+    out = tmp_path_factory.mktemp("risk-committed")
+    result = dg.materialize(
+        [region_risk],
+        partition_key=request.module.REGION,
+        resources=region_resources(demo_inputs_root, out),
+    )
+    assert result.success
+    return out

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
-import icechunk
 import numpy as np
 import pytest
+from input_edits import rewrite_dataset
 
 from ocr_assets.inputs import INPUT_DATASETS, demo_inputs, input_checks
 from ocr_core.catalog import DATASETS, InputCatalog
@@ -36,25 +35,6 @@ def _check_inputs_cli(inputs_root: Path, tmp_path: Path) -> subprocess.Completed
         text=True,
         timeout=300,
     )
-
-
-def _rewrite(inputs_root: Path, name: str, mutate) -> None:
-    """Replace one icechunk input store by ``mutate(ds)``."""
-    catalog = InputCatalog(Storage(str(inputs_root)))
-    ds = mutate(catalog.open_zarr(name, check=False).load())
-    uri = catalog.uri(name)
-    shutil.rmtree(uri)
-    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(uri))
-    session = repo.writable_session("main")
-    ds.to_zarr(session.store, zarr_format=3, consolidated=False, mode="w")
-    session.commit("altered for a test")
-
-
-@pytest.fixture
-def inputs_copy(demo_inputs_root, tmp_path) -> Path:
-    dst = tmp_path / "inputs"
-    shutil.copytree(demo_inputs_root, dst)
-    return dst
 
 
 def test_demo_inputs_pass_with_one_row_per_dataset(demo_inputs_root, tmp_path):
@@ -84,7 +64,7 @@ def test_a_store_without_crs_fails_naming_the_dataset_and_the_fix(inputs_copy, t
             ds[axis].attrs.pop("crs")
         return ds
 
-    _rewrite(inputs_copy, WIND, strip_crs)
+    rewrite_dataset(inputs_copy, WIND, strip_crs)
     proc = _check_inputs_cli(inputs_copy, tmp_path)
     assert proc.returncode == 1
     problems = [line for line in proc.stderr.splitlines() if line.startswith("problem: ")]
@@ -103,8 +83,8 @@ def test_values_outside_the_schema_and_bad_wind_sums_are_problems(inputs_copy):
         w = ds.wind_direction_distribution
         return ds.assign(wind_direction_distribution=w * 0.9)
 
-    _rewrite(inputs_copy, RILEY_270, scale)
-    _rewrite(inputs_copy, WIND, unnormalised)
+    rewrite_dataset(inputs_copy, RILEY_270, scale)
+    rewrite_dataset(inputs_copy, WIND, unnormalised)
     reports = {
         r.name: r
         for r in check_inputs(InputCatalog(Storage(str(inputs_copy))), DEMO, (RILEY_270, WIND))

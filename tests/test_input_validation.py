@@ -13,6 +13,7 @@ import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from input_edits import region_resources, rewrite_dataset
 
 from ocr_assets.phase01_regions import region_buildings, region_risk
 from ocr_core import raster_store
@@ -27,7 +28,6 @@ from ocr_core.validation import (
     lat_lon_locator,
     validate_region_inputs,
 )
-from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
 
 REGION = "y2_x1"
 RILEY_270_2011 = "riley-et-al-2025-2011-270m-5070"
@@ -36,20 +36,6 @@ RILEY_30_2047 = "riley-et-al-2025-2047-30m-4326"
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def _rewrite_dataset(inputs_root: Path, name: str, mutate) -> None:
-    """Rewrite one input dataset (an icechunk repo) with ``mutate(ds) -> ds``."""
-    import icechunk
-
-    catalog = InputCatalog(Storage(str(inputs_root)))
-    ds = catalog.open_zarr(name).load()
-    uri = catalog.uri(name)
-    shutil.rmtree(uri)
-    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(uri))
-    session = repo.writable_session("main")
-    mutate(ds).to_zarr(session.store, zarr_format=3, consolidated=False, mode="w")
-    session.commit("corrupted for a test")
 
 
 def _region_index(ds, name: str, rows: int, cols: int) -> tuple[int, int]:
@@ -186,14 +172,6 @@ CASES = {
 }
 
 
-def _resources(inputs_root: Path, out_root: Path, compute=None) -> dict:
-    return {
-        "storage": StorageResource(root=str(out_root)),
-        "catalog": InputCatalogResource(root=str(inputs_root)),
-        "compute": compute or ComputeResource(),
-    }
-
-
 def _events(result, kind: str) -> list:
     return [e for e in result.all_events if e.event_type_value == kind]
 
@@ -215,25 +193,18 @@ def _no_outputs(root: Path) -> bool:
     return not (root / "output").exists() and not (root / "intermediate").exists()
 
 
-@pytest.fixture
-def inputs_copy(demo_inputs_root, tmp_path) -> Path:
-    dst = tmp_path / "inputs"
-    shutil.copytree(demo_inputs_root, dst)
-    return dst
-
-
 # ------------------------------------------------------------------------------ region_risk
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_schema_violation_fails_at_once_and_writes_nothing(inputs_copy, tmp_path, case):
     name, (mutate, expected), parts = CASES[case]
-    _rewrite_dataset(inputs_copy, name, mutate)
+    rewrite_dataset(inputs_copy, name, mutate)
     out = tmp_path / "out"
     result = dg.materialize(
         [region_risk],
         partition_key=REGION,
-        resources=_resources(inputs_copy, out),
+        resources=region_resources(inputs_copy, out),
         raise_on_error=False,
     )
     line = _assert_failed_once(result, "region_risk")
@@ -251,7 +222,7 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
     good = dg.materialize(
         [region_risk, region_buildings],
         partition_key=REGION,
-        resources=_resources(demo_inputs_root, out),
+        resources=region_resources(demo_inputs_root, out),
     )
     assert good.success
     storage = Storage(str(out))
@@ -260,11 +231,11 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
     bytes_before = parquet.read_bytes()
 
     mutate, _ = _set_30m("CRPS", SCOTT, PIXELS, 101.0)
-    _rewrite_dataset(inputs_copy, SCOTT, mutate)
+    rewrite_dataset(inputs_copy, SCOTT, mutate)
     bad = dg.materialize(
         [region_risk, region_buildings],
         partition_key=REGION,
-        resources=_resources(inputs_copy, out),
+        resources=region_resources(inputs_copy, out),
         raise_on_error=False,
     )
     assert "3 30 m pixel(s) outside [0, 100]" in _assert_failed_once(bad, "region_risk")
@@ -276,17 +247,6 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
 
 
 # ------------------------------------------------------------------------------ region_buildings
-
-
-@pytest.fixture(scope="module")
-def risk_committed(demo_inputs_root, tmp_path_factory) -> Path:
-    """An output root where region_risk of REGION is committed (from the demo inputs)."""
-    out = tmp_path_factory.mktemp("risk-committed")
-    result = dg.materialize(
-        [region_risk], partition_key=REGION, resources=_resources(demo_inputs_root, out)
-    )
-    assert result.success
-    return out
 
 
 def _buildings_only_root(demo_inputs_root: Path, tmp_path: Path) -> tuple[Path, Path]:
@@ -305,7 +265,7 @@ def _run_buildings(inputs_root: Path, risk_root: Path, tmp_path: Path, compute=N
     result = dg.materialize(
         [region_buildings],
         partition_key=REGION,
-        resources=_resources(inputs_root, out, compute),
+        resources=region_resources(inputs_root, out, compute),
         raise_on_error=False,
     )
     return result, Path(Storage(str(out)).region_geoparquet_uri(REGION))

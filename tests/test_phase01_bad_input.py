@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
+from input_edits import rewrite_dataset
 from pyproj import CRS
 
 from ocr_assets.phase01_regions import region_risk
@@ -28,27 +28,6 @@ def _failure_message(result) -> str:
 
 def _no_outputs(root: Path) -> bool:
     return not (root / "output").exists() and not (root / "intermediate").exists()
-
-
-def _rewrite_dataset(inputs_root: Path, name: str, mutate) -> None:
-    """Rewrite one input dataset (an icechunk repo) with ``mutate(ds) -> ds``."""
-    import icechunk
-
-    catalog = InputCatalog(Storage(str(inputs_root)))
-    ds = catalog.open_zarr(name).load()
-    uri = catalog.uri(name)
-    shutil.rmtree(uri)
-    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(uri))
-    session = repo.writable_session("main")
-    mutate(ds).to_zarr(session.store, zarr_format=3, consolidated=False, mode="w")
-    session.commit("corrupted for a test")
-
-
-@pytest.fixture
-def inputs_copy(demo_inputs_root, tmp_path) -> Path:
-    dst = tmp_path / "inputs"
-    shutil.copytree(demo_inputs_root, dst)
-    return dst
 
 
 def run_one(inputs_root: Path, out_root: Path, region: str = "y2_x1"):
@@ -86,7 +65,7 @@ def test_wrong_crs_is_named(inputs_copy, tmp_path):
             longitude=ds.longitude.assign_attrs(crs="EPSG:3857"),
         ).drop_attrs(deep=False)
 
-    _rewrite_dataset(inputs_copy, SCOTT, web_mercator)
+    rewrite_dataset(inputs_copy, SCOTT, web_mercator)
     out = tmp_path / "out"
     result = run_one(inputs_copy, out)
     assert not result.success
@@ -98,7 +77,7 @@ def test_wrong_crs_is_named(inputs_copy, tmp_path):
 
 
 def test_missing_variable_is_named(inputs_copy, tmp_path):
-    _rewrite_dataset(inputs_copy, SCOTT, lambda ds: ds.drop_vars("CRPS"))
+    rewrite_dataset(inputs_copy, SCOTT, lambda ds: ds.drop_vars("CRPS"))
     out = tmp_path / "out"
     result = run_one(inputs_copy, out)
     assert "lacks variable(s) ['CRPS']" in _failure_message(result)
@@ -109,7 +88,7 @@ def test_input_off_the_grid_is_named(inputs_copy, tmp_path):
     def shift(ds):
         return ds.assign_coords(longitude=ds.longitude + DEMO.pixel_size * 0.4)
 
-    _rewrite_dataset(inputs_copy, WIND, shift)
+    rewrite_dataset(inputs_copy, WIND, shift)
     out = tmp_path / "out"
     result = run_one(inputs_copy, out)
     assert "offset from the demo grid by a fraction of a pixel" in _failure_message(result)
@@ -122,7 +101,7 @@ def test_negative_wind_fractions_are_an_input_error(inputs_copy, tmp_path):
         w[..., 0] = -np.abs(w[..., 0]) - 0.1
         return ds.assign(wind_direction_distribution=(ds.wind_direction_distribution.dims, w))
 
-    _rewrite_dataset(inputs_copy, WIND, negate)
+    rewrite_dataset(inputs_copy, WIND, negate)
     out = tmp_path / "out"
     result = run_one(inputs_copy, out)
     assert "negative fractions" in _failure_message(result)

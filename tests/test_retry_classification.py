@@ -26,6 +26,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from fsspec.implementations.local import LocalFileSystem
+from input_edits import region_resources
 
 from ocr_assets.phase01_regions import region_buildings, region_risk, retryable
 from ocr_core.catalog import InputCatalog, InputDataError, spec
@@ -33,7 +34,7 @@ from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
 from ocr_core.process_region import BUILDINGS, SCOTT
 from ocr_core.storage import Storage
-from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
+from ocr_resources import ComputeResource
 
 REGION = "y3_x2"
 
@@ -224,14 +225,6 @@ def test_open_access_denied_is_an_input_error(demo_inputs_root, monkeypatch):
 # ------------------------------------------------------------------------------ in Dagster
 
 
-def _resources(inputs_root, out_root) -> dict:
-    return {
-        "storage": StorageResource(root=str(out_root)),
-        "catalog": InputCatalogResource(root=str(inputs_root)),
-        "compute": ComputeResource(),
-    }
-
-
 def _events(result, kind: str) -> list:
     return [e for e in result.all_events if e.event_type_value == kind]
 
@@ -242,7 +235,7 @@ def test_timeout_opening_a_store_is_retried_and_succeeds(demo_inputs_root, tmp_p
         result = dg.materialize(
             [region_risk],
             partition_key=REGION,
-            resources=_resources(demo_inputs_root, tmp_path / "out"),
+            resources=region_resources(demo_inputs_root, tmp_path / "out"),
             instance=instance,
             raise_on_error=False,
         )
@@ -286,23 +279,13 @@ def _serve_buildings_with(monkeypatch, errors: list[BaseException]) -> list[Base
     return errors
 
 
-@pytest.fixture(scope="module")
-def risk_committed(demo_inputs_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("risk-committed")
-    result = dg.materialize(
-        [region_risk], partition_key=REGION, resources=_resources(demo_inputs_root, out)
-    )
-    assert result.success
-    return out
-
-
 def _run_buildings(demo_inputs_root, risk_root, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(risk_root, out)
     result = dg.materialize(
         [region_buildings],
         partition_key=REGION,
-        resources=_resources(demo_inputs_root, out),
+        resources=region_resources(demo_inputs_root, out),
         raise_on_error=False,
     )
     return result, Path(Storage(str(out)).region_geoparquet_uri(REGION))

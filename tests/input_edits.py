@@ -1,0 +1,33 @@
+"""Helpers for tests that alter a copy of the demo inputs and run a region step on it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ocr_core.catalog import InputCatalog
+from ocr_core.storage import Storage
+from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
+
+
+def rewrite_dataset(inputs_root: Path, name: str, mutate) -> None:
+    """Replace one input dataset (an icechunk repository) by ``mutate(ds) -> ds``."""
+    import icechunk
+
+    catalog = InputCatalog(Storage(str(inputs_root)))
+    ds = mutate(catalog.open_zarr(name, check=False).load())
+    uri = catalog.uri(name)
+    shutil.rmtree(uri)
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(uri))
+    session = repo.writable_session("main")
+    ds.to_zarr(session.store, zarr_format=3, consolidated=False, mode="w")
+    session.commit("altered for a test")
+
+
+def region_resources(inputs_root: Path, out_root: Path, compute=None) -> dict:
+    """Resources of a region step reading ``inputs_root`` and writing under ``out_root``."""
+    return {
+        "storage": StorageResource(root=str(out_root)),
+        "catalog": InputCatalogResource(root=str(inputs_root)),
+        "compute": compute or ComputeResource(),
+    }
