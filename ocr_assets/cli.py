@@ -21,6 +21,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ocr_core.grid import get_grid
 from ocr_resources.settings import PROJECT_DIR, SettingsError, current_settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -72,10 +73,10 @@ def _run_region_processes(regions: list[str], concurrency: int) -> list[str]:
 
 
 def run(regions: list[str], regional_stats: bool, pyramid: bool, concurrency: int) -> None:
-    from ocr_assets.partitions import GRID
+    grid = get_grid(current_settings().grid)
 
     for rid in regions:
-        GRID.validate_region_id(rid)
+        grid.validate_region_id(rid)
     s = current_settings()
     print(
         f"Phase 01: {len(regions)} region(s), {concurrency} at a time "
@@ -100,18 +101,18 @@ def run(regions: list[str], regional_stats: bool, pyramid: bool, concurrency: in
 
 
 def demo(regions: list[str] | None, concurrency: int) -> None:
-    from ocr_assets.partitions import GRID
+    grid = get_grid(current_settings().grid)
 
-    selected = regions or list(GRID.valid_region_ids)
+    selected = regions or list(grid.valid_region_ids)
     for rid in selected:
-        GRID.validate_region_id(rid)
+        grid.validate_region_id(rid)
     s = current_settings()
     print(
-        f"OCR demo: grid={GRID.name} environment={s.environment} storage={s.storage_root} "
+        f"OCR demo: grid={grid.name} environment={s.environment} storage={s.storage_root} "
         f"DAGSTER_HOME={_instance().root_directory}",
         flush=True,
     )
-    if GRID.name == "demo":
+    if grid.name == "demo":
         print("Generating demo inputs ...", flush=True)
         if not _run_job("generate_demo_inputs"):
             raise SystemExit(1)
@@ -213,14 +214,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "demo":
             demo(args.regions, args.concurrency)
         elif args.command == "run":
-            from ocr_assets.partitions import GRID
+            grid = get_grid(current_settings().grid)
 
-            regions = list(GRID.valid_region_ids) if args.all_regions else args.regions
+            regions = list(grid.valid_region_ids) if args.all_regions else args.regions
             run(regions, args.write_regional_stats, args.create_pyramid, args.concurrency)
         elif args.command == "region":
-            from ocr_assets.partitions import GRID
+            grid = get_grid(current_settings().grid)
 
-            GRID.validate_region_id(args.region_id)
+            grid.validate_region_id(args.region_id)
             if not _run_job("process_regions", partition_key=args.region_id):
                 raise SystemExit(1)
         elif args.command == "check-inputs":

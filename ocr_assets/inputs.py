@@ -6,7 +6,6 @@ on the CONUS grid they are external assets describing the real stores of the cat
 
 import dagster as dg
 
-from ocr_assets.partitions import GRID
 from ocr_core.catalog import CENSUS_LEVELS, DATASETS
 from ocr_resources.storage import InputCatalogResource
 
@@ -58,12 +57,12 @@ def demo_inputs(
 ):
     from ocr_core import demo_data
 
-    cat = catalog.catalog()
+    cat, grid = catalog.catalog(), catalog.grid_def()
     written: dict[str, dict] = {}
-    written |= demo_data.write_hazard_inputs(cat, GRID, seed=config.seed)
-    written |= demo_data.write_census_polygons(cat, GRID, seed=config.seed)
+    written |= demo_data.write_hazard_inputs(cat, grid, seed=config.seed)
+    written |= demo_data.write_census_polygons(cat, grid, seed=config.seed)
     written |= demo_data.write_tagged_buildings(
-        cat, GRID, seed=config.seed, n_buildings=config.n_buildings
+        cat, grid, seed=config.seed, n_buildings=config.n_buildings
     )
     for key, names in INPUT_DATASETS.items():
         yield dg.MaterializeResult(
@@ -97,7 +96,7 @@ def input_checks(context: dg.AssetCheckExecutionContext, catalog: InputCatalogRe
     cat = catalog.catalog()
     for check_key in context.selected_asset_check_keys:
         key = check_key.asset_key.to_user_string()
-        reports = check_inputs(cat, GRID, INPUT_DATASETS[key])
+        reports = check_inputs(cat, catalog.grid_def(), INPUT_DATASETS[key])
         problems = [p.line() for r in reports for p in r.problems]
         metadata: dict[str, dg.MetadataValue] = {}
         for r in reports:
@@ -125,9 +124,9 @@ def _metadata_value(value) -> dg.MetadataValue:
     return dg.MetadataValue.text(str(value))
 
 
-def input_assets() -> list:
+def input_assets(grid_name: str) -> list:
     """Generated inputs on the demo grid; external specs of the real stores otherwise (the
     same ``input_checks`` apply to both)."""
-    if GRID.name == "demo":
+    if grid_name == "demo":
         return [demo_inputs]
     return [_spec(key) for key in INPUT_DATASETS]

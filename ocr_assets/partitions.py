@@ -1,12 +1,15 @@
-"""Region partitions: the valid region ids of the active grid (OCR_GRID)."""
+"""Region partitions: one per valid region id of a grid."""
 
 from __future__ import annotations
+
+from functools import cache
 
 import dagster as dg
 
 from ocr_core.grid import get_grid
-from ocr_resources.settings import current_settings
 
-GRID = get_grid(current_settings().grid)
 
-region_partitions = dg.StaticPartitionsDefinition(list(GRID.valid_region_ids))
+@cache
+def region_partitions(grid_name: str) -> dg.StaticPartitionsDefinition:
+    """The region partitions of a grid (one object per grid, shared by assets and jobs)."""
+    return dg.StaticPartitionsDefinition(list(get_grid(grid_name).valid_region_ids))

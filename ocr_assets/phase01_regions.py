@@ -1,8 +1,9 @@
 """Phase 01 — process regions: risk raster per region, then its buildings.
 
-Both assets are partitioned by region id. A failed region is retried by Dagster with a linear
-backoff of 5 s × attempt (the seed's retry loop); bad input fails at once with a clear error,
-since retrying cannot fix it.
+Both assets are partitioned by the region ids of the grid (``region_assets`` builds them for
+a grid and a retry count; the module-level pair is the demo grid's, for tests). A failed
+region is retried by Dagster with a linear backoff of 5 s × attempt (the seed's retry loop);
+bad input fails at once with a clear error, since retrying cannot fix it.
 """
 
 import json
@@ -10,17 +11,18 @@ import json
 import dagster as dg
 
 from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_direction_distribution
-from ocr_assets.partitions import GRID, region_partitions
+from ocr_assets.partitions import region_partitions
 from ocr_core.catalog import InputDataError
 from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
 from ocr_resources.compute import ComputeResource
-from ocr_resources.settings import current_settings
+from ocr_resources.settings import Settings
 from ocr_resources.storage import InputCatalogResource, StorageResource
 
 GROUP = "phase01_regions"
-MAX_RETRIES = current_settings().region_max_retries
-REGION_RETRY_POLICY = dg.RetryPolicy(max_retries=MAX_RETRIES, delay=5, backoff=dg.Backoff.LINEAR)
+RETRY_DELAY_S = 5  # × attempt (linear backoff)
+REGION_RISK = dg.AssetKey("region_risk")
+REGION_BUILDINGS = dg.AssetKey("region_buildings")
 NOT_RETRYABLE = (RegionIdError, InputDataError)
 # Raised by input readers for what no retry can fix (missing, unreadable, malformed input).
 NOT_RETRYABLE_IF_NOT_TRANSIENT = (PermissionError, FileNotFoundError, ValueError)
@@ -43,12 +45,23 @@ def retryable(exc: BaseException) -> bool:
     return not isinstance(exc, NOT_RETRYABLE_IF_NOT_TRANSIENT)
 
 
-def run_region_step(context: dg.AssetExecutionContext, compute: ComputeResource, fn, *args) -> dict:
+def region_retry_policy(max_retries: int) -> dg.RetryPolicy:
+    return dg.RetryPolicy(max_retries=max_retries, delay=RETRY_DELAY_S, backoff=dg.Backoff.LINEAR)
+
+
+def run_region_step(
+    context: dg.AssetExecutionContext,
+    compute: ComputeResource,
+    catalog: InputCatalogResource,
+    fn,
+    *args,
+) -> dict:
     """Run a region task on the asset's cluster; turn its failure into a clear Dagster error."""
     asset, region = context.asset_key.to_user_string(), context.partition_key
-    attempt, attempts = context.retry_number + 1, MAX_RETRIES + 1
+    policy = context.op_def.retry_policy
+    attempt, attempts = context.retry_number + 1, (policy.max_retries if policy else 0) + 1
     try:
-        return compute.run_for(context, fn, region, GRID.name, *args)
+        return compute.run_for(context, fn, region, catalog.grid, catalog.catalog(), *args)
     except Exception as exc:
         if not retryable(exc):
             message = str(exc) if isinstance(exc, NOT_RETRYABLE) else summary(exc)
@@ -64,7 +77,7 @@ def run_region_step(context: dg.AssetExecutionContext, compute: ComputeResource,
             ) from exc
         context.log.warning(
             f"{asset} for region {region}: attempt {attempt}/{attempts} failed ({cause}); "
-            f"retrying in {5 * attempt} s"
+            f"retrying in {RETRY_DELAY_S * attempt} s"
         )
         raise
 
@@ -82,17 +95,7 @@ def _ranges_table(ranges: dict) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(rows))
 
 
-@dg.asset(
-    partitions_def=region_partitions,
-    deps=[scott_2024, riley_2025, wind_direction_distribution],
-    retry_policy=REGION_RETRY_POLICY,
-    group_name=GROUP,
-    kinds={"python", "dask", "icechunk"},
-    tags={"ocr/phase": "01"},
-    description="Wind-informed fire risk (8 variables) for one region, committed to the "
-    "icechunk risk repository (one commit per region).",
-)
-def region_risk(
+def _region_risk(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     catalog: InputCatalogResource,
@@ -100,7 +103,7 @@ def region_risk(
 ) -> dg.MaterializeResult:
     from ocr_core.process_region import run_region_risk
 
-    s = run_region_step(context, compute, run_region_risk, catalog.catalog(), storage.storage())
+    s = run_region_step(context, compute, catalog, run_region_risk, storage.storage())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(s["repository"]),
@@ -122,17 +125,7 @@ def region_risk(
     )
 
 
-@dg.asset(
-    partitions_def=region_partitions,
-    deps=[region_risk, tagged_buildings],
-    retry_policy=REGION_RETRY_POLICY,
-    group_name=GROUP,
-    kinds={"python", "dask", "parquet"},
-    tags={"ocr/phase": "01"},
-    description="The region's buildings with the 8 risk values sampled at their centroids "
-    "(geoparquet-regions/{region}.parquet, GeoParquet 1.1).",
-)
-def region_buildings(
+def _region_buildings(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     catalog: InputCatalogResource,
@@ -140,13 +133,7 @@ def region_buildings(
 ) -> dg.MaterializeResult:
     from ocr_core.process_region import run_region_buildings
 
-    s = run_region_step(
-        context,
-        compute,
-        run_region_buildings,
-        catalog.catalog(),
-        storage.storage(),
-    )
+    s = run_region_step(context, compute, catalog, run_region_buildings, storage.storage())
     return dg.MaterializeResult(
         metadata={
             "dagster/uri": dg.MetadataValue.path(s["path"]),
@@ -159,3 +146,33 @@ def region_buildings(
             "compute": compute.metadata_for(context),
         }
     )
+
+
+def region_assets(grid_name: str, max_retries: int) -> list[dg.AssetsDefinition]:
+    """``region_risk`` and ``region_buildings``, partitioned by the grid's valid region ids."""
+    common = {
+        "partitions_def": region_partitions(grid_name),
+        "retry_policy": region_retry_policy(max_retries),
+        "group_name": GROUP,
+        "tags": {"ocr/phase": "01"},
+    }
+    risk = dg.asset(
+        name=REGION_RISK.path[-1],
+        deps=[scott_2024, riley_2025, wind_direction_distribution],
+        kinds={"python", "dask", "icechunk"},
+        description="Wind-informed fire risk (8 variables) for one region, committed to the "
+        "icechunk risk repository (one commit per region).",
+        **common,
+    )(_region_risk)
+    buildings = dg.asset(
+        name=REGION_BUILDINGS.path[-1],
+        deps=[REGION_RISK, tagged_buildings],
+        kinds={"python", "dask", "parquet"},
+        description="The region's buildings with the 8 risk values sampled at their centroids "
+        "(geoparquet-regions/{region}.parquet, GeoParquet 1.1).",
+        **common,
+    )(_region_buildings)
+    return [risk, buildings]
+
+
+region_risk, region_buildings = region_assets("demo", Settings().region_max_retries)

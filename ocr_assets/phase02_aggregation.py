@@ -7,7 +7,7 @@ one glob. Blocking checks stop a run before bad data reaches the published produ
 import dagster as dg
 
 from ocr_assets.inputs import census_polygons
-from ocr_assets.phase01_regions import region_buildings
+from ocr_assets.phase01_regions import REGION_BUILDINGS
 from ocr_resources.compute import ComputeResource
 from ocr_resources.duckdb import DuckDBResource
 from ocr_resources.storage import InputCatalogResource, StorageResource
@@ -25,7 +25,7 @@ def _check_result(passed: bool, details: dict, description: str) -> dg.AssetChec
 
 
 @dg.asset(
-    deps=[region_buildings],
+    deps=[REGION_BUILDINGS],
     group_name=GROUP,
     kinds={"duckdb", "parquet"},
     tags={"ocr/phase": "02"},
@@ -78,7 +78,7 @@ def buildings_value_ranges(storage: StorageResource, duckdb: DuckDBResource):
 
 
 @dg.asset(
-    deps=[region_buildings, census_polygons],
+    deps=[REGION_BUILDINGS, census_polygons],
     group_name=GROUP,
     kinds={"duckdb", "parquet"},
     tags={"ocr/phase": "02"},

@@ -6,7 +6,7 @@ so the buildings are scanned once and the two tile builds can run in parallel.
 
 import dagster as dg
 
-from ocr_assets.phase01_regions import region_buildings, region_risk
+from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
 from ocr_assets.phase02_aggregation import region_summary_stats
 from ocr_resources.compute import ComputeResource
 from ocr_resources.duckdb import DuckDBResource
@@ -52,7 +52,7 @@ def regional_pmtiles(
 
 
 @dg.asset(
-    deps=[region_buildings],
+    deps=[REGION_BUILDINGS],
     group_name=GROUP,
     kinds={"duckdb", "geojson"},
     tags={"ocr/phase": "03"},
@@ -116,7 +116,7 @@ def building_centroid_pmtiles(
 
 
 @dg.asset(
-    deps=[region_risk],
+    deps=[REGION_RISK],
     group_name=GROUP,
     kinds={"zarr"},
     tags={"ocr/phase": "03", "ocr/optional": "create-pyramid"},

@@ -23,6 +23,7 @@ def build_resources(settings: Settings) -> dict:
             root=settings.inputs_root,
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_region=settings.s3_region,
+            grid=settings.grid,
         ),
         "duckdb": DuckDBResource(),
         "tippecanoe": TippecanoeResource(),

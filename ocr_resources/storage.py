@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ocr_core.catalog import InputCatalog
+from ocr_core.grid import Grid, get_grid
 from ocr_core.storage import Storage
 
 
@@ -32,11 +33,16 @@ class StorageResource(dg.ConfigurableResource):
 
 
 class InputCatalogResource(dg.ConfigurableResource):
-    """Where the input datasets live: the real buckets, or the generated demo stores."""
+    """Where the input datasets live (the real buckets, or the generated demo stores) and the
+    grid they are on (OCR_GRID)."""
 
     root: str
     s3_endpoint_url: str | None = None
     s3_region: str = "us-west-2"
+    grid: str = "demo"
+
+    def grid_def(self) -> Grid:
+        return get_grid(self.grid)
 
     def catalog(self) -> InputCatalog:
         return InputCatalog(

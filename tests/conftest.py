@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-# Definitions read the environment at import: point them at throwaway folders, never ./data.
+# The code location (`defs`) and the CLI read the environment: throwaway folders, never ./data.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="ocr-tests-"))
 os.environ["OCR_STORAGE_ROOT"] = str(_SESSION_DIR / "default-root")
 os.environ["DAGSTER_HOME"] = str(_SESSION_DIR / "dagster-home")

@@ -50,23 +50,26 @@ def test_cli_validates_the_workspace():
     assert "All code locations passed validation" in proc.stderr + proc.stdout
 
 
-def test_conus_grid_has_405_region_partitions():
-    code = (
-        "from ocr_assets.definitions import defs;"
-        "print(len(defs.resolve_assets_def('region_risk').partitions_def.get_partition_keys()));"
-        "print(sorted(j.name for j in defs.jobs))"
+def test_demo_and_conus_definitions_build_in_one_process():
+    """Definitions come from the settings passed in: both grids side by side, no subprocess."""
+    from ocr_assets.definitions import build_defs
+    from ocr_resources.settings import Settings
+
+    demo = build_defs(Settings(grid="demo", region_max_retries=1))
+    conus = build_defs(Settings(grid="conus", environment="staging", region_max_retries=4))
+    for d in (demo, conus):
+        dg.Definitions.validate_loadable(d)
+    conus_risk = conus.resolve_assets_def("region_risk")
+    assert len(conus_risk.partitions_def.get_partition_keys()) == 405
+    assert conus_risk.op.retry_policy.max_retries == 4
+    assert demo.resolve_assets_def("region_risk").op.retry_policy.max_retries == 1
+    assert (
+        len(demo.resolve_assets_def("region_buildings").partitions_def.get_partition_keys()) == 12
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT,
-        env=_env(OCR_GRID="conus"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout.split("\n")
-    assert out[0] == "405"
-    assert "generate_demo_inputs" not in out[1]  # real inputs are external assets
+    assert conus.resolve_job_def("process_regions").tags["ocr/environment"] == "staging"
+    assert "generate_demo_inputs" not in {j.name for j in conus.jobs}  # real inputs are external
+    assert "generate_demo_inputs" in {j.name for j in demo.jobs}
+    assert conus.resources["catalog"].grid == "conus"
 
 
 def test_wrong_environment_name_fails_loading_with_the_fix():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ocr_assets.phase01_regions import REGION_RETRY_POLICY, region_risk
+from ocr_assets.phase01_regions import region_risk
 from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
 
 
@@ -45,10 +45,11 @@ def _retry_waits(result) -> list[float]:
 
 
 def test_policy_is_linear_five_seconds():
-    assert REGION_RETRY_POLICY.max_retries == 2
-    assert REGION_RETRY_POLICY.delay == 5
-    assert REGION_RETRY_POLICY.backoff == dg.Backoff.LINEAR
-    assert [REGION_RETRY_POLICY.calculate_delay(n) for n in (1, 2)] == [5, 10]
+    policy = region_risk.op.retry_policy
+    assert policy.max_retries == 2
+    assert policy.delay == 5
+    assert policy.backoff == dg.Backoff.LINEAR
+    assert [policy.calculate_delay(n) for n in (1, 2)] == [5, 10]
 
 
 def test_transient_failure_is_retried_then_succeeds(demo_inputs_root, tmp_path):
