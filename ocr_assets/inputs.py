@@ -6,6 +6,8 @@ on the CONUS grid they are external assets describing the real stores of the cat
 
 import dagster as dg
 
+from ocr_assets import OWNERS
+from ocr_assets.metadata import metadata_value
 from ocr_core.catalog import CENSUS_LEVELS, DATASETS
 from ocr_resources.storage import InputCatalogResource
 
@@ -32,6 +34,7 @@ def _spec(key: str) -> dg.AssetSpec:
     names = INPUT_DATASETS[key]
     return dg.AssetSpec(
         key,
+        owners=OWNERS,
         group_name=GROUP,
         description="; ".join(DATASETS[n].description for n in names),
         metadata={"datasets": dg.MetadataValue.json(list(names))},
@@ -102,7 +105,7 @@ def input_checks(context: dg.AssetCheckExecutionContext, catalog: InputCatalogRe
         for r in reports:
             for figure, value in r.figures().items():
                 if value not in (None, [], {}, ""):
-                    metadata[f"{r.name} {figure}"] = _metadata_value(value)
+                    metadata[f"{r.name} {figure}"] = metadata_value(value)
         yield dg.AssetCheckResult(
             asset_key=check_key.asset_key,
             check_name=check_key.name,
@@ -111,17 +114,6 @@ def input_checks(context: dg.AssetCheckExecutionContext, catalog: InputCatalogRe
             description="; ".join(problems) or f"{len(reports)} dataset(s) usable",
             metadata=metadata,
         )
-
-
-def _metadata_value(value) -> dg.MetadataValue:
-    """One figure as its own metadata entry: lists and dicts as JSON, numbers as numbers."""
-    if isinstance(value, dict | list):
-        return dg.MetadataValue.json(value)
-    if isinstance(value, int):
-        return dg.MetadataValue.int(value)
-    if isinstance(value, float):
-        return dg.MetadataValue.float(value)
-    return dg.MetadataValue.text(str(value))
 
 
 def input_assets(grid_name: str) -> list:

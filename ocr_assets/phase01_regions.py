@@ -6,11 +6,11 @@ region is retried by Dagster with a linear backoff of 5 s × attempt (the seed's
 bad input fails at once with a clear error, since retrying cannot fix it.
 """
 
-import json
-
 import dagster as dg
 
+from ocr_assets import OWNERS
 from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_direction_distribution
+from ocr_assets.metadata import histogram_table
 from ocr_assets.partitions import region_partitions
 from ocr_core.catalog import InputDataError
 from ocr_core.errors import TransientInputError, is_transient, summary
@@ -82,15 +82,15 @@ def run_region_step(
         raise
 
 
+def _fmt(v) -> str:
+    return "—" if v is None else f"{v:.6g}"
+
+
 def _ranges_table(ranges: dict) -> dg.MetadataValue:
     rows = ["| variable | min | max | NaN fraction |", "|---|---|---|---|"]
     for var, r in ranges.items():
-
-        def fmt(v):
-            return "—" if v is None else f"{v:.6g}"
-
         rows.append(
-            f"| {var} | {fmt(r.get('min'))} | {fmt(r.get('max'))} | {r.get('nan_fraction', '')} |"
+            f"| {var} | {_fmt(r.get('min'))} | {_fmt(r.get('max'))} | {r.get('nan_fraction', '')} |"
         )
     return dg.MetadataValue.md("\n".join(rows))
 
@@ -119,7 +119,11 @@ def _region_risk(
             "process_max_rss_mb": s["process_max_rss_mb"],
             "compute": compute.metadata_for(context),
             "preview_rps_2011": dg.MetadataValue.md(
-                f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})"
+                f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})\n\n"
+                f"Colour bar (bottom strip): 0 % (pale yellow) to {s['preview_scale_top']:.3g} % "
+                "(dark red, the 99th percentile; above it dark red too). rps_2011 ranges over "
+                f"{_fmt(s['value_ranges']['rps_2011']['min'])}–"
+                f"{_fmt(s['value_ranges']['rps_2011']['max'])} %."
             ),
         }
     )
@@ -142,7 +146,8 @@ def _region_buildings(
             "buildings_in_region": s["buildings_in_region"],
             "dropped_nan_count": s["dropped_nan_count"],
             "bytes": s["bytes"],
-            "value_ranges": dg.MetadataValue.json(json.loads(json.dumps(s["value_ranges"]))),
+            "value_ranges": _ranges_table(s["value_ranges"]),
+            "risk_score_histogram": histogram_table(s["risk_score_histograms"]),
             "compute": compute.metadata_for(context),
         }
     )
@@ -155,6 +160,7 @@ def region_assets(grid_name: str, max_retries: int) -> list[dg.AssetsDefinition]
         "retry_policy": region_retry_policy(max_retries),
         "group_name": GROUP,
         "tags": {"ocr/phase": "01"},
+        "owners": OWNERS,
     }
     risk = dg.asset(
         name=REGION_RISK.path[-1],

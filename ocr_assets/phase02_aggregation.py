@@ -6,7 +6,9 @@ one glob. Blocking checks stop a run before bad data reaches the published produ
 
 import dagster as dg
 
+from ocr_assets import OWNERS
 from ocr_assets.inputs import census_polygons
+from ocr_assets.metadata import flat_metadata, histogram_table
 from ocr_assets.phase01_regions import REGION_BUILDINGS
 from ocr_resources.compute import ComputeResource
 from ocr_resources.duckdb import DuckDBResource
@@ -20,11 +22,12 @@ def _check_result(passed: bool, details: dict, description: str) -> dg.AssetChec
         passed=bool(passed),
         severity=dg.AssetCheckSeverity.ERROR,
         description=description,
-        metadata={"details": dg.MetadataValue.json(details)},
+        metadata=flat_metadata(details),
     )
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[REGION_BUILDINGS],
     group_name=GROUP,
     kinds={"duckdb", "parquet"},
@@ -78,6 +81,7 @@ def buildings_value_ranges(storage: StorageResource, duckdb: DuckDBResource):
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[REGION_BUILDINGS, census_polygons],
     group_name=GROUP,
     kinds={"duckdb", "parquet"},
@@ -101,6 +105,11 @@ def region_summary_stats(
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().summary_stats_dir),
             "levels": dg.MetadataValue.json(s),
+            **(
+                {"nation_risk_score_histogram": histogram_table(nation["risk_score_histograms"])}
+                if "risk_score_histograms" in (nation := s.get("nation") or {})
+                else {}
+            ),
             "compute": compute.metadata_for(context),
         }
     )
@@ -120,6 +129,7 @@ def summary_stats_consistent(storage: StorageResource, duckdb: DuckDBResource):
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[region_summary_stats],
     group_name=GROUP,
     kinds={"duckdb", "csv", "geojson"},

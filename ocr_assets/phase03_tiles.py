@@ -6,6 +6,7 @@ so the buildings are scanned once and the two tile builds can run in parallel.
 
 import dagster as dg
 
+from ocr_assets import OWNERS
 from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
 from ocr_assets.phase02_aggregation import region_summary_stats
 from ocr_resources.compute import ComputeResource
@@ -29,6 +30,7 @@ def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[region_summary_stats],
     group_name=GROUP,
     kinds={"duckdb", "pmtiles"},
@@ -52,6 +54,7 @@ def regional_pmtiles(
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[REGION_BUILDINGS],
     group_name=GROUP,
     kinds={"duckdb", "geojson"},
@@ -77,6 +80,7 @@ def building_tile_features(
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[building_tile_features],
     group_name=GROUP,
     kinds={"pmtiles"},
@@ -96,6 +100,7 @@ def building_pmtiles(
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[building_tile_features],
     group_name=GROUP,
     kinds={"pmtiles"},
@@ -116,6 +121,7 @@ def building_centroid_pmtiles(
 
 
 @dg.asset(
+    owners=OWNERS,
     deps=[REGION_RISK],
     group_name=GROUP,
     kinds={"zarr"},

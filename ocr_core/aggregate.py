@@ -44,6 +44,7 @@ from pathlib import Path
 from ocr_core.catalog import InputCatalog, InputDataError
 from ocr_core.duck import DuckDBConfig, connect
 from ocr_core.metadata import vector_metadata
+from ocr_core.schema import RISK_SCORE_BOUNDARIES
 from ocr_core.storage import Storage
 
 LEVELS = ("counties", "tracts", "states", "nation", "blocks")
@@ -56,7 +57,7 @@ RISK_VARIABLES = (
     "bp_2011_riley",
     "bp_2047_riley",
 )
-HIST_BOUNDARIES = (0.01, 0.02, 0.035, 0.06, 0.1, 0.2, 0.5, 1, 3, 100)
+HIST_BOUNDARIES = RISK_SCORE_BOUNDARIES
 HISTOGRAMS = {"risk_score_2011_hist": "rps_2011", "risk_score_2047_hist": "rps_2047"}
 NAME_COLUMNS = {
     "counties": ("NAME",),
@@ -567,6 +568,7 @@ def _summarize_level(con, storage: Storage, level: str, source: str, total: int)
     with storage.atomic_local_file(uri, suffix=".parquet") as path:
         sql = _final_sql(level, info["duplicate_geoid_rows"] > 0)
         rows = _write_geoparquet(con, sql, path, footer)
+        hist = {} if spatial else _nation_histograms(con, path)
     con.execute("DROP TABLE j" if spatial else "DROP VIEW j")
     for table in ("counts", "medians", "poly", "pieces"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -575,8 +577,21 @@ def _summarize_level(con, storage: Storage, level: str, source: str, total: int)
         "path": uri,
         "rows": rows,
         **counts,
+        **hist,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _nation_histograms(con, path) -> dict:
+    """The nation's risk-score histograms as written (for the asset's metadata)."""
+    columns = ", ".join(HISTOGRAMS)
+    row = con.execute(f"SELECT {columns} FROM read_parquet({_sql_str(str(path))})").fetchone()
+    if row is None:
+        return {}
+    hists = {
+        var: [int(c) for c in values] for var, values in zip(HISTOGRAMS.values(), row, strict=True)
+    }
+    return {"risk_score_histograms": hists}
 
 
 def _analysis_source(con, level: str, uri: str) -> None:

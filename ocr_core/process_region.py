@@ -20,6 +20,7 @@ from ocr_core.geoparquet import write_geoparquet
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
 from ocr_core.risk import OUTPUT_VARIABLES, SCENARIOS, RegionInputs, region_outputs, region_wind_bp
+from ocr_core.schema import risk_score_histogram
 from ocr_core.storage import Storage
 from ocr_core.validation import check_buildings, validate_hazard_inputs, validate_pass_through
 
@@ -180,8 +181,13 @@ def value_ranges(arrays: dict[str, np.ndarray]) -> dict[str, dict]:
     return out
 
 
-def preview_png(values: np.ndarray, max_side: int = 240) -> bytes:
-    """A small north-up PNG of a risk layer (NaN transparent), for the Dagster UI."""
+PREVIEW_RAMP = np.array([[255, 255, 204], [254, 178, 76], [240, 59, 32], [128, 0, 38]], float)
+
+
+def preview_png(values: np.ndarray, max_side: int = 240) -> tuple[bytes, float]:
+    """A small north-up PNG of a risk layer (NaN transparent) with its colour bar along the
+    bottom, for the Dagster UI; returns it and the value at the top of the scale (the 99th
+    percentile)."""
     from PIL import Image
 
     step = max(1, int(np.ceil(max(values.shape) / max_side)))
@@ -189,13 +195,17 @@ def preview_png(values: np.ndarray, max_side: int = 240) -> bytes:
     finite = np.isfinite(a)
     top = float(np.nanpercentile(a, 99)) if finite.any() else 1.0
     t = np.clip(np.where(finite, a, 0) / (top or 1.0), 0, 1)
-    anchors = np.array([[255, 255, 204], [254, 178, 76], [240, 59, 32], [128, 0, 38]], float)
-    pos = np.linspace(0, 1, len(anchors))
-    rgb = np.stack([np.interp(t, pos, anchors[:, k]) for k in range(3)], axis=-1)
-    rgba = np.dstack([rgb, np.where(finite, 255, 0)]).astype(np.uint8)
+    bar = np.broadcast_to(np.linspace(0, 1, a.shape[1]), (max(6, a.shape[0] // 16), a.shape[1]))
+    t = np.vstack([t, np.zeros((2, a.shape[1])), bar])
+    alpha = np.vstack(
+        [np.where(finite, 255, 0), np.zeros((2, a.shape[1])), np.full(bar.shape, 255)]
+    )
+    pos = np.linspace(0, 1, len(PREVIEW_RAMP))
+    rgb = np.stack([np.interp(t, pos, PREVIEW_RAMP[:, k]) for k in range(3)], axis=-1)
+    rgba = np.dstack([rgb, alpha]).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    return buf.getvalue(), top
 
 
 def run_region_risk(
@@ -221,6 +231,7 @@ def run_region_risk(
     t3 = time.perf_counter()
     snapshot = raster_store.write_region(storage, grid, region_id, arrays, logger=log)
     t4 = time.perf_counter()
+    png, top = preview_png(arrays["rps_2011"])
     return {
         "region_id": region_id,
         "snapshot_id": snapshot,
@@ -234,7 +245,8 @@ def run_region_risk(
         "kernel_peak_mb": round(mem.peak_bytes / 2**20, 1),
         "kernel_added_mb": round(mem.delta_bytes / 2**20, 1),
         "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "preview_png_b64": base64.b64encode(preview_png(arrays["rps_2011"])).decode(),
+        "preview_png_b64": base64.b64encode(png).decode(),
+        "preview_scale_top": top,
     }
 
 
@@ -334,5 +346,8 @@ def run_region_buildings(
         "value_ranges": {
             v: {"min": float(frame[v].min()), "max": float(frame[v].max())} if len(frame) else {}
             for v in OUTPUT_VARIABLES
+        },
+        "risk_score_histograms": {
+            v: risk_score_histogram(frame[v].to_numpy()) for v in ("rps_2011", "rps_2047")
         },
     }

@@ -1,8 +1,11 @@
-"""Value ranges of the input datasets' variables: one table, read by every input check.
+"""What the data schema promises: value ranges of the input datasets' variables (one table,
+read by every input check) and the risk-score bins of RPS.
 
-Keys are (catalog dataset name, variable); values are inclusive (lo, hi). BP is a probability,
-CRPS and RPS are percentages (Wildfire Risk to Communities), wind-direction shares are fractions
-whose eight directions sum to 1 (or to 0 where no fire-weather hour occurred).
+Keys of ``VALUE_RANGES`` are (catalog dataset name, variable); values are inclusive (lo, hi). BP
+is a probability, CRPS and RPS are percentages (Wildfire Risk to Communities), wind-direction
+shares are fractions whose eight directions sum to 1 (or to 0 where no fire-weather hour
+occurred). Risk score 0 is RPS exactly 0; score i ≥ 1 is RPS in (b[i-1], b[i]] over
+``RISK_SCORE_BOUNDARIES``, compared in float32 (the reference's DuckDB histogram).
 """
 
 from __future__ import annotations
@@ -22,3 +25,18 @@ VALUE_RANGES: dict[tuple[str, str], tuple[float, float]] = {
 }
 WIND_SUM_TOLERANCE = 1e-5  # per pixel, the eight shares sum to 0 or 1 within this
 MIN_BUILDING_ROWS = 1
+RISK_SCORE_BOUNDARIES = (0.01, 0.02, 0.035, 0.06, 0.1, 0.2, 0.5, 1, 3, 100)
+
+
+def risk_score_histogram(rps) -> list[int]:
+    """Counts of the 11 risk scores of RPS values (NaN and values above 100 not counted)."""
+    import numpy as np
+
+    values = np.asarray(rps, dtype=np.float32)
+    values = values[np.isfinite(values)]
+    bounds = np.asarray(RISK_SCORE_BOUNDARIES, dtype=np.float32)
+    nonzero = values[values != 0]
+    scores = np.searchsorted(bounds, nonzero, side="left") + 1  # first b >= value
+    counts = np.bincount(scores[scores <= bounds.size], minlength=bounds.size + 1)
+    counts[0] = int(values.size - nonzero.size)
+    return [int(c) for c in counts]

@@ -419,3 +419,17 @@ def test_runs_against_s3(tmp_path, s3_server, s3_bucket):
     analysis = write_analysis_files(storage, DUCK)
     doc = json.loads(storage.read_bytes(storage.region_analysis_uri("states", "geojson")))
     assert len(doc["features"]) == analysis["states"]["rows"] == 2
+
+
+def test_risk_score_histogram_bins_are_the_reference_bins():
+    """Exact zeros are score 0; (a, b] bins compared in float32; NaN and > 100 not counted."""
+    from ocr_core.schema import risk_score_histogram
+
+    b = np.array(HIST_BOUNDARIES, dtype=np.float32)
+    values = np.concatenate([[0.0, 0.0, 1e-9], b, np.nextafter(b, np.float32(np.inf))[:-1],
+                             [np.nan, 150.0]]).astype(np.float32)  # fmt: skip
+    counts = risk_score_histogram(values)
+    assert counts[0] == 2 and len(counts) == 11
+    assert counts[1] == 2  # 1e-9 and 0.01 itself
+    assert counts[2:] == [2] * 9  # each boundary, and just above the previous one
+    assert sum(counts) == values.size - 2

@@ -70,6 +70,9 @@ def test_demo_and_conus_definitions_build_in_one_process():
     assert "generate_demo_inputs" not in {j.name for j in conus.jobs}  # real inputs are external
     assert "generate_demo_inputs" in {j.name for j in demo.jobs}
     assert conus.resources["catalog"].grid == "conus"
+    for d in (demo, conus):
+        specs = [spec for a in d.resolve_asset_graph().assets_defs for spec in a.specs]
+        assert specs and all(spec.owners == ["team:ocr"] for spec in specs)
 
 
 def test_wrong_environment_name_fails_loading_with_the_fix():

@@ -157,10 +157,19 @@ def test_materialization_metadata_in_instance(demo_root, instance):
     event = instance.get_latest_materialization_event(dg.AssetKey("region_buildings"))
     md = event.asset_materialization.metadata
     assert md["building_count"].value >= 0 and "dropped_nan_count" in md
+    table = md["risk_score_histogram"].value.splitlines()
+    assert table[0] == "| score | RPS (%) | rps_2011 | rps_2047 |" and len(table) == 2 + 11
+    for column in (2, 3):
+        counts = [int(row.split(" | ")[column].split()[0].replace(",", "")) for row in table[2:]]
+        assert sum(counts) == md["building_count"].value
+    assert md["value_ranges"].value.startswith("| variable | min | max |")
     assert md["dagster/uri"].value.endswith(".parquet")
     risk = instance.get_latest_materialization_event(dg.AssetKey("region_risk"))
     rmd = risk.asset_materialization.metadata
     assert rmd["preview_rps_2011"].value.startswith("![rps_2011 preview](data:image/png;base64,")
+    assert "Colour bar" in rmd["preview_rps_2011"].value and "rps_2011 ranges over" in (
+        rmd["preview_rps_2011"].value
+    )
     assert rmd["kernel_seconds"].value > 0 and rmd["kernel_peak_mb"].value > 0
     assert rmd["compute"].value["compute_platform"] == "local"
 

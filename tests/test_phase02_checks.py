@@ -74,6 +74,16 @@ def phase02_root(tmp_path_factory, demo_inputs_root):
         "summary_stats_consistent",
     }
     assert all(e.passed for e in evaluations)
+    by_name = {e.check_name: e.metadata for e in evaluations}
+    rows = by_name["buildings_match_region_files"]
+    assert rows["region_rows"].value > 0  # each figure its own entry, as numbers (they plot)
+    ranges = by_name["buildings_value_ranges"]
+    assert 0 <= ranges["bp_2011 min"].value <= ranges["bp_2011 max"].value <= 1
+    (stats,) = result.asset_materializations_for_node("region_summary_stats")
+    md = stats.metadata
+    table = md["nation_risk_score_histogram"].value.splitlines()[2:]
+    counts = [int(row.split(" | ")[2].split()[0].replace(",", "")) for row in table]
+    assert len(counts) == 11 and sum(counts) == rows["region_rows"].value
     return root
 
 

@@ -1,0 +1,50 @@
+"""Figures as Dagster metadata entries, one entry per figure so the UI can show and plot them."""
+
+from __future__ import annotations
+
+import itertools
+
+import dagster as dg
+
+
+def metadata_value(value) -> dg.MetadataValue:
+    """One figure: numbers as numbers, lists and dicts as JSON, anything else as text."""
+    if isinstance(value, bool):
+        return dg.MetadataValue.bool(value)
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    if isinstance(value, float):
+        return dg.MetadataValue.float(value)
+    if isinstance(value, dict | list | tuple):
+        return dg.MetadataValue.json(value)
+    return dg.MetadataValue.text(str(value))
+
+
+def flat_metadata(figures: dict, prefix: str = "") -> dict[str, dg.MetadataValue]:
+    """Nested figures as flat entries named by their path ("counties rows")."""
+    out: dict[str, dg.MetadataValue] = {}
+    for key, value in figures.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out |= flat_metadata(value, prefix=f"{name} ")
+        elif value is not None:
+            out[name] = metadata_value(value)
+    return out
+
+
+def histogram_table(histograms: dict[str, list[int]]) -> dg.MetadataValue:
+    """The 11 risk-score bins of each scenario as a table with bars, for people."""
+    from ocr_core.schema import RISK_SCORE_BOUNDARIES
+
+    edges = (0.0, *RISK_SCORE_BOUNDARIES)
+    labels = ["0"] + [f"({a:g}, {b:g}]" for a, b in itertools.pairwise(edges)]
+    names = list(histograms)
+    top = max((max(h) for h in histograms.values()), default=0) or 1
+    rows = [
+        "| score | RPS (%) | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for score, label in enumerate(labels):
+        cells = [f"{h[score]:,} {'█' * round(20 * h[score] / top)}" for h in histograms.values()]
+        rows.append(f"| {score} | {label} | " + " | ".join(cells) + " |")
+    return dg.MetadataValue.md("\n".join(rows))
