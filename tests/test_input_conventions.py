@@ -213,11 +213,16 @@ def test_geoparquet_without_a_crs_is_crs84_as_geopandas_reads_it(catalog, tmp_pa
 
 
 # --- refusals ----------------------------------------------------------------------------------
-def test_store_with_no_crs_anywhere_is_refused_with_the_fix(catalog):
-    ds = _scott_store().drop_vars("spatial_ref").drop_attrs(deep=False)
+def _without_stated_crs(ds):
+    """``ds`` without its spatial_ref variable, root attributes and coordinates' crs."""
+    ds = ds.drop_vars("spatial_ref").drop_attrs(deep=False)
     for axis in ("latitude", "longitude"):
         ds[axis].attrs.pop("crs")
-    _commit(catalog, SCOTT, ds)
+    return ds
+
+
+def test_store_with_no_crs_anywhere_is_refused_with_the_fix(catalog):
+    _commit(catalog, SCOTT, _without_stated_crs(_scott_store()))
     with pytest.raises(InputDataError) as err:
         catalog.open_zarr(SCOTT)
     msg = str(err.value)
@@ -274,10 +279,7 @@ def test_plain_parquet_without_geo_metadata_is_refused(catalog, tmp_path):
 
 
 def test_wind_store_left_with_only_conus404s_lambert_crs_is_refused(catalog):
-    ds = _wind_store().drop_vars("spatial_ref").drop_attrs(deep=False)
-    for axis in ("latitude", "longitude"):
-        ds[axis].attrs.pop("crs")
-    _commit(catalog, WIND, ds)
+    _commit(catalog, WIND, _without_stated_crs(_wind_store()))
     with pytest.raises(InputDataError) as err:
         catalog.open_zarr(WIND)
     msg = str(err.value)
