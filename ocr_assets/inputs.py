@@ -9,6 +9,7 @@ import dagster as dg
 from ocr_assets import OWNERS
 from ocr_assets.metadata import metadata_value
 from ocr_core.catalog import CENSUS_LEVELS, DATASETS
+from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.storage import InputCatalogResource
 
 INPUT_DATASETS: dict[str, tuple[str, ...]] = {
@@ -50,7 +51,10 @@ class DemoInputsConfig(dg.Config):
 
 
 @dg.multi_asset(
-    specs=[_spec(key) for key in INPUT_DATASETS],
+    specs=[
+        _spec(key).replace_attributes(code_version=CODE_VERSIONS["demo_inputs"])
+        for key in INPUT_DATASETS
+    ],
     name="demo_inputs",
     description="Generate every input of the demo grid: real county/state polygons and places, "
     "synthetic hazard rasters, tracts, blocks and building footprints.",

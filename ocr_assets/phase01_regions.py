@@ -15,6 +15,7 @@ from ocr_assets.partitions import region_partitions
 from ocr_core.catalog import InputDataError
 from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
+from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.compute import ComputeResource
 from ocr_resources.settings import Settings
 from ocr_resources.storage import InputCatalogResource, StorageResource
@@ -164,6 +165,7 @@ def region_assets(grid_name: str, max_retries: int) -> list[dg.AssetsDefinition]
     }
     risk = dg.asset(
         name=REGION_RISK.path[-1],
+        code_version=CODE_VERSIONS[REGION_RISK.path[-1]],
         deps=[scott_2024, riley_2025, wind_direction_distribution],
         kinds={"python", "dask", "icechunk"},
         description="Wind-informed fire risk (8 variables) for one region, committed to the "
@@ -172,6 +174,7 @@ def region_assets(grid_name: str, max_retries: int) -> list[dg.AssetsDefinition]
     )(_region_risk)
     buildings = dg.asset(
         name=REGION_BUILDINGS.path[-1],
+        code_version=CODE_VERSIONS[REGION_BUILDINGS.path[-1]],
         deps=[REGION_RISK, tagged_buildings],
         kinds={"python", "dask", "parquet"},
         description="The region's buildings with the 8 risk values sampled at their centroids "

@@ -10,6 +10,7 @@ from ocr_assets import OWNERS
 from ocr_assets.inputs import census_polygons
 from ocr_assets.metadata import flat_metadata, histogram_table
 from ocr_assets.phase01_regions import REGION_BUILDINGS
+from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.compute import ComputeResource
 from ocr_resources.duckdb import DuckDBResource
 from ocr_resources.storage import InputCatalogResource, StorageResource
@@ -28,6 +29,7 @@ def _check_result(passed: bool, details: dict, description: str) -> dg.AssetChec
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["buildings_geoparquet"],
     deps=[REGION_BUILDINGS],
     group_name=GROUP,
     kinds={"duckdb", "parquet"},
@@ -82,6 +84,7 @@ def buildings_value_ranges(storage: StorageResource, duckdb: DuckDBResource):
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["region_summary_stats"],
     deps=[REGION_BUILDINGS, census_polygons],
     group_name=GROUP,
     kinds={"duckdb", "parquet"},
@@ -130,6 +133,7 @@ def summary_stats_consistent(storage: StorageResource, duckdb: DuckDBResource):
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["region_analysis_files"],
     deps=[region_summary_stats],
     group_name=GROUP,
     kinds={"duckdb", "csv", "geojson"},

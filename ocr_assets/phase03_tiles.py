@@ -9,6 +9,7 @@ import dagster as dg
 from ocr_assets import OWNERS
 from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
 from ocr_assets.phase02_aggregation import region_summary_stats
+from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.compute import ComputeResource
 from ocr_resources.duckdb import DuckDBResource
 from ocr_resources.storage import StorageResource
@@ -31,6 +32,7 @@ def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["regional_pmtiles"],
     deps=[region_summary_stats],
     group_name=GROUP,
     kinds={"duckdb", "pmtiles"},
@@ -55,6 +57,7 @@ def regional_pmtiles(
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["building_tile_features"],
     deps=[REGION_BUILDINGS],
     group_name=GROUP,
     kinds={"duckdb", "geojson"},
@@ -81,6 +84,7 @@ def building_tile_features(
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["building_pmtiles"],
     deps=[building_tile_features],
     group_name=GROUP,
     kinds={"pmtiles"},
@@ -101,6 +105,7 @@ def building_pmtiles(
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["building_centroid_pmtiles"],
     deps=[building_tile_features],
     group_name=GROUP,
     kinds={"pmtiles"},
@@ -122,6 +127,7 @@ def building_centroid_pmtiles(
 
 @dg.asset(
     owners=OWNERS,
+    code_version=CODE_VERSIONS["risk_pyramid"],
     deps=[REGION_RISK],
     group_name=GROUP,
     kinds={"zarr"},

@@ -75,6 +75,21 @@ def test_demo_and_conus_definitions_build_in_one_process():
         assert specs and all(spec.owners == ["team:ocr"] for spec in specs)
 
 
+def test_every_materialized_asset_has_its_code_version():
+    """One version table, covering exactly what the graph materializes (demo inputs included)."""
+    from ocr_assets.definitions import build_defs
+    from ocr_core.versions import CODE_VERSIONS
+    from ocr_resources.settings import Settings
+
+    graph = build_defs(Settings(grid="demo")).resolve_asset_graph()
+    materialized = [a for a in graph.assets_defs if a.is_materializable and a.keys]
+    names = {a.node_def.name for a in materialized}
+    assert names == set(CODE_VERSIONS)
+    for a in materialized:
+        for key in a.keys:
+            assert a.code_versions_by_key[key] == CODE_VERSIONS[a.node_def.name], key
+
+
 def test_wrong_environment_name_fails_loading_with_the_fix():
     proc = subprocess.run(
         [sys.executable, "-c", "import ocr_assets.definitions"],
