@@ -50,7 +50,7 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
 
     from ocr_core.grid import get_grid
     from ocr_core.reproject import label_window, source_window, window_chunks
-    from ocr_core.risk import SCENARIOS, RegionInputs, smoothing_kernel_size
+    from ocr_core.risk import SCENARIOS, RegionInputs, smoothing_window
 
     rng = np.random.default_rng(seed)
     grid = get_grid("conus")
@@ -91,9 +91,7 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
         bp270[scenario] = bp.astype(np.float32)
 
     ny, nx = lat.size, lon.size
-    g = smoothing_kernel_size(grid.pixel_size) // 2
-    wr0, wr1 = max(region[0] - g, 0), min(region[1] + g, ny)
-    wc0, wc1 = max(region[2] - g, 0), min(region[3] + g, nx)
+    wr0, wr1, wc0, wc1 = smoothing_window(region, (ny, nx), grid.pixel_size)
     wy, wx = wr1 - wr0, wc1 - wc0
     wind = np.empty((wy, wx, 8), dtype=np.float32)
     low = ndimage.gaussian_filter(rng.gamma(2.0, size=(8, wy // 64 + 2, wx // 64 + 2)), (0, 1, 1))

@@ -109,13 +109,13 @@ def load_region_inputs(
     ``pass_through=False`` the region's CRPS, RPS and 30 m Riley BP are left out (see
     ``load_pass_through``).
     """
-    from ocr_core.risk import smoothing_kernel_size
+    from ocr_core.risk import smoothing_window
 
     grid.validate_region_id(region_id)
     lon_min, lat_min, lon_max, lat_max = grid.region_bounds(region_id)
     buf = grid.buffer_deg
     wind_ds = catalog.open_zarr(WIND)
-    grid_offsets(spec(WIND), wind_ds, grid)
+    grid_offsets(spec(WIND), wind_ds, grid)  # on the grid's pixels, else InputDataError
     bi0, bi1, bj0, bj1 = _label_window(
         wind_ds, WIND, (lat_min - buf, lon_min - buf), (lat_max + buf, lon_max + buf)
     )
@@ -129,10 +129,7 @@ def load_region_inputs(
         )
     lat = wind_ds["latitude"].values[bi0:bi1].astype(np.float64)
     lon = wind_ds["longitude"].values[bj0:bj1].astype(np.float64)
-    g = smoothing_kernel_size(grid.pixel_size) // 2
-    ny, nx = lat.size, lon.size
-    r0, r1, c0, c1 = inner
-    wind_window = (max(r0 - g, 0), min(r1 + g, ny), max(c0 - g, 0), min(c1 + g, nx))
+    wind_window = smoothing_window(inner, (lat.size, lon.size), grid.pixel_size)
     w0, w1, wc0, wc1 = wind_window
     wind = np.asarray(
         wind_var[bi0 + w0 : bi0 + w1, bj0 + wc0 : bj0 + wc1, :].values, dtype=np.float32

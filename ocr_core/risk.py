@@ -478,15 +478,22 @@ class RegionPlan:
     windows: Windows
 
 
+def smoothing_window(
+    region: tuple[int, int, int, int], shape: tuple[int, int], pixel_size_deg: float
+) -> tuple[int, int, int, int]:
+    """The region grown by the Gaussian radius, clipped to the buffered arrays: the pixels
+    whose composite reaches the clipped result (so the only wind fractions needed)."""
+    g = smoothing_kernel_size(pixel_size_deg) // 2
+    r0, r1, c0, c1 = region
+    return max(r0 - g, 0), min(r1 + g, shape[0]), max(c0 - g, 0), min(c1 + g, shape[1])
+
+
 def plan_region(inputs: RegionInputs, reach: tuple[int, int]) -> RegionPlan:
     """Trim to what the clipped result depends on: region + Gaussian radius + 3 kernel reaches."""
     from ocr_core import fast_kernels as fk
 
-    ny, nx = inputs.lat.size, inputs.lon.size
-    g = smoothing_kernel_size(inputs.pixel_size) // 2
-    r0, r1, c0, c1 = inputs.region
-    final = (max(r0 - g, 0), min(r1 + g, ny), max(c0 - g, 0), min(c1 + g, nx))
-    source, win = fk.nested_windows((ny, nx), final, SPREAD_ITERATIONS, reach)
+    final = smoothing_window(inputs.region, inputs.shape, inputs.pixel_size)
+    source, win = fk.nested_windows(inputs.shape, final, SPREAD_ITERATIONS, reach)
     return RegionPlan(source, final, win)
 
 
