@@ -1,123 +1,247 @@
-"""Command line: run the graph for an environment, or the whole demo, and report the outputs.
+"""Command line: submit the graph's work to the Dagster instance, follow it, report the outputs.
 
-    python -m ocr_assets.cli demo [--regions y1_x1 ...]      # inputs + every phase, then summary
-    python -m ocr_assets.cli run (--regions ... | --all-regions) [--write-regional-stats]
-                                 [--create-pyramid] [--concurrency N]
-    python -m ocr_assets.cli region y2_x1                    # one region partition (one run)
-    python -m ocr_assets.cli summary
-    ocr-dagster check-inputs                                 # every input of OCR_GRID, checked
+    ocr-dagster demo [--regions y1_x1 ...]        # demo inputs, every region, then the fan-ins
+    ocr-dagster run (--regions ... | --all-regions | --changed)
+                    [--write-regional-stats] [--create-pyramid]
+    ocr-dagster region y2_x1                      # one region (and the fan-ins after it)
+    ocr-dagster status                            # which regions and products are stale
+    ocr-dagster summary                           # where every output is
+    ocr-dagster check-inputs                      # every input of OCR_GRID, checked
 
-Every step is a Dagster run in the instance at $DAGSTER_HOME, so the UI shows them. Regions
-run as separate processes, a few at a time; each retries on its own (RetryPolicy), and the
-aggregation starts only when every requested region succeeded. Nothing is fire-and-forget.
+Nothing runs in this process: jobs are queued with the instance at $DAGSTER_HOME, regions are
+one asset backfill, and the Dagster daemon (started here if none is running) launches every
+run within the queue limits of ``dagster.yaml`` and, once the regions are done, the fan-ins.
+The command shows progress, waits for the end, prints one line per failure and exits non-zero
+if anything failed; Ctrl-C cancels the runs it started.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from ocr_core.grid import get_grid
-from ocr_resources.settings import PROJECT_DIR, SettingsError, current_settings
+from ocr_resources.settings import SettingsError, current_settings
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
-def _instance():
-    import dagster as dg
-
-    home = os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / ".dagster_home"))
-    os.makedirs(home, exist_ok=True)
-    return dg.DagsterInstance.get()
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM while following work."""
 
 
-def _run_job(name: str, **kwargs) -> bool:
-    """Execute one job of the code location in this process; print one line about it."""
-    from ocr_assets.definitions import defs
-
-    job = defs.resolve_job_def(name)
-    label = kwargs.get("partition_key", "")
-    t0 = time.perf_counter()
-    result = job.execute_in_process(
-        instance=_instance(), raise_on_error=False, run_config=QUIET, **kwargs
-    )
-    took = time.perf_counter() - t0
-    if result.success:
-        print(f"  {name} {label} ok ({took:.1f} s)", flush=True)
-        return True
-    print(f"  {name} {label} FAILED after {took:.1f} s", file=sys.stderr, flush=True)
-    for event in result.all_events:
-        data = event.event_specific_data
-        error = getattr(data, "error", None)
-        if event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE") and error:
-            print(f"    {error.message.strip().splitlines()[0]}", file=sys.stderr)
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not data.passed:
-            print(f"    check failed: {data.check_name}", file=sys.stderr)
-    return False
+def _on_signal(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
 
 
-def _run_region_processes(regions: list[str], concurrency: int) -> list[str]:
-    """One process (one Dagster run) per region, ``concurrency`` at a time; failed ids."""
+def _defs():
+    from ocr_assets.definitions import build_defs
 
-    def one(rid: str) -> tuple[str, int]:
-        proc = subprocess.run([sys.executable, "-m", "ocr_assets.cli", "region", rid])
-        return rid, proc.returncode
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        results = list(pool.map(one, regions))
-    return [rid for rid, code in results if code != 0]
+    return build_defs(current_settings())
 
 
-def run(regions: list[str], regional_stats: bool, pyramid: bool, concurrency: int) -> None:
-    grid = get_grid(current_settings().grid)
+def _report(label: str, outcome) -> bool:
+    for line in outcome.failed.values():
+        print(f"FAILED {line}", file=sys.stderr, flush=True)
+    if outcome.canceled:
+        print(f"canceled: {', '.join(outcome.canceled)}", file=sys.stderr, flush=True)
+    return outcome.ok
 
-    for rid in regions:
-        grid.validate_region_id(rid)
-    s = current_settings()
-    print(
-        f"Phase 01: {len(regions)} region(s), {concurrency} at a time "
-        f"(environment={s.environment}, platform={s.platform})",
-        flush=True,
-    )
-    failed = _run_region_processes(regions, concurrency)
-    if failed:
-        raise SystemExit(
-            f"error: {len(failed)} region(s) failed: {', '.join(failed)}; "
-            "nothing downstream was run. Rerun them with the same command."
+
+class Pipeline:
+    """One command's work through the instance: submit, follow, cancel on interrupt."""
+
+    def __init__(self, session):
+        from ocr_assets.launch import Progress
+
+        self.session = session
+        self.instance = session.instance
+        self.progress = Progress()
+        self.backfill_id: str | None = None
+        self.run_ids: list[str] = []
+        s = current_settings()
+        self.tags = {"ocr/environment": s.environment, "ocr/launched-by": "ocr-dagster"}
+
+    def job(self, name: str, label: str, tags: dict[str, str] | None = None) -> bool:
+        from ocr_assets.launch import follow_runs
+
+        run_id = self.session.submit_job(name, self.tags | (tags or {}))
+        self.run_ids.append(run_id)
+        print(f"{label} (run {run_id[:8]}) ...", flush=True)
+        return _report(label, follow_runs(self.instance, [run_id], label, self.progress))
+
+    def observe(self, regions: list[str]) -> bool:
+        from ocr_assets.phase01_regions import OBSERVE_REGIONS_TAG
+
+        return self.job(
+            "observe_region_inputs",
+            f"Reading the input identity of {len(regions)} region(s)",
+            {OBSERVE_REGIONS_TAG: ",".join(regions)},
         )
-    print("Phase 02/03: aggregation and tiles ...", flush=True)
-    steps = ["aggregate_and_tile"]
-    if regional_stats:
-        steps.append("write_regional_stats")
-    if pyramid:
-        steps.append("create_pyramid")
-    for name in steps:
-        if not _run_job(name):
-            raise SystemExit(f"error: {name} failed; see the run in the Dagster UI")
+
+    def regions(self, regions: list[str]) -> bool:
+        from ocr_assets.launch import follow_backfill
+        from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
+
+        t0 = time.time()
+        self.backfill_id = self.session.submit_region_backfill(
+            _defs(),
+            [REGION_RISK, REGION_BUILDINGS],
+            regions,
+            self.tags,
+            title=f"ocr-dagster: {len(regions)} region(s)",
+        )
+        print(
+            f"Phase 01: backfill {self.backfill_id} of {len(regions)} region(s); the daemon runs "
+            "them within the queue limits of dagster.yaml",
+            flush=True,
+        )
+        outcome = follow_backfill(self.instance, self.backfill_id, regions, self.progress)
+        self.run_ids += [r.run_id for r in _backfill_runs(self.instance, self.backfill_id)]
+        print(
+            f"  {len(outcome.done)} region(s) done, {len(outcome.failed)} failed "
+            f"({time.time() - t0:.0f} s)",
+            flush=True,
+        )
+        ok = _report("regions", outcome)
+        if not ok:
+            print(
+                "The fan-ins wait until every region of the environment has succeeded. Fix the "
+                "cause above, then rerun: ocr-dagster run --regions "
+                + " ".join(sorted(outcome.failed.keys() - {"backfill"} | set(outcome.canceled))),
+                file=sys.stderr,
+            )
+        self.regions_done_at = time.time()
+        self._started = t0
+        return ok
+
+    def fan_ins(self, since: float) -> bool:
+        from ocr_assets.definitions import automated_keys
+        from ocr_assets.launch import fan_in_runs, follow_fan_ins
+
+        keys = automated_keys(current_settings())
+        print(
+            f"Phase 02/03: the daemon materializes {len(keys)} fan-in asset(s) "
+            "(statistics, tiles, ...) ...",
+            flush=True,
+        )
+        t0 = time.time()
+        try:
+            outcome = follow_fan_ins(self.instance, keys, since, self.progress)
+        finally:
+            self.run_ids += [r.run_id for r in fan_in_runs(self.instance, keys, since)]
+        print(f"  {len(outcome.done)}/{len(keys)} done ({time.time() - t0:.0f} s)", flush=True)
+        return _report("fan-ins", outcome)
+
+    def cancel(self) -> None:
+        self.progress.end()
+        n = self.session.cancel(self.backfill_id, self.run_ids)
+        print(f"Interrupted: canceled {n} run(s) and the backfill.", file=sys.stderr, flush=True)
 
 
-def demo(regions: list[str] | None, concurrency: int) -> None:
+def _backfill_runs(instance, backfill_id):
+    from ocr_assets.launch import backfill_runs
+
+    return backfill_runs(instance, backfill_id)
+
+
+def _follow(work) -> int:
+    """Run ``work(pipeline)`` in a session; the exit status (130 on Ctrl-C or SIGTERM)."""
+    from ocr_assets.launch import LaunchError, Session
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        with Session() as session:
+            pipeline = Pipeline(session)
+            try:
+                return 0 if work(pipeline) else EXIT_FAILED
+            except Interrupted:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                pipeline.cancel()
+                return EXIT_INTERRUPTED
+    except LaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def run_regions(regions: list[str], observe: bool = True) -> int:
+    """Observe, backfill ``regions``, then wait for the fan-ins the daemon materializes."""
+
+    def work(p: Pipeline) -> bool:
+        if observe and not p.observe(regions):
+            return False
+        since = time.time()
+        return p.regions(regions) and p.fan_ins(since)
+
+    return _follow(work)
+
+
+def run_changed() -> int:
+    """Observe every region's inputs, then rerun exactly the stale or missing regions (and the
+    fan-ins after them); with no region to rerun, the stale fan-ins alone."""
+    from ocr_assets.staleness import pipeline_status
+    from ocr_core.grid import get_grid
+
+    everything = list(get_grid(current_settings().grid).valid_region_ids)
+
+    def work(p: Pipeline) -> bool:
+        if not p.observe(everything):
+            return False
+        status = pipeline_status(p.instance, _defs())
+        changed = status.regions_to_run
+        print(status.describe(), flush=True)
+        if changed:
+            since = time.time()
+            return p.regions(changed) and p.fan_ins(since)
+        if status.stale_fan_ins:
+            return p.job("aggregate_and_tile", "Rerunning the stale fan-ins")
+        print("Nothing changed: every region and product is up to date.", flush=True)
+        return True
+
+    return _follow(work)
+
+
+def demo(regions: list[str] | None) -> int:
+    from ocr_core.grid import get_grid
+
     grid = get_grid(current_settings().grid)
-
     selected = regions or list(grid.valid_region_ids)
     for rid in selected:
         grid.validate_region_id(rid)
     s = current_settings()
     print(
         f"OCR demo: grid={grid.name} environment={s.environment} storage={s.storage_root} "
-        f"DAGSTER_HOME={_instance().root_directory}",
+        f"DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '.dagster_home')}",
         flush=True,
     )
-    if grid.name == "demo":
-        print("Generating demo inputs ...", flush=True)
-        if not _run_job("generate_demo_inputs"):
-            raise SystemExit(1)
-    run(selected, regional_stats=True, pyramid=True, concurrency=concurrency)
-    summary()
+
+    def work(p: Pipeline) -> bool:
+        if grid.name == "demo" and not p.job("generate_demo_inputs", "Generating demo inputs"):
+            return False
+        if not p.observe(selected):
+            return False
+        since = time.time()
+        return p.regions(selected) and p.fan_ins(since)
+
+    code = _follow(work)
+    if code == 0:
+        summary()
+    return code
+
+
+def status() -> int:
+    from ocr_assets.launch import get_instance
+    from ocr_assets.staleness import pipeline_status
+
+    print(pipeline_status(get_instance(), _defs()).describe())
+    return 0
 
 
 def summary() -> None:
@@ -190,20 +314,28 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="generate demo inputs and materialize the whole graph")
     p_demo.add_argument("--regions", nargs="*", help="region ids (default: all valid ids)")
-    p_demo.add_argument("--concurrency", type=int, default=2, help="regions run at once")
     p_run = sub.add_parser("run", help="materialize the graph for the configured environment")
     which = p_run.add_mutually_exclusive_group(required=True)
     which.add_argument("--regions", nargs="+", help="region ids to (re)process")
     which.add_argument("--all-regions", action="store_true", help="every valid region id")
+    which.add_argument(
+        "--changed",
+        action="store_true",
+        help="only the regions whose inputs or code changed (or that are missing)",
+    )
     p_run.add_argument(
         "--write-regional-stats",
         action="store_true",
-        help="also write the CSV/GeoJSON/GeoParquet analysis files",
+        help="also write the CSV/GeoJSON/GeoParquet analysis files (OCR_WRITE_REGIONAL_STATS=1)",
     )
-    p_run.add_argument("--create-pyramid", action="store_true", help="also build the pyramid")
-    p_run.add_argument("--concurrency", type=int, default=4, help="regions run at once")
-    p_region = sub.add_parser("region", help="materialize one region partition")
+    p_run.add_argument(
+        "--create-pyramid",
+        action="store_true",
+        help="also build the pyramid (OCR_CREATE_PYRAMID=1)",
+    )
+    p_region = sub.add_parser("region", help="materialize one region partition, then the fan-ins")
     p_region.add_argument("region_id")
+    sub.add_parser("status", help="which regions and products are stale or missing, and why")
     sub.add_parser("summary", help="list the outputs and where they are")
     sub.add_parser(
         "check-inputs",
@@ -211,26 +343,47 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            demo(args.regions, args.concurrency)
-        elif args.command == "run":
-            grid = get_grid(current_settings().grid)
-
-            regions = list(grid.valid_region_ids) if args.all_regions else args.regions
-            run(regions, args.write_regional_stats, args.create_pyramid, args.concurrency)
-        elif args.command == "region":
-            grid = get_grid(current_settings().grid)
-
-            grid.validate_region_id(args.region_id)
-            if not _run_job("process_regions", partition_key=args.region_id):
-                raise SystemExit(1)
-        elif args.command == "check-inputs":
-            raise SystemExit(check_inputs())
-        else:
-            summary()
+        if args.command == "run":
+            _switch_on(args)
+        raise SystemExit(_dispatch(args))
     except (SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _switch_on(args) -> None:
+    """The optional outputs asked for on the command line, for the daemon this starts."""
+    from ocr_resources.settings import reload_settings
+
+    if args.write_regional_stats:
+        os.environ["OCR_WRITE_REGIONAL_STATS"] = "1"
+    if args.create_pyramid:
+        os.environ["OCR_CREATE_PYRAMID"] = "1"
+    reload_settings()
+
+
+def _dispatch(args) -> int:
+    from ocr_core.grid import get_grid
+
+    if args.command == "demo":
+        return demo(args.regions)
+    if args.command in ("run", "region"):
+        grid = get_grid(current_settings().grid)
+        if args.command == "region":
+            regions = [args.region_id]
+        elif getattr(args, "changed", False):
+            return run_changed()
+        else:
+            regions = list(grid.valid_region_ids) if args.all_regions else args.regions
+        for rid in regions:
+            grid.validate_region_id(rid)
+        return run_regions(regions)
+    if args.command == "check-inputs":
+        return check_inputs()
+    if args.command == "status":
+        return status()
+    summary()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Jobs: how the graph is launched from the UI, the CLI and CI.
 
-``process_regions`` is partitioned (one run per region; backfill it for many regions). The
-aggregation and tile steps are unpartitioned and start only after the regions they read; the
-optional steps of the seed (--write-regional-stats, --create-pyramid) are jobs of their own.
+``process_regions`` is partitioned (one run per region; backfill it for many regions); the
+fan-ins after it are materialized by the daemon's automation (``automation.py``), so the other
+jobs are for reruns by hand: the aggregation and tiles, and the optional steps of the seed
+(--write-regional-stats, --create-pyramid).
 """
 
 import dagster as dg
 
 from ocr_assets import inputs, phase02_aggregation, phase03_tiles
 from ocr_assets.partitions import region_partitions
-from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
+from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_INPUTS, REGION_RISK
 from ocr_resources.settings import Settings
 
 
@@ -34,6 +35,13 @@ def jobs(settings: Settings) -> list:
             selection=dg.AssetSelection.assets(REGION_RISK, REGION_BUILDINGS),
             partitions_def=region_partitions(settings.grid),
             description="Phase 01 for one region partition (backfill it to run many regions).",
+            tags=tags,
+        ),
+        dg.define_asset_job(
+            "observe_region_inputs",
+            selection=dg.AssetSelection.assets(REGION_INPUTS),
+            description="Digest every region's inputs, so the regions whose inputs changed "
+            "show as stale (run it after an input changes, before a --changed rerun).",
             tags=tags,
         ),
         dg.define_asset_job(

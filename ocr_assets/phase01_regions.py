@@ -1,14 +1,18 @@
 """Phase 01 — process regions: risk raster per region, then its buildings.
 
-Both assets are partitioned by the region ids of the grid (``region_assets`` builds them for
-a grid and a retry count; the module-level pair is the demo grid's, for tests). A failed
-region is retried by Dagster with a linear backoff of 5 s × attempt (the seed's retry loop);
-bad input fails at once with a clear error, since retrying cannot fix it.
+One step per region partition materializes ``region_risk`` and then ``region_buildings``; they
+cannot be selected apart, so rerunning a region always refreshes both. ``region_inputs``
+holds each region's input identity (a digest of what it reads), so Dagster marks exactly the
+regions whose inputs or code changed as stale. ``region_assets`` builds them for a grid and a
+retry count (the module-level ones are the demo grid's, for tests). A failed region is
+retried by Dagster with a linear backoff of 5 s × attempt (the seed's retry loop); bad input
+and interrupts fail at once with a clear error, since retrying cannot fix them.
 """
 
 import dagster as dg
 
 from ocr_assets import OWNERS
+from ocr_assets.inputs import GROUP as INPUTS_GROUP
 from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_direction_distribution
 from ocr_assets.metadata import histogram_table
 from ocr_assets.partitions import region_partitions
@@ -24,6 +28,9 @@ GROUP = "phase01_regions"
 RETRY_DELAY_S = 5  # × attempt (linear backoff)
 REGION_RISK = dg.AssetKey("region_risk")
 REGION_BUILDINGS = dg.AssetKey("region_buildings")
+REGION_INPUTS = dg.AssetKey("region_inputs")
+REGION_STEP = "process_region"  # the op of both region outputs
+OBSERVE_REGIONS_TAG = "ocr/regions"  # a run tag limiting an observation to these regions
 NOT_RETRYABLE = (RegionIdError, InputDataError)
 # Raised by input readers for what no retry can fix (missing, unreadable, malformed input).
 NOT_RETRYABLE_IF_NOT_TRANSIENT = (PermissionError, FileNotFoundError, ValueError)
@@ -52,19 +59,22 @@ def region_retry_policy(max_retries: int) -> dg.RetryPolicy:
 
 def run_region_step(
     context: dg.AssetExecutionContext,
+    asset: str,
     compute: ComputeResource,
     catalog: InputCatalogResource,
     fn,
     *args,
 ) -> dict:
-    """Run a region task on the asset's cluster; turn its failure into a clear Dagster error."""
-    asset, region = context.asset_key.to_user_string(), context.partition_key
+    """Run a region task on the region cluster; turn its failure into a clear Dagster error."""
+    region = context.partition_key
     policy = context.op_def.retry_policy
     attempt, attempts = context.retry_number + 1, (policy.max_retries if policy else 0) + 1
     try:
-        return compute.run_for(context, fn, region, catalog.grid, catalog.catalog(), *args)
+        return compute.run(
+            asset, fn, region, catalog.grid, catalog.catalog(), *args, log=context.log
+        )
     except Exception as exc:
-        if not retryable(exc):
+        if not retryable(exc) or _canceling(context):
             message = str(exc) if isinstance(exc, NOT_RETRYABLE) else summary(exc)
             raise dg.Failure(
                 description=f"{asset} for region {region}: {message}", allow_retries=False
@@ -83,6 +93,15 @@ def run_region_step(
         raise
 
 
+def _canceling(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run is being terminated: a task lost to the interrupt is never retried."""
+    run = context.instance.get_run_by_id(context.run_id)
+    return run is not None and run.status in (
+        dg.DagsterRunStatus.CANCELING,
+        dg.DagsterRunStatus.CANCELED,
+    )
+
+
 def _fmt(v) -> str:
     return "—" if v is None else f"{v:.6g}"
 
@@ -96,16 +115,9 @@ def _ranges_table(ranges: dict) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(rows))
 
 
-def _region_risk(
-    context: dg.AssetExecutionContext,
-    storage: StorageResource,
-    catalog: InputCatalogResource,
-    compute: ComputeResource,
-) -> dg.MaterializeResult:
-    from ocr_core.process_region import run_region_risk
-
-    s = run_region_step(context, compute, catalog, run_region_risk, storage.storage())
+def _risk_result(s: dict, compute: ComputeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
+        asset_key=REGION_RISK,
         metadata={
             "dagster/uri": dg.MetadataValue.path(s["repository"]),
             "snapshot_id": s["snapshot_id"],
@@ -118,7 +130,7 @@ def _region_risk(
             "read_seconds": s["read_seconds"],
             "write_seconds": s["write_seconds"],
             "process_max_rss_mb": s["process_max_rss_mb"],
-            "compute": compute.metadata_for(context),
+            "compute": dg.MetadataValue.json(compute.describe(REGION_RISK.path[-1])),
             "preview_rps_2011": dg.MetadataValue.md(
                 f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})\n\n"
                 f"Colour bar (bottom strip): 0 % (pale yellow) to {s['preview_scale_top']:.3g} % "
@@ -126,20 +138,13 @@ def _region_risk(
                 f"{_fmt(s['value_ranges']['rps_2011']['min'])}–"
                 f"{_fmt(s['value_ranges']['rps_2011']['max'])} %."
             ),
-        }
+        },
     )
 
 
-def _region_buildings(
-    context: dg.AssetExecutionContext,
-    storage: StorageResource,
-    catalog: InputCatalogResource,
-    compute: ComputeResource,
-) -> dg.MaterializeResult:
-    from ocr_core.process_region import run_region_buildings
-
-    s = run_region_step(context, compute, catalog, run_region_buildings, storage.storage())
+def _buildings_result(s: dict, compute: ComputeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
+        asset_key=REGION_BUILDINGS,
         metadata={
             "dagster/uri": dg.MetadataValue.path(s["path"]),
             "dagster/row_count": s["building_count"],
@@ -149,39 +154,119 @@ def _region_buildings(
             "bytes": s["bytes"],
             "value_ranges": _ranges_table(s["value_ranges"]),
             "risk_score_histogram": histogram_table(s["risk_score_histograms"]),
-            "compute": compute.metadata_for(context),
-        }
+            "compute": dg.MetadataValue.json(compute.describe(REGION_BUILDINGS.path[-1])),
+        },
     )
 
 
-def region_assets(grid_name: str, max_retries: int) -> list[dg.AssetsDefinition]:
-    """``region_risk`` and ``region_buildings``, partitioned by the grid's valid region ids."""
-    common = {
-        "partitions_def": region_partitions(grid_name),
-        "retry_policy": region_retry_policy(max_retries),
-        "group_name": GROUP,
-        "tags": {"ocr/phase": "01"},
-        "owners": OWNERS,
-    }
-    risk = dg.asset(
-        name=REGION_RISK.path[-1],
-        code_version=CODE_VERSIONS[REGION_RISK.path[-1]],
-        deps=[scott_2024, riley_2025, wind_direction_distribution],
-        kinds={"python", "dask", "icechunk"},
-        description="Wind-informed fire risk (8 variables) for one region, committed to the "
-        "icechunk risk repository (one commit per region).",
-        **common,
-    )(_region_risk)
-    buildings = dg.asset(
-        name=REGION_BUILDINGS.path[-1],
-        code_version=CODE_VERSIONS[REGION_BUILDINGS.path[-1]],
-        deps=[REGION_RISK, tagged_buildings],
-        kinds={"python", "dask", "parquet"},
-        description="The region's buildings with the 8 risk values sampled at their centroids "
-        "(geoparquet-regions/{region}.parquet, GeoParquet 1.1).",
-        **common,
-    )(_region_buildings)
-    return [risk, buildings]
+def _process_region(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    catalog: InputCatalogResource,
+    compute: ComputeResource,
+):
+    from ocr_core.process_region import run_region_buildings, run_region_risk
+
+    out = storage.storage()
+    risk = run_region_step(context, "region_risk", compute, catalog, run_region_risk, out)
+    yield _risk_result(risk, compute)
+    buildings = run_region_step(
+        context, "region_buildings", compute, catalog, run_region_buildings, out
+    )
+    yield _buildings_result(buildings, compute)
 
 
-region_risk, region_buildings = region_assets("demo", Settings().region_max_retries)
+def _observe_region_inputs(
+    context: dg.OpExecutionContext, catalog: InputCatalogResource, compute: ComputeResource
+) -> dg.DataVersionsByPartition:
+    from ocr_core.fingerprint import observed_fingerprint
+
+    ids = region_partitions(catalog.grid).get_partition_keys()
+    if asked := context.run.tags.get(OBSERVE_REGIONS_TAG):
+        ids = [rid for rid in ids if rid in set(asked.split(","))]
+    cat = catalog.catalog()
+    digests = compute.map(
+        REGION_INPUTS.path[-1],
+        observed_fingerprint,
+        [(rid, catalog.grid, cat) for rid in ids],
+        log=context.log,
+    )
+    unreadable = [rid for rid, d in zip(ids, digests, strict=True) if d.startswith("unreadable")]
+    if unreadable:
+        context.log.warning(
+            f"inputs of {len(unreadable)} region(s) cannot be read ({', '.join(unreadable)}); "
+            "they are marked changed and their run will say why"
+        )
+    return dg.DataVersionsByPartition(
+        {rid: dg.DataVersion(d) for rid, d in zip(ids, digests, strict=True)}
+    )
+
+
+def region_inputs_asset(grid_name: str) -> dg.AssetsDefinition:
+    """The per-region identity of the inputs: observe it, and Dagster marks exactly the
+    regions whose input windows changed as stale."""
+    from dagster._core.definitions.external_asset import create_external_asset_from_source_asset
+
+    source = dg.observable_source_asset(
+        name=REGION_INPUTS.path[-1],
+        partitions_def=region_partitions(grid_name),
+        group_name=INPUTS_GROUP,
+        description="Digest of what each region reads (its input windows and buildings); "
+        "observe it after changing an input to see which regions need a rerun.",
+    )(_observe_region_inputs)
+    # A source asset drops owners; its asset form keeps them.
+    return create_external_asset_from_source_asset(source).map_asset_specs(
+        lambda spec: spec.replace_attributes(owners=OWNERS)
+    )
+
+
+def _trivial_region(context: dg.AssetExecutionContext):
+    """The region step with no work, for measuring what orchestration alone costs."""
+    for key in (REGION_RISK, REGION_BUILDINGS):
+        yield dg.MaterializeResult(asset_key=key, metadata={"trivial_compute": True})
+
+
+def region_assets(grid_name: str, max_retries: int, trivial_compute: bool = False) -> list:
+    """``region_inputs`` and the region step, which materializes ``region_risk`` and then
+    ``region_buildings`` for one partition (they cannot be selected apart)."""
+    common = {"group_name": GROUP, "tags": {"ocr/phase": "01"}, "owners": OWNERS}
+    specs = [
+        dg.AssetSpec(
+            REGION_RISK,
+            code_version=region_code_version(REGION_RISK),
+            deps=[scott_2024, riley_2025, wind_direction_distribution, REGION_INPUTS],
+            kinds={"python", "dask", "icechunk"},
+            description="Wind-informed fire risk (8 variables) for one region, committed to "
+            "the icechunk risk repository (one commit per region).",
+            **common,
+        ),
+        dg.AssetSpec(
+            REGION_BUILDINGS,
+            code_version=region_code_version(REGION_BUILDINGS),
+            deps=[REGION_RISK, tagged_buildings, REGION_INPUTS],
+            kinds={"python", "dask", "parquet"},
+            description="The region's buildings with the 8 risk values sampled at their "
+            "centroids (geoparquet-regions/{region}.parquet, GeoParquet 1.1).",
+            **common,
+        ),
+    ]
+    step = dg.multi_asset(
+        name=REGION_STEP,
+        specs=specs,
+        partitions_def=region_partitions(grid_name),
+        retry_policy=region_retry_policy(max_retries),
+        can_subset=False,
+        description="One region: its risk raster, then its buildings sampled from it.",
+    )(_trivial_region if trivial_compute else _process_region)
+    return [region_inputs_asset(grid_name), step]
+
+
+def region_code_version(key: dg.AssetKey) -> str:
+    """A region output's code version; the buildings carry the risk method's too, since they
+    hold values it computed."""
+    if key == REGION_RISK:
+        return CODE_VERSIONS["region_risk"]
+    return f"{CODE_VERSIONS['region_buildings']}+risk.{CODE_VERSIONS['region_risk']}"
+
+
+region_inputs, process_region = region_assets("demo", Settings().region_max_retries)

@@ -62,6 +62,8 @@ REGION_GROUP = "region"
 PROFILES: dict[str, ComputeProfile] = {
     "region_risk": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
     "region_buildings": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
+    # the digest of every region's input windows reads what the region steps read
+    "region_inputs": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
     "risk_pyramid": ComputeProfile("m8g.4xlarge", "m8g.4xlarge", "risk-pyramid"),
     "buildings_geoparquet": ComputeProfile("c8g.12xlarge", "c8g.12xlarge", "buildings-geoparquet"),
     "region_summary_stats": ComputeProfile("m8g.16xlarge", "m8g.16xlarge", "region-summary-stats"),
@@ -248,12 +250,24 @@ class ComputeResource(dg.ConfigurableResource):
         retried, or not, the same way). With ``local_processes`` or on Coiled, ``fn`` and its
         arguments must be picklable (module-level functions, not closures over resources).
         """
+        return self.map(asset_name, fn, [args], log=log, **kwargs)[0]
+
+    def map(
+        self,
+        asset_name: str,
+        fn: Callable[..., T],
+        calls: list[tuple],
+        log: Any = None,
+        **kwargs: Any,
+    ) -> list[T]:
+        """``fn(*args, **kwargs)`` for every ``args`` of ``calls``, as tasks on one cluster of
+        the asset's profile; results in the order of ``calls``."""
         log = log or logger
         if self.platform == "local":
-            return self._run_local(asset_name, fn, args, kwargs, log)
-        return self._run_coiled(asset_name, fn, args, kwargs, log)
+            return self._run_local(asset_name, fn, calls, kwargs, log)
+        return self._run_coiled(asset_name, fn, calls, kwargs, log)
 
-    def _run_local(self, asset_name, fn, args, kwargs, log):
+    def _run_local(self, asset_name, fn, calls, kwargs, log):
         from distributed import LocalCluster
 
         profile(asset_name)
@@ -274,9 +288,9 @@ class ComputeResource(dg.ConfigurableResource):
             ) as cluster,
             cluster.get_client() as client,
         ):
-            return client.submit(_call, fn, args, kwargs, key=_task_key(asset_name)).result()
+            return _gather(client, asset_name, fn, calls, kwargs)
 
-    def _run_coiled(self, asset_name, fn, args, kwargs, log):
+    def _run_coiled(self, asset_name, fn, calls, kwargs, log):
         import coiled
 
         cluster_kwargs = self.cluster_kwargs(asset_name)
@@ -297,13 +311,18 @@ class ComputeResource(dg.ConfigurableResource):
 
                 client.register_plugin(KernelCachePlugin(), name=KernelCachePlugin.name)
             try:
-                return client.submit(_call, fn, args, kwargs, key=_task_key(asset_name)).result()
+                return _gather(client, asset_name, fn, calls, kwargs)
             finally:
                 client.close()
         finally:
             # shutdown_on_close=False: this only drops this process's connection and adaptive
             # loop; the VMs stay up for other partitions and stop after idle_timeout.
             cluster.close()
+
+
+def _gather(client, asset_name: str, fn, calls: list[tuple], kwargs: dict) -> list:
+    futures = [client.submit(_call, fn, args, kwargs, key=_task_key(asset_name)) for args in calls]
+    return [f.result() for f in futures]
 
 
 def _task_key(asset_name: str) -> str:

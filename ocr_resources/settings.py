@@ -12,6 +12,10 @@
 | OCR_S3_ENDPOINT_URL | unset | S3 API endpoint (a loopback server in tests, MinIO, ...) |
 | OCR_S3_REGION | us-west-2 | S3 region |
 | COILED_SOFTWARE_ENV_NAME | unset | Coiled software environment; unset: package sync (warned) |
+| OCR_WRITE_REGIONAL_STATS | on for demo | also write the analysis downloads after the statistics |
+| OCR_CREATE_PYRAMID | on for demo | also build the raster pyramid after the regions |
+| OCR_AUTOMATION_INTERVAL_S | 10 | seconds between the daemon's evaluations of the fan-ins |
+| OCR_TRIVIAL_COMPUTE | 0 | benchmarks only: region steps do no work (orchestration overhead) |
 """
 
 from __future__ import annotations
@@ -52,6 +56,20 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_region: str = "us-west-2"
     coiled_software: str | None = None
+    write_regional_stats: bool | None = None  # None: on for the demo grid only
+    create_pyramid: bool | None = None  # None: on for the demo grid only
+    automation_interval_s: int = 10
+    trivial_compute: bool = False
+
+    @property
+    def analysis_files_on(self) -> bool:
+        return (
+            self.grid == "demo" if self.write_regional_stats is None else self.write_regional_stats
+        )
+
+    @property
+    def pyramid_on(self) -> bool:
+        return self.grid == "demo" if self.create_pyramid is None else self.create_pyramid
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -78,6 +96,8 @@ class Settings:
                 f"OCR_PLATFORM={self.platform!r} is not a platform: use one of "
                 f"{', '.join(PLATFORMS)}"
             )
+        if self.automation_interval_s < 1:
+            raise SettingsError("OCR_AUTOMATION_INTERVAL_S must be 1 or more")
         if self.region_max_retries < 0:
             raise SettingsError("OCR_REGION_MAX_RETRIES must be 0 or more")
         for name in ("storage_root", "input_root"):
@@ -102,13 +122,23 @@ class Settings:
             value = env.get(name)
             return value.strip() if value and value.strip() else None
 
-        retries = get("OCR_REGION_MAX_RETRIES")
-        try:
-            max_retries = int(retries) if retries is not None else 2
-        except ValueError:
-            raise SettingsError(
-                f"OCR_REGION_MAX_RETRIES={retries!r} is not a whole number"
-            ) from None
+        def whole(name: str, default: int) -> int:
+            value = get(name)
+            try:
+                return int(value) if value is not None else default
+            except ValueError:
+                raise SettingsError(f"{name}={value!r} is not a whole number") from None
+
+        def switch(name: str) -> bool | None:
+            value = get(name)
+            if value is None:
+                return None
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"{name}={value!r} is not a switch: use 1 or 0")
+
         root = get("OCR_STORAGE_ROOT")
         return cls(
             environment=get("OCR_ENVIRONMENT") or "qa",
@@ -117,10 +147,14 @@ class Settings:
             input_root=_absolute(get("OCR_INPUT_ROOT")) if get("OCR_INPUT_ROOT") else None,
             grid=get("OCR_GRID") or "demo",
             platform=get("OCR_PLATFORM") or "local",
-            region_max_retries=max_retries,
+            region_max_retries=whole("OCR_REGION_MAX_RETRIES", 2),
             s3_endpoint_url=get("OCR_S3_ENDPOINT_URL"),
             s3_region=get("OCR_S3_REGION") or "us-west-2",
             coiled_software=get("COILED_SOFTWARE_ENV_NAME"),
+            write_regional_stats=switch("OCR_WRITE_REGIONAL_STATS"),
+            create_pyramid=switch("OCR_CREATE_PYRAMID"),
+            automation_interval_s=whole("OCR_AUTOMATION_INTERVAL_S", 10),
+            trivial_compute=bool(switch("OCR_TRIVIAL_COMPUTE")),
         )
 
 
@@ -141,3 +175,10 @@ def current_settings() -> Settings:
     if _current is None:
         _current = Settings.from_env()
     return _current
+
+
+def reload_settings() -> Settings:
+    """Read the environment again (after a command line switch changed it)."""
+    global _current
+    _current = None
+    return current_settings()

@@ -136,21 +136,3 @@ def inputs_copy(demo_inputs_root, tmp_path) -> Path:
     dst = tmp_path / "inputs"
     shutil.copytree(demo_inputs_root, dst)
     return dst
-
-
-@pytest.fixture(scope="module")
-def risk_committed(request, demo_inputs_root, tmp_path_factory) -> Path:
-    """An output root where region_risk of the test module's REGION is committed."""
-    import dagster as dg
-    from input_edits import region_resources
-
-    from ocr_assets.phase01_regions import region_risk
-
-    out = tmp_path_factory.mktemp("risk-committed")
-    result = dg.materialize(
-        [region_risk],
-        partition_key=request.module.REGION,
-        resources=region_resources(demo_inputs_root, out),
-    )
-    assert result.success
-    return out

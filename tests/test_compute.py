@@ -29,6 +29,7 @@ EXPECTED = {
     # asset: (worker and scheduler VM, disk GB, cluster group, n_workers)
     "region_risk": ("m8g.2xlarge", None, "region", [1, 40]),
     "region_buildings": ("m8g.2xlarge", None, "region", [1, 40]),
+    "region_inputs": ("m8g.2xlarge", None, "region", [1, 40]),
     "risk_pyramid": ("m8g.4xlarge", None, "risk-pyramid", 1),
     "buildings_geoparquet": ("c8g.12xlarge", None, "buildings-geoparquet", 1),
     "region_summary_stats": ("m8g.16xlarge", None, "region-summary-stats", 1),

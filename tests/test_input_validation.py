@@ -6,7 +6,6 @@ Each bad input is a real demo store copied and rewritten; the region runs throug
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from input_edits import region_resources, rewrite_dataset
 
-from ocr_assets.phase01_regions import region_buildings, region_risk
+from ocr_assets.phase01_regions import process_region
 from ocr_core import raster_store
 from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, spec
 from ocr_core.grid import DEMO
@@ -202,7 +201,7 @@ def test_schema_violation_fails_at_once_and_writes_nothing(inputs_copy, tmp_path
     rewrite_dataset(inputs_copy, name, mutate)
     out = tmp_path / "out"
     result = dg.materialize(
-        [region_risk],
+        [process_region],
         partition_key=REGION,
         resources=region_resources(inputs_copy, out),
         raise_on_error=False,
@@ -220,7 +219,7 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
     """A region published from good inputs keeps its commit and file when a rerun hits bad input."""
     out = tmp_path / "out"
     good = dg.materialize(
-        [region_risk, region_buildings],
+        [process_region],
         partition_key=REGION,
         resources=region_resources(demo_inputs_root, out),
     )
@@ -233,14 +232,16 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
     mutate, _ = _set_30m("CRPS", SCOTT, PIXELS, 101.0)
     rewrite_dataset(inputs_copy, SCOTT, mutate)
     bad = dg.materialize(
-        [region_risk, region_buildings],
+        [process_region],
         partition_key=REGION,
         resources=region_resources(inputs_copy, out),
         raise_on_error=False,
     )
     assert "3 30 m pixel(s) outside [0, 100]" in _assert_failed_once(bad, "region_risk")
     assert not [
-        e for e in bad.all_events if e.step_key == "region_buildings" and e.is_successful_output
+        e
+        for e in bad.all_events
+        if e.is_step_materialization and e.asset_key == dg.AssetKey("region_buildings")
     ]
     assert raster_store.region_commit_log(storage) == log_before
     assert parquet.read_bytes() == bytes_before
@@ -249,21 +250,11 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
 # ------------------------------------------------------------------------------ region_buildings
 
 
-def _buildings_only_root(demo_inputs_root: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """A catalog root holding a copy of the buildings file only (all region_buildings reads)."""
-    root = tmp_path / "inputs"
-    rel = spec(BUILDINGS).prefix
-    target = root / rel
-    target.parent.mkdir(parents=True)
-    shutil.copyfile(demo_inputs_root / rel, target)
-    return root, target
-
-
-def _run_buildings(inputs_root: Path, risk_root: Path, tmp_path: Path, compute=None):
+def _run_buildings(inputs_root: Path, tmp_path: Path, compute=None):
+    """The region step; its risk half succeeds, so the buildings half meets the bad file."""
     out = tmp_path / "out"
-    shutil.copytree(risk_root, out)
     result = dg.materialize(
-        [region_buildings],
+        [process_region],
         partition_key=REGION,
         resources=region_resources(inputs_root, out, compute),
         raise_on_error=False,
@@ -299,11 +290,11 @@ BUILDING_CASES = {
 
 
 @pytest.mark.parametrize("case", list(BUILDING_CASES))
-def test_bad_buildings_file_fails_at_once(demo_inputs_root, risk_committed, tmp_path, case):
+def test_bad_buildings_file_fails_at_once(inputs_copy, tmp_path, case):
     corrupt, parts = BUILDING_CASES[case]
-    root, target = _buildings_only_root(demo_inputs_root, tmp_path)
+    target = inputs_copy / spec(BUILDINGS).prefix
     corrupt(target)
-    result, parquet = _run_buildings(root, risk_committed, tmp_path)
+    result, parquet = _run_buildings(inputs_copy, tmp_path)
     line = _assert_failed_once(result, "region_buildings")
     assert f"{BUILDINGS!r} at {target}" in line and "Fix: " in line
     for part in parts:

@@ -10,7 +10,7 @@ import pytest
 from input_edits import rewrite_dataset
 from pyproj import CRS
 
-from ocr_assets.phase01_regions import region_risk
+from ocr_assets.phase01_regions import process_region
 from ocr_core.catalog import InputCatalog
 from ocr_core.grid import DEMO, RegionIdError
 from ocr_core.process_region import SCOTT, WIND, run_region_risk
@@ -32,7 +32,7 @@ def _no_outputs(root: Path) -> bool:
 
 def run_one(inputs_root: Path, out_root: Path, region: str = "y2_x1"):
     return dg.materialize(
-        [region_risk],
+        [process_region],
         partition_key=region,
         resources={
             "storage": StorageResource(root=str(out_root)),

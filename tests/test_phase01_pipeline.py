@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ocr_assets.phase01_regions import region_buildings, region_risk
+from ocr_assets.phase01_regions import process_region
 from ocr_core import raster_store
 from ocr_core.catalog import InputCatalog
 from ocr_core.grid import DEMO
@@ -35,7 +35,7 @@ def resources_for(root: str, inputs_root: str | None = None, compute=None) -> di
 
 def materialize_region(instance, root, region, inputs_root=None, compute=None, **kwargs):
     return dg.materialize(
-        [region_risk, region_buildings],
+        [process_region],
         partition_key=region,
         instance=instance,
         resources=resources_for(root, inputs_root, compute),
@@ -194,7 +194,7 @@ def test_region_outputs_on_s3(demo_inputs_root, s3_server, s3_bucket, instance):
     import s3fs
 
     result = dg.materialize(
-        [region_risk, region_buildings],
+        [process_region],
         partition_key="y3_x1",
         instance=instance,
         resources={

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ocr_assets.phase01_regions import region_risk
+from ocr_assets.phase01_regions import process_region
 from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
 
 
@@ -25,7 +25,7 @@ class FlakyCompute(ComputeResource):
 
 def _materialize(inputs_root, out_root, compute):
     return dg.materialize(
-        [region_risk],
+        [process_region],
         partition_key="y3_x2",
         resources={
             "storage": StorageResource(root=str(out_root)),
@@ -45,7 +45,7 @@ def _retry_waits(result) -> list[float]:
 
 
 def test_policy_is_linear_five_seconds():
-    policy = region_risk.op.retry_policy
+    policy = process_region.op.retry_policy
     assert policy.max_retries == 2
     assert policy.delay == 5
     assert policy.backoff == dg.Backoff.LINEAR
@@ -57,7 +57,7 @@ def test_transient_failure_is_retried_then_succeeds(demo_inputs_root, tmp_path):
     result = _materialize(demo_inputs_root, tmp_path / "out", compute)
     assert result.success
     assert _retry_waits(result) == [5]
-    assert (tmp_path / "count").read_text() == "2"
+    assert (tmp_path / "count").read_text() == "3"  # risk failed, risk, buildings
 
 
 def test_persistent_failure_gives_a_clear_error_after_the_last_attempt(demo_inputs_root, tmp_path):

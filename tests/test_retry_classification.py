@@ -8,7 +8,6 @@ and end to end in Dagster with errors injected at the narrowest boundary: icechu
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from botocore.exceptions import (
 from fsspec.implementations.local import LocalFileSystem
 from input_edits import region_resources
 
-from ocr_assets.phase01_regions import region_buildings, region_risk, retryable
+from ocr_assets.phase01_regions import process_region, retryable
 from ocr_core.catalog import InputCatalog, InputDataError, spec
 from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
@@ -233,7 +232,7 @@ def test_timeout_opening_a_store_is_retried_and_succeeds(demo_inputs_root, tmp_p
     calls = _fail_open(monkeypatch, [TimeoutError("connect timed out")])
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [region_risk],
+            [process_region],
             partition_key=REGION,
             resources=region_resources(demo_inputs_root, tmp_path / "out"),
             instance=instance,
@@ -279,11 +278,11 @@ def _serve_buildings_with(monkeypatch, errors: list[BaseException]) -> list[Base
     return errors
 
 
-def _run_buildings(demo_inputs_root, risk_root, tmp_path):
+def _run_buildings(demo_inputs_root, tmp_path):
+    """The region step; its risk half succeeds, so the buildings half meets the failure."""
     out = tmp_path / "out"
-    shutil.copytree(risk_root, out)
     result = dg.materialize(
-        [region_buildings],
+        [process_region],
         partition_key=REGION,
         resources=region_resources(demo_inputs_root, out),
         raise_on_error=False,
@@ -291,22 +290,18 @@ def _run_buildings(demo_inputs_root, risk_root, tmp_path):
     return result, Path(Storage(str(out)).region_geoparquet_uri(REGION))
 
 
-def test_connection_reset_reading_buildings_is_retried(
-    demo_inputs_root, risk_committed, tmp_path, monkeypatch
-):
+def test_connection_reset_reading_buildings_is_retried(demo_inputs_root, tmp_path, monkeypatch):
     left = _serve_buildings_with(monkeypatch, [ConnectionResetError(104, "reset by peer")])
-    result, parquet = _run_buildings(demo_inputs_root, risk_committed, tmp_path)
+    result, parquet = _run_buildings(demo_inputs_root, tmp_path)
     assert result.success
     assert left == []
     assert len(_events(result, "STEP_UP_FOR_RETRY")) == 1
     assert parquet.exists()
 
 
-def test_permission_denied_on_buildings_fails_at_once(
-    demo_inputs_root, risk_committed, tmp_path, monkeypatch
-):
+def test_permission_denied_on_buildings_fails_at_once(demo_inputs_root, tmp_path, monkeypatch):
     _serve_buildings_with(monkeypatch, [PermissionError(13, "Permission denied")] * 5)
-    result, parquet = _run_buildings(demo_inputs_root, risk_committed, tmp_path)
+    result, parquet = _run_buildings(demo_inputs_root, tmp_path)
     assert not result.success
     assert _events(result, "STEP_UP_FOR_RETRY") == []
     (failure,) = _events(result, "STEP_FAILURE")
