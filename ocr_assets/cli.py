@@ -61,6 +61,7 @@ class Pipeline:
         self.progress = Progress()
         self.backfill_id: str | None = None
         self.run_ids: list[str] = []
+        self.started: float | None = None  # when the regions were submitted
         s = current_settings()
         self.tags = {"ocr/environment": s.environment, "ocr/launched-by": "ocr-dagster"}
 
@@ -85,7 +86,7 @@ class Pipeline:
         from ocr_assets.launch import follow_backfill
         from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
 
-        t0 = time.time()
+        t0 = self.started = time.time()
         self.backfill_id = self.session.submit_region_backfill(
             _defs(),
             [REGION_RISK, REGION_BUILDINGS],
@@ -113,8 +114,6 @@ class Pipeline:
                 + " ".join(sorted(outcome.failed.keys() - {"backfill"} | set(outcome.canceled))),
                 file=sys.stderr,
             )
-        self.regions_done_at = time.time()
-        self._started = t0
         return ok
 
     def fan_ins(self, since: float) -> bool:
@@ -136,7 +135,13 @@ class Pipeline:
         return _report("fan-ins", outcome)
 
     def cancel(self) -> None:
+        from ocr_assets.definitions import automated_keys
+        from ocr_assets.launch import fan_in_runs
+
         self.progress.end()
+        if self.started is not None:  # fan-ins the daemon launched for this command
+            keys = automated_keys(current_settings())
+            self.run_ids += [r.run_id for r in fan_in_runs(self.instance, keys, self.started)]
         n = self.session.cancel(self.backfill_id, self.run_ids)
         print(f"Interrupted: canceled {n} run(s) and the backfill.", file=sys.stderr, flush=True)
 

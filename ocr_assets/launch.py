@@ -28,6 +28,7 @@ HEARTBEAT_FRESH_S = 70  # daemons beat every 30 s
 DAEMON_START_TIMEOUT_S = 180
 FAN_IN_START_TIMEOUT_S = 300  # how long the automation may take to request the fan-ins
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+DEATH_WORDS = ("terminated by signal", "is gone", "Detected run worker status")
 IN_PROGRESS_RUN = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING", "MANAGED"}
 
 
@@ -178,12 +179,14 @@ class Session:
         """Cancel a backfill and every unfinished run listed; how many runs were canceled."""
         from dagster._core.execution.backfill import BulkActionStatus
 
+        run_ids = list(run_ids)
         if backfill_id:
             backfill = self.instance.get_backfill(backfill_id)
             if backfill and backfill.status == BulkActionStatus.REQUESTED:
                 self.instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+            run_ids += [r.run_id for r in backfill_runs(self.instance, backfill_id)]
         pending = []
-        for run_id in run_ids:
+        for run_id in dict.fromkeys(run_ids):
             run = self.instance.get_run_by_id(run_id)
             if run and not run.is_finished:
                 self.instance.run_coordinator.cancel_run(run_id)
@@ -239,14 +242,20 @@ def failure_lines(instance, run_id: str) -> list[str]:
             )
     if lines:
         return lines
+    # No step failed: the run itself died. Prefer the event that says why (a signal, the run
+    # monitor's verdict) over the run failure's generic "marked as failed from outside".
+    reason = None
     for record in instance.get_records_for_run(
         run_id, of_type={DagsterEventType.RUN_FAILURE, DagsterEventType.ENGINE_EVENT}
     ).records:
         event = record.event_log_entry.dagster_event
-        message = event.message or record.event_log_entry.user_message or ""
+        message = _first_line(event.message or record.event_log_entry.user_message or "")
         if event.event_type == DagsterEventType.RUN_FAILURE:
-            lines.append(f"run {run_id[:8]}{where}: {_first_line(message)}")
-    return lines[-1:] or [f"run {run_id[:8]}{where}: {run.status.value if run else 'lost'}"]
+            reason = reason or message
+        elif any(word in message for word in DEATH_WORDS):
+            reason = message
+    status = run.status.value if run else "lost"
+    return [f"run {run_id[:8]}{where}: {reason or status}"]
 
 
 def _root_cause(error) -> str:

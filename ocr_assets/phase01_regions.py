@@ -10,6 +10,7 @@ and interrupts fail at once with a clear error, since retrying cannot fix them.
 """
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from ocr_assets import OWNERS
 from ocr_assets.inputs import GROUP as INPUTS_GROUP
@@ -73,6 +74,13 @@ def run_region_step(
         return compute.run(
             asset, fn, region, catalog.grid, catalog.catalog(), *args, log=context.log
         )
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt) as exc:
+        # Dagster would retry an interrupt like any failure; a canceled run must stop.
+        raise dg.Failure(
+            description=f"{asset} for region {region}: interrupted (the run was canceled); "
+            "not retried",
+            allow_retries=False,
+        ) from exc
     except Exception as exc:
         if not retryable(exc) or _canceling(context):
             message = str(exc) if isinstance(exc, NOT_RETRYABLE) else summary(exc)

@@ -1,41 +1,106 @@
-"""The user-facing commands: the demo runner and a one-partition rerun with the dagster CLI."""
+"""The user-facing commands, through a real instance and daemon: the demo, ``run --changed``,
+``status``, and run health (SIGTERM cancels, a killed run is failed and the next one runs).
+
+One daemon serves the module (the commands find it and reuse it, as they would a running
+``./dev ui``); it is stopped by process id at the end.
+"""
+
+from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import dagster as dg
 import pytest
+from input_edits import rewrite_dataset
+from test_input_validation import _set_30m
 
+from ocr_assets.launch import daemon_running
 from ocr_core import raster_store
+from ocr_core.process_region import SCOTT
 from ocr_core.storage import Storage
+from ocr_resources.run_launcher import run_worker_pid
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+REGION = "y2_x1"  # whose input the --changed test edits (read by _set_30m)
+OTHER = "y2_x2"
+
+
+def _cli(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ocr_assets.cli", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("cli")
     (base / "home").mkdir()
+    (base / "home" / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
-    env |= {"OCR_STORAGE_ROOT": str(base / "root"), "DAGSTER_HOME": str(base / "home")}
+    env |= {
+        "OCR_STORAGE_ROOT": str(base / "root"),
+        "DAGSTER_HOME": str(base / "home"),
+        "OCR_AUTOMATION_INTERVAL_S": "5",
+    }
     return env
 
 
 @pytest.fixture(scope="module")
-def demo_output(cli_env) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ocr_assets.cli", "demo", "--regions", "y2_x1", "y2_x2"],
-        cwd=PROJECT,
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def instance(cli_env):
+    inst = dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"])
+    yield inst
+    inst.dispose()
+
+
+@pytest.fixture(scope="module")
+def daemon(cli_env, instance):
+    """``dagster-daemon`` for the module's instance, stopped by pid at the end."""
+    with open(Path(cli_env["DAGSTER_HOME"]) / "daemon.log", "ab") as log:
+        proc = subprocess.Popen(
+            [BIN / "dagster-daemon", "run", "-w", "workspace.yaml"],
+            cwd=PROJECT,
+            env=cli_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 180
+        while not daemon_running(instance):
+            assert proc.poll() is None and time.time() < deadline, "the daemon did not start"
+            time.sleep(0.5)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def demo_output(cli_env, daemon) -> str:
+    proc = _cli(cli_env, "demo", "--regions", REGION, OTHER)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Using the running Dagster daemon." in proc.stdout
     return proc.stdout
+
+
+def _region_runs(instance, region: str) -> list:
+    records = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": region}))
+    return [r.dagster_run for r in sorted(records, key=lambda r: r.create_timestamp)]
 
 
 def test_demo_command_reports_where_outputs_are(demo_output, cli_env):
@@ -59,46 +124,134 @@ def test_demo_command_reports_where_outputs_are(demo_output, cli_env):
         assert line in demo_output, line
 
 
-def test_rerun_one_partition_from_the_dagster_cli(demo_output, cli_env):
-    storage = Storage(cli_env["OCR_STORAGE_ROOT"])
+def test_every_demo_run_was_queued_and_launched_by_the_daemon(demo_output, instance):
+    runs = [r.dagster_run for r in instance.get_run_records()]
+    assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert all(".dagster/grpc_info" in r.tags for r in runs)  # launched, not run in process
+    by_job = {r.job_name for r in runs}
+    assert {"generate_demo_inputs", "observe_region_inputs"} <= by_job
+    regions = [r for r in runs if "dagster/partition" in r.tags]
+    assert sorted(r.tags["dagster/partition"] for r in regions) == [REGION, OTHER]
+    assert len({r.tags["dagster/backfill"] for r in regions}) == 1  # one backfill
+    fan_in = [r for r in runs if r.tags.get("dagster/from_automation_condition")]
+    assert len(fan_in) == 1
+    assert {k.to_user_string() for k in fan_in[0].asset_selection} >= {
+        "buildings_geoparquet",
+        "region_summary_stats",
+        "building_pmtiles",
+        "building_centroid_pmtiles",
+        "regional_pmtiles",
+    }
+
+
+def test_tile_builds_of_the_fan_in_run_overlap(demo_output, instance):
+    """Building and centroid tiles run at the same time (one process each)."""
+    (run,) = [
+        r.dagster_run
+        for r in instance.get_run_records()
+        if r.dagster_run.tags.get("dagster/from_automation_condition")
+    ]
+    spans = {}
+    for record in instance.get_records_for_run(run.run_id).records:
+        event = record.event_log_entry.dagster_event
+        if event and event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+            spans.setdefault(event.step_key, []).append(record.event_log_entry.timestamp)
+    (a0, a1), (b0, b1) = spans["building_pmtiles"], spans["building_centroid_pmtiles"]
+    assert a0 < b1 and b0 < a1
+
+
+def test_changed_reruns_exactly_the_region_whose_input_changed(demo_output, cli_env, instance):
+    root = Path(cli_env["OCR_STORAGE_ROOT"])
+    storage = Storage(str(root))
     before = raster_store.committed_regions(storage)
-    table_before = pq.read_table(storage.region_geoparquet_uri("y2_x1"))
-    proc = subprocess.run(
-        [
-            BIN / "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "ocr_assets.definitions",
-            "--select",
-            "region_risk,region_buildings",
-            "--partition",
-            "y2_x1",
-        ],
+    consolidated = len(
+        instance.fetch_materializations(dg.AssetKey("buildings_geoparquet"), limit=10).records
+    )
+    mutate, _ = _set_30m("CRPS", SCOTT, [(300, 225)], 42.0)  # the region's centre
+    rewrite_dataset(root, SCOTT, mutate)
+
+    proc = _cli(cli_env, "run", "--changed")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert f"stale {REGION}: region_inputs has a new data version" in proc.stdout
+    assert "1 region(s) done, 0 failed" in proc.stdout
+    after = raster_store.committed_regions(storage)
+    assert after[REGION] != before[REGION] and after[OTHER] == before[OTHER]
+    assert (
+        len(instance.fetch_materializations(dg.AssetKey("buildings_geoparquet"), limit=10).records)
+        == consolidated + 1
+    )
+    status = _cli(cli_env, "status")
+    assert "regions: 2 up to date, 0 stale, 10 missing" in status.stdout
+    assert "stale" not in status.stdout.replace("0 stale", "")
+
+
+def _wait_for_started_run(instance, region: str, seen: set, timeout: float = 120):
+    """The first run of ``region`` not in ``seen`` once it is STARTED, and its pid."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = [r for r in _region_runs(instance, region) if r.run_id not in seen]
+        if runs and runs[-1].status == dg.DagsterRunStatus.STARTED:
+            pid = run_worker_pid(instance, runs[-1].run_id)
+            if pid:
+                return runs[-1], pid
+        time.sleep(0.2)
+    raise AssertionError(f"no started run of {region}")
+
+
+def test_sigterm_cancels_a_kill_fails_and_the_next_run_succeeds(demo_output, cli_env, instance):
+    # SIGTERM to the command: its run is canceled (not retried) and the command exits 130.
+    seen = {r.run_id for r in _region_runs(instance, OTHER)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocr_assets.cli", "region", OTHER],
         cwd=PROJECT,
         env=cli_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    after = raster_store.committed_regions(storage)
-    assert after["y2_x1"] != before["y2_x1"] and after["y2_x2"] == before["y2_x2"]
-    assert pq.read_table(storage.region_geoparquet_uri("y2_x1")).equals(table_before)
-    folder = Path(storage.region_geoparquet_dir)
-    assert sorted(p.name for p in folder.iterdir()) == ["y2_x1.parquet", "y2_x2.parquet"]
+    run, _ = _wait_for_started_run(instance, OTHER, seen)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "Interrupted: canceled" in err
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+    retries = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ).records
+    assert retries == []
+
+    # kill -9 of the run's process: the run is failed within 2 minutes, the command says so.
+    seen = {r.run_id for r in _region_runs(instance, OTHER)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocr_assets.cli", "region", OTHER],
+        cwd=PROJECT,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run, pid = _wait_for_started_run(instance, OTHER, seen)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    deadline = killed_at + 120
+    while instance.get_run_by_id(run.run_id).status != dg.DagsterRunStatus.FAILURE:
+        assert time.time() < deadline, "a killed run was not failed within 2 minutes"
+        time.sleep(1)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert f"FAILED run {run.run_id[:8]} for region {OTHER}:" in err
+    # the code server or the run monitor, whichever notices first, says why
+    assert "signal 9 (SIGKILL)" in err or f"process {pid} is gone" in err
+
+    # the queue is free: the next run launches and succeeds, and the fan-ins follow
+    proc = _cli(cli_env, "region", OTHER)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert _region_runs(instance, OTHER)[-1].status == dg.DagsterRunStatus.SUCCESS
 
 
 def test_unknown_region_is_refused_before_any_work(cli_env, tmp_path):
     env = cli_env | {"OCR_STORAGE_ROOT": str(tmp_path / "root")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "ocr_assets.cli", "demo", "--regions", "y0_x1"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _cli(env, "demo", "--regions", "y0_x1", timeout=120)
     assert proc.returncode == 2
     assert "region 'y0_x1' holds no data on the demo grid" in proc.stderr
     assert not (tmp_path / "root").exists()
