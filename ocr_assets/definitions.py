@@ -41,7 +41,10 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets=[
             *inputs.input_assets(settings.grid),
             *phase01_regions.region_assets(
-                settings.grid, settings.region_max_retries, settings.trivial_compute
+                settings.grid,
+                settings.region_max_retries,
+                settings.trivial_compute,
+                settings.regions_per_run,
             ),
             *with_automation(downstream, automated_keys(settings), inputs.GROUP),
         ],

@@ -31,6 +31,10 @@ REGION_RISK = dg.AssetKey("region_risk")
 REGION_BUILDINGS = dg.AssetKey("region_buildings")
 REGION_INPUTS = dg.AssetKey("region_inputs")
 REGION_STEP = "process_region"  # the op of both region outputs
+REGION_DEPS = {
+    REGION_RISK: [scott_2024, riley_2025, wind_direction_distribution, REGION_INPUTS],
+    REGION_BUILDINGS: [REGION_RISK, tagged_buildings, REGION_INPUTS],
+}
 OBSERVE_REGIONS_TAG = "ocr/regions"  # a run tag limiting an observation to these regions
 NOT_RETRYABLE = (RegionIdError, InputDataError)
 # Raised by input readers for what no retry can fix (missing, unreadable, malformed input).
@@ -60,6 +64,7 @@ def region_retry_policy(max_retries: int) -> dg.RetryPolicy:
 
 def run_region_step(
     context: dg.AssetExecutionContext,
+    region: str,
     asset: str,
     compute: ComputeResource,
     catalog: InputCatalogResource,
@@ -67,7 +72,6 @@ def run_region_step(
     *args,
 ) -> dict:
     """Run a region task on the region cluster; turn its failure into a clear Dagster error."""
-    region = context.partition_key
     policy = context.op_def.retry_policy
     attempt, attempts = context.retry_number + 1, (policy.max_retries if policy else 0) + 1
     try:
@@ -123,48 +127,79 @@ def _ranges_table(ranges: dict) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(rows))
 
 
-def _risk_result(s: dict, compute: ComputeResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        asset_key=REGION_RISK,
-        metadata={
-            "dagster/uri": dg.MetadataValue.path(s["repository"]),
-            "snapshot_id": s["snapshot_id"],
-            "region_bounds": dg.MetadataValue.json(s["bounds"]),
-            "shape": dg.MetadataValue.json(s["shape"]),
-            "value_ranges": _ranges_table(s["value_ranges"]),
-            "kernel_seconds": s["kernel_seconds"],
-            "kernel_peak_mb": s["kernel_peak_mb"],
-            "kernel_added_mb": s["kernel_added_mb"],
-            "read_seconds": s["read_seconds"],
-            "write_seconds": s["write_seconds"],
-            "process_max_rss_mb": s["process_max_rss_mb"],
-            "compute": dg.MetadataValue.json(compute.describe(REGION_RISK.path[-1])),
-            "preview_rps_2011": dg.MetadataValue.md(
-                f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})\n\n"
-                f"Colour bar (bottom strip): 0 % (pale yellow) to {s['preview_scale_top']:.3g} % "
-                "(dark red, the 99th percentile; above it dark red too). rps_2011 ranges over "
-                f"{_fmt(s['value_ranges']['rps_2011']['min'])}–"
-                f"{_fmt(s['value_ranges']['rps_2011']['max'])} %."
-            ),
-        },
-    )
+def _risk_metadata(s: dict, compute: ComputeResource) -> dict:
+    return {
+        "dagster/uri": dg.MetadataValue.path(s["repository"]),
+        "snapshot_id": s["snapshot_id"],
+        "region_bounds": dg.MetadataValue.json(s["bounds"]),
+        "shape": dg.MetadataValue.json(s["shape"]),
+        "value_ranges": _ranges_table(s["value_ranges"]),
+        "kernel_seconds": s["kernel_seconds"],
+        "kernel_peak_mb": s["kernel_peak_mb"],
+        "kernel_added_mb": s["kernel_added_mb"],
+        "read_seconds": s["read_seconds"],
+        "write_seconds": s["write_seconds"],
+        "process_max_rss_mb": s["process_max_rss_mb"],
+        "compute": dg.MetadataValue.json(compute.describe(REGION_RISK.path[-1])),
+        "preview_rps_2011": dg.MetadataValue.md(
+            f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})\n\n"
+            f"Colour bar (bottom strip): 0 % (pale yellow) to {s['preview_scale_top']:.3g} % "
+            "(dark red, the 99th percentile; above it dark red too). rps_2011 ranges over "
+            f"{_fmt(s['value_ranges']['rps_2011']['min'])}–"
+            f"{_fmt(s['value_ranges']['rps_2011']['max'])} %."
+        ),
+    }
 
 
-def _buildings_result(s: dict, compute: ComputeResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        asset_key=REGION_BUILDINGS,
-        metadata={
-            "dagster/uri": dg.MetadataValue.path(s["path"]),
-            "dagster/row_count": s["building_count"],
-            "building_count": s["building_count"],
-            "buildings_in_region": s["buildings_in_region"],
-            "dropped_nan_count": s["dropped_nan_count"],
-            "bytes": s["bytes"],
-            "value_ranges": _ranges_table(s["value_ranges"]),
-            "risk_score_histogram": histogram_table(s["risk_score_histograms"]),
-            "compute": dg.MetadataValue.json(compute.describe(REGION_BUILDINGS.path[-1])),
-        },
-    )
+def _buildings_metadata(s: dict, compute: ComputeResource) -> dict:
+    return {
+        "dagster/uri": dg.MetadataValue.path(s["path"]),
+        "dagster/row_count": s["building_count"],
+        "building_count": s["building_count"],
+        "buildings_in_region": s["buildings_in_region"],
+        "dropped_nan_count": s["dropped_nan_count"],
+        "bytes": s["bytes"],
+        "value_ranges": _ranges_table(s["value_ranges"]),
+        "risk_score_histogram": histogram_table(s["risk_score_histograms"]),
+        "compute": dg.MetadataValue.json(compute.describe(REGION_BUILDINGS.path[-1])),
+    }
+
+
+class RegionRecorder:
+    """Records each region output of a run as its own partition's materialization, with the
+    data version Dagster derives from that partition's inputs (see ``provenance.py``)."""
+
+    def __init__(self, context: dg.AssetExecutionContext):
+        self.context = context
+
+    def materialization(
+        self, key: dg.AssetKey, region: str, metadata: dict, produced: dict
+    ) -> dg.AssetMaterialization:
+        from ocr_assets.provenance import latest_version, provenance_tags
+
+        instance = self.context.instance
+        inputs = {}
+        for dep in REGION_DEPS[key]:
+            if dep in produced:
+                inputs[dep] = produced[dep]
+            elif dep == REGION_INPUTS:
+                inputs[dep] = latest_version(instance, dep, region, observable=True)
+            else:
+                inputs[dep] = latest_version(instance, dep, None, observable=False)
+        tags = provenance_tags(region_code_version(key), inputs)
+        if backfill := self.context.run.tags.get("dagster/backfill"):
+            tags["dagster/backfill"] = backfill
+        produced[key] = (dg.DataVersion(tags["dagster/data_version"]), None)
+        return dg.AssetMaterialization(
+            asset_key=key, partition=region, metadata=metadata, tags=tags
+        )
+
+    def done_in_this_run(self, region: str) -> bool:
+        """Whether an earlier attempt of this run already recorded the region."""
+        records = self.context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=REGION_BUILDINGS, asset_partitions=[region]), limit=1
+        ).records
+        return bool(records) and records[0].run_id == self.context.run_id
 
 
 def _process_region(
@@ -173,15 +208,40 @@ def _process_region(
     catalog: InputCatalogResource,
     compute: ComputeResource,
 ):
+    """Each region of the run: its risk, then its buildings. A region that fails for a reason
+    no retry fixes does not stop the others; the step fails at the end, naming them."""
     from ocr_core.process_region import run_region_buildings, run_region_risk
 
     out = storage.storage()
-    risk = run_region_step(context, "region_risk", compute, catalog, run_region_risk, out)
-    yield _risk_result(risk, compute)
-    buildings = run_region_step(
-        context, "region_buildings", compute, catalog, run_region_buildings, out
-    )
-    yield _buildings_result(buildings, compute)
+    recorder = RegionRecorder(context)
+    failures: list[str] = []
+    for region in context.partition_keys:
+        if recorder.done_in_this_run(region):
+            continue
+        produced: dict = {}
+        try:
+            risk = run_region_step(
+                context, region, "region_risk", compute, catalog, run_region_risk, out
+            )
+            yield recorder.materialization(
+                REGION_RISK, region, _risk_metadata(risk, compute), produced
+            )
+            buildings = run_region_step(
+                context, region, "region_buildings", compute, catalog, run_region_buildings, out
+            )
+            yield recorder.materialization(
+                REGION_BUILDINGS, region, _buildings_metadata(buildings, compute), produced
+            )
+        except dg.Failure as failure:
+            if len(context.partition_keys) == 1:
+                raise
+            context.log.error(failure.description)
+            failures.append(failure.description)
+    if failures:
+        raise dg.Failure(
+            description=f"{len(failures)} region(s) failed: " + " | ".join(failures),
+            allow_retries=False,
+        )
 
 
 def _observe_region_inputs(
@@ -229,20 +289,28 @@ def region_inputs_asset(grid_name: str) -> dg.AssetsDefinition:
 
 
 def _trivial_region(context: dg.AssetExecutionContext):
-    """The region step with no work, for measuring what orchestration alone costs."""
-    for key in (REGION_RISK, REGION_BUILDINGS):
-        yield dg.MaterializeResult(asset_key=key, metadata={"trivial_compute": True})
+    """The region step with no work, for measuring what orchestration alone costs (the
+    materializations are recorded as a real run records them)."""
+    recorder = RegionRecorder(context)
+    for region in context.partition_keys:
+        produced: dict = {}
+        for key in (REGION_RISK, REGION_BUILDINGS):
+            yield recorder.materialization(key, region, {"trivial_compute": True}, produced)
 
 
-def region_assets(grid_name: str, max_retries: int, trivial_compute: bool = False) -> list:
+def region_assets(
+    grid_name: str, max_retries: int, trivial_compute: bool = False, regions_per_run: int = 1
+) -> list:
     """``region_inputs`` and the region step, which materializes ``region_risk`` and then
-    ``region_buildings`` for one partition (they cannot be selected apart)."""
+    ``region_buildings`` for each of its partitions (they cannot be selected apart). A
+    backfill puts ``regions_per_run`` regions in one run."""
     common = {"group_name": GROUP, "tags": {"ocr/phase": "01"}, "owners": OWNERS}
     specs = [
         dg.AssetSpec(
             REGION_RISK,
             code_version=region_code_version(REGION_RISK),
-            deps=[scott_2024, riley_2025, wind_direction_distribution, REGION_INPUTS],
+            deps=REGION_DEPS[REGION_RISK],
+            skippable=True,  # recorded per partition by RegionRecorder
             kinds={"python", "dask", "icechunk"},
             description="Wind-informed fire risk (8 variables) for one region, committed to "
             "the icechunk risk repository (one commit per region).",
@@ -251,7 +319,8 @@ def region_assets(grid_name: str, max_retries: int, trivial_compute: bool = Fals
         dg.AssetSpec(
             REGION_BUILDINGS,
             code_version=region_code_version(REGION_BUILDINGS),
-            deps=[REGION_RISK, tagged_buildings, REGION_INPUTS],
+            deps=REGION_DEPS[REGION_BUILDINGS],
+            skippable=True,
             kinds={"python", "dask", "parquet"},
             description="The region's buildings with the 8 risk values sampled at their "
             "centroids (geoparquet-regions/{region}.parquet, GeoParquet 1.1).",
@@ -263,6 +332,7 @@ def region_assets(grid_name: str, max_retries: int, trivial_compute: bool = Fals
         specs=specs,
         partitions_def=region_partitions(grid_name),
         retry_policy=region_retry_policy(max_retries),
+        backfill_policy=dg.BackfillPolicy.multi_run(regions_per_run),
         can_subset=False,
         description="One region: its risk raster, then its buildings sampled from it.",
     )(_trivial_region if trivial_compute else _process_region)

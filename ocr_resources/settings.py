@@ -15,6 +15,7 @@
 | OCR_WRITE_REGIONAL_STATS | on for demo | also write the analysis downloads after the statistics |
 | OCR_CREATE_PYRAMID | on for demo | also build the raster pyramid after the regions |
 | OCR_AUTOMATION_INTERVAL_S | 10 | seconds between the daemon's evaluations of the fan-ins |
+| OCR_REGIONS_PER_RUN | 1 | regions a backfill puts in one run (spreads a run's start-up cost) |
 | OCR_TRIVIAL_COMPUTE | 0 | benchmarks only: region steps do no work (orchestration overhead) |
 """
 
@@ -60,6 +61,7 @@ class Settings:
     create_pyramid: bool | None = None  # None: on for the demo grid only
     automation_interval_s: int = 10
     trivial_compute: bool = False
+    regions_per_run: int = 1
 
     @property
     def analysis_files_on(self) -> bool:
@@ -96,6 +98,8 @@ class Settings:
                 f"OCR_PLATFORM={self.platform!r} is not a platform: use one of "
                 f"{', '.join(PLATFORMS)}"
             )
+        if self.regions_per_run < 1:
+            raise SettingsError("OCR_REGIONS_PER_RUN must be 1 or more")
         if self.automation_interval_s < 1:
             raise SettingsError("OCR_AUTOMATION_INTERVAL_S must be 1 or more")
         if self.region_max_retries < 0:
@@ -155,6 +159,7 @@ class Settings:
             create_pyramid=switch("OCR_CREATE_PYRAMID"),
             automation_interval_s=whole("OCR_AUTOMATION_INTERVAL_S", 10),
             trivial_compute=bool(switch("OCR_TRIVIAL_COMPUTE")),
+            regions_per_run=whole("OCR_REGIONS_PER_RUN", 1),
         )
 
 

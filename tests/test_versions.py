@@ -136,3 +136,29 @@ def test_after_rerunning_the_changed_region_nothing_is_stale(state):
     assert state.status().stale_regions == {}
     state.run("aggregate_and_tile")
     assert state.status().stale_fan_ins == {}
+
+
+def _data_version(state: State, key: str, region: str) -> str:
+    records = state.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[region]), limit=1
+    ).records
+    return records[0].asset_materialization.tags["dagster/data_version"]
+
+
+def test_a_run_of_two_regions_records_each_with_its_own_version(state):
+    """Batched runs (OCR_REGIONS_PER_RUN) keep per-region versions: only the changed region's
+    data version moves, and afterwards nothing is stale."""
+    before = {r: _data_version(state, "region_buildings", r) for r in (REGION, OTHER)}
+    mutate, _ = _set_30m("CRPS", SCOTT, [(300, 225)], 42.0)
+    rewrite_dataset(state.base / "inputs", SCOTT, mutate)
+    state.observe()
+    state.run(
+        "process_regions",
+        tags={
+            "dagster/asset_partition_range_start": REGION,
+            "dagster/asset_partition_range_end": OTHER,
+        },
+    )
+    after = {r: _data_version(state, "region_buildings", r) for r in (REGION, OTHER)}
+    assert after[REGION] != before[REGION] and after[OTHER] == before[OTHER]
+    assert state.status().stale_regions == {}
