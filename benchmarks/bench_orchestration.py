@@ -63,6 +63,7 @@ def _backfill(session, regions: list[str]) -> tuple[float, list[str]]:
     from ocr_assets.definitions import build_defs
     from ocr_assets.launch import Progress, backfill_runs, follow_backfill
     from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
+    from ocr_core.grid import get_grid
     from ocr_resources.settings import current_settings
 
     defs = build_defs(current_settings())
@@ -70,7 +71,8 @@ def _backfill(session, regions: list[str]) -> tuple[float, list[str]]:
     backfill_id = session.submit_region_backfill(
         defs, [REGION_RISK, REGION_BUILDINGS], regions, {"ocr/launched-by": "bench"}, "bench"
     )
-    outcome = follow_backfill(session.instance, backfill_id, regions, Progress())
+    order = get_grid(current_settings().grid).valid_region_ids
+    outcome = follow_backfill(session.instance, backfill_id, regions, order, Progress())
     wall = time.perf_counter() - t0
     if not outcome.ok:
         raise SystemExit(f"backfill failed: {outcome.failed or outcome.canceled}")

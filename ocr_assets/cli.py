@@ -85,6 +85,7 @@ class Pipeline:
     def regions(self, regions: list[str]) -> bool:
         from ocr_assets.launch import follow_backfill
         from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
+        from ocr_core.grid import get_grid
 
         t0 = self.started = time.time()
         self.backfill_id = self.session.submit_region_backfill(
@@ -99,7 +100,8 @@ class Pipeline:
             "them within the queue limits of dagster.yaml",
             flush=True,
         )
-        outcome = follow_backfill(self.instance, self.backfill_id, regions, self.progress)
+        order = get_grid(current_settings().grid).valid_region_ids
+        outcome = follow_backfill(self.instance, self.backfill_id, regions, order, self.progress)
         self.run_ids += [r.run_id for r in _backfill_runs(self.instance, self.backfill_id)]
         print(
             f"  {len(outcome.done)} region(s) done, {len(outcome.failed)} failed "

@@ -37,14 +37,13 @@ class LaunchError(RuntimeError):
 
 
 def instance_home() -> Path:
-    """$DAGSTER_HOME (default ``.dagster_home`` in the checkout), holding the project's
-    ``dagster.yaml`` (queue limits, run monitoring, launcher)."""
+    """$DAGSTER_HOME (default ``.dagster_home`` in the checkout); a new one gets the project's
+    ``dagster.yaml`` (queue limits, run monitoring, launcher), an existing one keeps its own."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
-    source = PROJECT_DIR / "dagster.yaml"
-    if not target.exists() or target.read_bytes() != source.read_bytes():
-        shutil.copyfile(source, target)
+    if not target.exists():
+        shutil.copyfile(PROJECT_DIR / "dagster.yaml", target)
     return home
 
 
@@ -219,6 +218,11 @@ def failure_lines(instance, run_id: str) -> list[str]:
 
     run = instance.get_run_by_id(run_id)
     partition = run.tags.get("dagster/partition", "") if run else ""
+    if run and not partition and "dagster/asset_partition_range_start" in run.tags:
+        partition = "{}…{}".format(
+            run.tags["dagster/asset_partition_range_start"],
+            run.tags["dagster/asset_partition_range_end"],
+        )
     where = f" for region {partition}" if partition else ""
     lines = []
     for record in instance.get_records_for_run(
@@ -334,9 +338,15 @@ def backfill_runs(instance, backfill_id: str) -> list:
 
 
 def follow_backfill(
-    instance, backfill_id: str, regions: Sequence[str], progress: Progress, poll_s: float = 1.0
+    instance,
+    backfill_id: str,
+    regions: Sequence[str],
+    order: Sequence[str],
+    progress: Progress,
+    poll_s: float = 1.0,
 ) -> Outcome:
-    """Wait for a region backfill: regions done / running / failed, then the outcome."""
+    """Wait for a region backfill: regions done / running / failed, then the outcome.
+    ``order`` is the partitions' order (a run of several regions names a range of it)."""
     from dagster._core.execution.backfill import BulkActionStatus
 
     finished = {
@@ -348,7 +358,7 @@ def follow_backfill(
     }
     while True:
         backfill = instance.get_backfill(backfill_id)
-        latest = _latest_by_region(backfill_runs(instance, backfill_id))
+        latest = _latest_by_region(backfill_runs(instance, backfill_id), order)
         states = {rid: run.status.value for rid, run in latest.items()}
         done = sum(s == "SUCCESS" for s in states.values())
         failed = sum(s in ("FAILURE", "CANCELED") for s in states.values())
@@ -374,9 +384,26 @@ def follow_backfill(
     return outcome
 
 
-def _latest_by_region(runs: Iterable) -> dict:
+def _latest_by_region(runs: Iterable, order: Sequence[str]) -> dict:
     """The newest run of each region (``runs`` oldest first)."""
-    return {run.tags["dagster/partition"]: run for run in runs if "dagster/partition" in run.tags}
+    position = {rid: i for i, rid in enumerate(order)}
+    latest = {}
+    for run in runs:
+        for rid in run_regions(run, order, position):
+            latest[rid] = run
+    return latest
+
+
+def run_regions(run, order: Sequence[str], position: dict | None = None) -> list[str]:
+    """The regions a run materializes: its partition, or its range of ``order``."""
+    if "dagster/partition" in run.tags:
+        return [run.tags["dagster/partition"]]
+    start = run.tags.get("dagster/asset_partition_range_start")
+    end = run.tags.get("dagster/asset_partition_range_end")
+    if start is None or end is None:
+        return []
+    position = position or {rid: i for i, rid in enumerate(order)}
+    return list(order[position[start] : position[end] + 1])
 
 
 def latest_materialization_time(instance, key) -> float | None:

@@ -167,25 +167,36 @@ def _buildings_metadata(s: dict, compute: ComputeResource) -> dict:
 
 class RegionRecorder:
     """Records each region output of a run as its own partition's materialization, with the
-    data version Dagster derives from that partition's inputs (see ``provenance.py``)."""
+    data version Dagster derives from that partition's inputs (see ``provenance.py``). The
+    unpartitioned inputs' versions are read once per step, the region's input digest once
+    per region."""
 
     def __init__(self, context: dg.AssetExecutionContext):
         self.context = context
+        self._shared: dict = {}
+        self._regions: dict = {}
+
+    def _version(self, dep: dg.AssetKey, region: str):
+        from ocr_assets.provenance import latest_version
+
+        instance = self.context.instance
+        if dep == REGION_INPUTS:
+            if region not in self._regions:
+                self._regions[region] = latest_version(instance, dep, region, observable=True)
+            return self._regions[region]
+        if dep not in self._shared:
+            self._shared[dep] = latest_version(instance, dep, None, observable=False)
+        return self._shared[dep]
 
     def materialization(
         self, key: dg.AssetKey, region: str, metadata: dict, produced: dict
     ) -> dg.AssetMaterialization:
-        from ocr_assets.provenance import latest_version, provenance_tags
+        from ocr_assets.provenance import provenance_tags
 
-        instance = self.context.instance
-        inputs = {}
-        for dep in REGION_DEPS[key]:
-            if dep in produced:
-                inputs[dep] = produced[dep]
-            elif dep == REGION_INPUTS:
-                inputs[dep] = latest_version(instance, dep, region, observable=True)
-            else:
-                inputs[dep] = latest_version(instance, dep, None, observable=False)
+        inputs = {
+            dep: produced[dep] if dep in produced else self._version(dep, region)
+            for dep in REGION_DEPS[key]
+        }
         tags = provenance_tags(region_code_version(key), inputs)
         if backfill := self.context.run.tags.get("dagster/backfill"):
             tags["dagster/backfill"] = backfill
@@ -196,6 +207,8 @@ class RegionRecorder:
 
     def done_in_this_run(self, region: str) -> bool:
         """Whether an earlier attempt of this run already recorded the region."""
+        if self.context.retry_number == 0:
+            return False
         records = self.context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=REGION_BUILDINGS, asset_partitions=[region]), limit=1
         ).records
