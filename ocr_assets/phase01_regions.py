@@ -345,7 +345,11 @@ def region_assets(
         specs=specs,
         partitions_def=region_partitions(grid_name),
         retry_policy=region_retry_policy(max_retries),
-        backfill_policy=dg.BackfillPolicy.multi_run(regions_per_run),
+        # One region per run by default (runs tagged with their partition, as in the UI);
+        # several share a run's start-up cost when asked to.
+        backfill_policy=(
+            dg.BackfillPolicy.multi_run(regions_per_run) if regions_per_run > 1 else None
+        ),
         can_subset=False,
         description="One region: its risk raster, then its buildings sampled from it.",
     )(_trivial_region if trivial_compute else _process_region)

@@ -63,6 +63,9 @@ def test_demo_and_conus_definitions_build_in_one_process():
     assert len(conus_risk.partitions_def.get_partition_keys()) == 405
     assert conus_risk.op.retry_policy.max_retries == 4
     assert demo.resolve_assets_def("region_risk").op.retry_policy.max_retries == 1
+    assert demo.resolve_assets_def("region_risk").backfill_policy is None  # a run per region
+    batched = build_defs(Settings(grid="conus", regions_per_run=8))
+    assert batched.resolve_assets_def("region_risk").backfill_policy.max_partitions_per_run == 8
     assert (
         len(demo.resolve_assets_def("region_buildings").partitions_def.get_partition_keys()) == 12
     )

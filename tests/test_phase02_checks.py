@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ocr_assets.phase01_regions import region_buildings, region_risk
+from ocr_assets.phase01_regions import process_region
 from ocr_assets.phase02_aggregation import (
     buildings_geoparquet,
     buildings_match_region_files,
@@ -45,7 +45,7 @@ def phase02_root(tmp_path_factory, demo_inputs_root):
     with dg.instance_for_test() as instance:
         for rid in REGIONS:
             result = dg.materialize(
-                [region_risk, region_buildings],
+                [process_region],
                 partition_key=rid,
                 instance=instance,
                 resources=_resources(root, demo_inputs_root),
@@ -53,8 +53,7 @@ def phase02_root(tmp_path_factory, demo_inputs_root):
             assert result.success
         result = dg.materialize(
             [
-                region_risk,
-                region_buildings,
+                process_region,
                 buildings_geoparquet,
                 region_summary_stats,
                 region_analysis_files,
