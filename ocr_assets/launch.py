@@ -319,14 +319,18 @@ def follow_runs(
         time.sleep(poll_s)
     progress.end()
     for run in runs:
-        name = run.tags.get("dagster/partition") or run.job_name
-        if run.status.value == "SUCCESS":
-            outcome.done.append(name)
-        elif run.status.value == "CANCELED":
-            outcome.canceled.append(name)
-        else:
-            outcome.failed[name] = "; ".join(failure_lines(instance, run.run_id))
+        _record(instance, outcome, run.tags.get("dagster/partition") or run.job_name, run)
     return outcome
+
+
+def _record(instance, outcome: Outcome, name: str, run) -> None:
+    """File a finished run under done, canceled or failed (with its one-line reasons)."""
+    if run.status.value == "SUCCESS":
+        outcome.done.append(name)
+    elif run.status.value == "CANCELED":
+        outcome.canceled.append(name)
+    else:
+        outcome.failed[name] = "; ".join(failure_lines(instance, run.run_id))
 
 
 def backfill_runs(instance, backfill_id: str) -> list:
@@ -373,12 +377,8 @@ def follow_backfill(
         run = latest.get(rid)
         if run is None:
             outcome.failed[rid] = f"region {rid}: not launched ({backfill.status.value} backfill)"
-        elif run.status.value == "SUCCESS":
-            outcome.done.append(rid)
-        elif run.status.value == "CANCELED":
-            outcome.canceled.append(rid)
         else:
-            outcome.failed[rid] = "; ".join(failure_lines(instance, run.run_id))
+            _record(instance, outcome, rid, run)
     if backfill.failure_count and backfill.error:
         outcome.failed["backfill"] = _first_line(backfill.error.message)
     return outcome

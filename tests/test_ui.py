@@ -316,6 +316,16 @@ def _keys(names) -> list[dict]:
     return [{"path": [name]} for name in names]
 
 
+def _staleness(ui, partitions) -> dict:
+    """Dagster's stale status of the region partitions and of the fan-ins, over GraphQL."""
+    variables = {
+        "regions": _keys(REGION_KEYS),
+        "partitions": list(partitions),
+        "fanIns": _keys(FAN_INS),
+    }
+    return ui.graphql(STALENESS, variables)
+
+
 def _tags(run: dict) -> dict:
     return {t["key"]: t["value"] for t in run["tags"]}
 
@@ -481,12 +491,7 @@ def test_a_backfill_launched_like_the_ui_completes_the_whole_graph(ui, graphql_f
         assert all(not t["runIds"] for t in later), later
 
         # Nothing is stale: Dagster's data versions and the project's own closure over them.
-        variables = {
-            "regions": _keys(REGION_KEYS),
-            "partitions": list(BACKFILL_REGIONS),
-            "fanIns": _keys(FAN_INS),
-        }
-        stale = ui.graphql(STALENESS, variables)
+        stale = _staleness(ui, BACKFILL_REGIONS)
         for node in stale["regions"]:
             assert node["staleStatusByPartition"] == ["FRESH"] * len(BACKFILL_REGIONS), node
         for node in stale["fanIns"]:
@@ -765,12 +770,7 @@ def _click_a_backfill_and_follow_it(ui: UI, screen: Screen) -> None:
         expect_backfill_succeeded(page, flow.backfill_id, CLICKED_REGIONS)
         screen.shot("7-clicked-backfill")
 
-        variables = {
-            "regions": _keys(REGION_KEYS),
-            "partitions": list(CLICKED_REGIONS),
-            "fanIns": _keys(FAN_INS),
-        }
-        stale = ui.graphql(STALENESS, variables)
+        stale = _staleness(ui, CLICKED_REGIONS)
         for node in stale["regions"]:
             assert node["staleStatusByPartition"] == ["FRESH"] * len(CLICKED_REGIONS), node
         unsynced = {
