@@ -18,11 +18,16 @@ from dagster._core.definitions.executor_definition import (
 )
 from dagster._core.executor.base import Executor
 
+MAX_CONCURRENT = 4
+
 
 class StepCountExecutor(Executor):
     """In-process for a one-step plan, multiprocess otherwise."""
 
     def __init__(self, config: dict):
+        # Steps mostly wait on their Dask or Coiled cluster: 4 at a time even on 2 cores, so
+        # the two tile builds always find a slot together.
+        config = {**config, "max_concurrent": config.get("max_concurrent") or MAX_CONCURRENT}
         self._multi = _core_multiprocess_executor_creation(config)
         self._single = _core_in_process_executor_creation({"retries": config["retries"]})
 

@@ -16,6 +16,8 @@ from ocr_resources.storage import StorageResource
 from ocr_resources.tippecanoe import TippecanoeResource
 
 GROUP = "phase03_tiles"
+# The two building tile builds start before other ready steps, so they run side by side.
+TILE_PRIORITY = {"dagster/priority": "1"}
 
 
 def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
@@ -86,6 +88,7 @@ def building_tile_features(
     owners=OWNERS,
     code_version=CODE_VERSIONS["building_pmtiles"],
     deps=[building_tile_features],
+    op_tags=TILE_PRIORITY,
     group_name=GROUP,
     kinds={"pmtiles"},
     tags={"ocr/phase": "03"},
@@ -107,6 +110,7 @@ def building_pmtiles(
     owners=OWNERS,
     code_version=CODE_VERSIONS["building_centroid_pmtiles"],
     deps=[building_tile_features],
+    op_tags=TILE_PRIORITY,
     group_name=GROUP,
     kinds={"pmtiles"},
     tags={"ocr/phase": "03"},
