@@ -223,8 +223,30 @@ def _process_region(
 ):
     """Each region of the run: its risk, then its buildings. A region that fails for a reason
     no retry fixes does not stop the others; the step fails at the end, naming them."""
+    try:
+        yield from _process_regions(context, storage, catalog, compute)
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt) as exc:
+        raise _interrupted(context) from exc
+
+
+def _interrupted(context: dg.AssetExecutionContext) -> dg.Failure:
+    return dg.Failure(
+        description=f"region step for {', '.join(context.partition_keys)}: interrupted (the "
+        "run was canceled); not retried",
+        allow_retries=False,
+    )
+
+
+def _process_regions(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    catalog: InputCatalogResource,
+    compute: ComputeResource,
+):
     from ocr_core.process_region import run_region_buildings, run_region_risk
 
+    if _canceling(context):  # an interrupt Dagster turned into a retry: stop here
+        raise _interrupted(context)
     out = storage.storage()
     recorder = RegionRecorder(context)
     failures: list[str] = []
