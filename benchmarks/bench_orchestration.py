@@ -59,7 +59,8 @@ def _step_seconds(instance, run_ids, step: str | None = None) -> float:
     return total
 
 
-def _backfill(session, regions: list[str]) -> tuple[float, list[str]]:
+def _backfill(session, regions: list[str], label: str) -> None:
+    """Backfill ``regions`` through the daemon, wait, print the overhead figures."""
     from ocr_assets.definitions import build_defs
     from ocr_assets.launch import Progress, backfill_runs, follow_backfill
     from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
@@ -76,7 +77,8 @@ def _backfill(session, regions: list[str]) -> tuple[float, list[str]]:
     wall = time.perf_counter() - t0
     if not outcome.ok:
         raise SystemExit(f"backfill failed: {outcome.failed or outcome.canceled}")
-    return wall, [r.run_id for r in backfill_runs(session.instance, backfill_id)]
+    run_ids = [r.run_id for r in backfill_runs(session.instance, backfill_id)]
+    _report(label, len(regions), wall, _step_seconds(session.instance, run_ids))
 
 
 def _report(label: str, n: int, wall: float, compute: float) -> None:
@@ -101,13 +103,7 @@ def bench_demo(base: Path) -> None:
         if not follow_runs(session.instance, [inputs], "demo inputs", Progress()).ok:
             raise SystemExit("demo inputs failed")
         since = time.time()
-        wall, run_ids = _backfill(session, regions)
-        _report(
-            "demo regions (real compute)",
-            len(regions),
-            wall,
-            _step_seconds(session.instance, run_ids),
-        )
+        _backfill(session, regions, "demo regions (real compute)")
         keys = automated_keys(current_settings())
         if not follow_fan_ins(session.instance, keys, since, Progress()).ok:
             raise SystemExit("fan-ins failed")
@@ -155,13 +151,7 @@ def bench_trivial(base: Path, n: int, per_run: int) -> None:
     )
     regions = list(get_grid("conus").valid_region_ids)[:n]
     with Session() as session:
-        wall, run_ids = _backfill(session, regions)
-        _report(
-            "trivial compute (CONUS partitions)",
-            len(regions),
-            wall,
-            _step_seconds(session.instance, run_ids),
-        )
+        _backfill(session, regions, f"trivial compute (CONUS partitions, {per_run} per run)")
 
 
 def main(argv: list[str] | None = None) -> None:

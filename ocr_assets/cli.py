@@ -83,7 +83,7 @@ class Pipeline:
         )
 
     def regions(self, regions: list[str]) -> bool:
-        from ocr_assets.launch import follow_backfill
+        from ocr_assets.launch import backfill_runs, follow_backfill
         from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
         from ocr_core.grid import get_grid
 
@@ -102,7 +102,7 @@ class Pipeline:
         )
         order = get_grid(current_settings().grid).valid_region_ids
         outcome = follow_backfill(self.instance, self.backfill_id, regions, order, self.progress)
-        self.run_ids += [r.run_id for r in _backfill_runs(self.instance, self.backfill_id)]
+        self.run_ids += [r.run_id for r in backfill_runs(self.instance, self.backfill_id)]
         print(
             f"  {len(outcome.done)} region(s) done, {len(outcome.failed)} failed "
             f"({time.time() - t0:.0f} s)",
@@ -146,12 +146,6 @@ class Pipeline:
             self.run_ids += [r.run_id for r in fan_in_runs(self.instance, keys, self.started)]
         n = self.session.cancel(self.backfill_id, self.run_ids)
         print(f"Interrupted: canceled {n} run(s) and the backfill.", file=sys.stderr, flush=True)
-
-
-def _backfill_runs(instance, backfill_id):
-    from ocr_assets.launch import backfill_runs
-
-    return backfill_runs(instance, backfill_id)
 
 
 def _follow(work) -> int:
