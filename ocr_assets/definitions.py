@@ -45,6 +45,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 settings.region_max_retries,
                 settings.trivial_compute,
                 settings.regions_per_run,
+                settings.region_retry_delay_s,
             ),
             *with_automation(downstream, automated_keys(settings), inputs.GROUP),
         ],

@@ -48,3 +48,29 @@ def histogram_table(histograms: dict[str, list[int]]) -> dg.MetadataValue:
         cells = [f"{h[score]:,} {'█' * round(20 * h[score] / top)}" for h in histograms.values()]
         rows.append(f"| {score} | {label} | " + " | ".join(cells) + " |")
     return dg.MetadataValue.md("\n".join(rows))
+
+
+def check_results(checks: dict[str, dict]) -> list[dg.AssetCheckResult]:
+    """The ``{check: {passed, details}}`` a writer's audit returns, as Dagster check results."""
+    return [
+        dg.AssetCheckResult(
+            check_name=name,
+            passed=c["passed"],
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=flat_metadata(c["details"]),
+        )
+        for name, c in checks.items()
+    ]
+
+
+def audited(context, compute, fn, *args):
+    """Run a write–audit–publish function on the asset's cluster (a generator: use with
+    ``yield from``). Its checks passed: return its summary. A check failed, so nothing was
+    published: yield the failing check results and fail the step, not retried."""
+    from ocr_core.checks import AuditError
+
+    try:
+        return compute.run_for(context, fn, *args)
+    except AuditError as exc:
+        yield from check_results(exc.checks)
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc

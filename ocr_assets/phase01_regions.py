@@ -17,7 +17,9 @@ from ocr_assets.inputs import GROUP as INPUTS_GROUP
 from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_direction_distribution
 from ocr_assets.metadata import histogram_table
 from ocr_assets.partitions import region_partitions
+from ocr_core import faults
 from ocr_core.catalog import InputDataError
+from ocr_core.checks import AuditError
 from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
 from ocr_core.versions import CODE_VERSIONS
@@ -36,7 +38,8 @@ REGION_DEPS = {
     REGION_BUILDINGS: [REGION_RISK, tagged_buildings, REGION_INPUTS],
 }
 OBSERVE_REGIONS_TAG = "ocr/regions"  # a run tag limiting an observation to these regions
-NOT_RETRYABLE = (RegionIdError, InputDataError)
+ACCEPT_SHRINK_TAG = "ocr/accept-shrink"  # a run tag: accept building counts that collapsed
+NOT_RETRYABLE = (RegionIdError, InputDataError, AuditError)
 # Raised by input readers for what no retry can fix (missing, unreadable, malformed input).
 NOT_RETRYABLE_IF_NOT_TRANSIENT = (PermissionError, FileNotFoundError, ValueError)
 
@@ -58,8 +61,12 @@ def retryable(exc: BaseException) -> bool:
     return not isinstance(exc, NOT_RETRYABLE_IF_NOT_TRANSIENT)
 
 
-def region_retry_policy(max_retries: int) -> dg.RetryPolicy:
-    return dg.RetryPolicy(max_retries=max_retries, delay=RETRY_DELAY_S, backoff=dg.Backoff.LINEAR)
+def region_retry_policy(max_retries: int, delay_s: float = RETRY_DELAY_S) -> dg.RetryPolicy:
+    return dg.RetryPolicy(max_retries=max_retries, delay=delay_s, backoff=dg.Backoff.LINEAR)
+
+
+def accepts_shrink(context: dg.AssetExecutionContext) -> bool:
+    return context.run.tags.get(ACCEPT_SHRINK_TAG, "").lower() in ("1", "true", "yes")
 
 
 def run_region_step(
@@ -75,6 +82,7 @@ def run_region_step(
     policy = context.op_def.retry_policy
     attempt, attempts = context.retry_number + 1, (policy.max_retries if policy else 0) + 1
     try:
+        faults.region_attempt(region, context.retry_number)
         return compute.run(
             asset, fn, region, catalog.grid, catalog.catalog(), *args, log=context.log
         )
@@ -98,9 +106,10 @@ def run_region_step(
                 f"last error: {cause}",
                 allow_retries=False,
             ) from exc
+        delay = policy.delay * attempt if policy and policy.delay else 0
         context.log.warning(
             f"{asset} for region {region}: attempt {attempt}/{attempts} failed ({cause}); "
-            f"retrying in {RETRY_DELAY_S * attempt} s"
+            f"retrying in {delay:g} s"
         )
         raise
 
@@ -140,6 +149,7 @@ def _risk_metadata(s: dict, compute: ComputeResource) -> dict:
         "read_seconds": s["read_seconds"],
         "write_seconds": s["write_seconds"],
         "process_max_rss_mb": s["process_max_rss_mb"],
+        "checks": dg.MetadataValue.json(s["checks"]),
         "compute": dg.MetadataValue.json(compute.describe(REGION_RISK.path[-1])),
         "preview_rps_2011": dg.MetadataValue.md(
             f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})\n\n"
@@ -161,6 +171,7 @@ def _buildings_metadata(s: dict, compute: ComputeResource) -> dict:
         "bytes": s["bytes"],
         "value_ranges": _ranges_table(s["value_ranges"]),
         "risk_score_histogram": histogram_table(s["risk_score_histograms"]),
+        "checks": dg.MetadataValue.json(s["checks"]),
         "compute": dg.MetadataValue.json(compute.describe(REGION_BUILDINGS.path[-1])),
     }
 
@@ -262,7 +273,14 @@ def _process_regions(
                 REGION_RISK, region, _risk_metadata(risk, compute), produced
             )
             buildings = run_region_step(
-                context, region, "region_buildings", compute, catalog, run_region_buildings, out
+                context,
+                region,
+                "region_buildings",
+                compute,
+                catalog,
+                run_region_buildings,
+                out,
+                accepts_shrink(context),
             )
             yield recorder.materialization(
                 REGION_BUILDINGS, region, _buildings_metadata(buildings, compute), produced
@@ -334,7 +352,11 @@ def _trivial_region(context: dg.AssetExecutionContext):
 
 
 def region_assets(
-    grid_name: str, max_retries: int, trivial_compute: bool = False, regions_per_run: int = 1
+    grid_name: str,
+    max_retries: int,
+    trivial_compute: bool = False,
+    regions_per_run: int = 1,
+    retry_delay_s: float = RETRY_DELAY_S,
 ) -> list:
     """``region_inputs`` and the region step, which materializes ``region_risk`` and then
     ``region_buildings`` for each of its partitions (they cannot be selected apart). A
@@ -366,7 +388,7 @@ def region_assets(
         name=REGION_STEP,
         specs=specs,
         partitions_def=region_partitions(grid_name),
-        retry_policy=region_retry_policy(max_retries),
+        retry_policy=region_retry_policy(max_retries, retry_delay_s),
         # One region per run by default (runs tagged with their partition, as in the UI);
         # several share a run's start-up cost when asked to.
         backfill_policy=(

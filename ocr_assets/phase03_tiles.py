@@ -7,6 +7,7 @@ so the buildings are scanned once and the two tile builds can run in parallel.
 import dagster as dg
 
 from ocr_assets import OWNERS
+from ocr_assets.metadata import audited, check_results
 from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
 from ocr_assets.phase02_aggregation import region_summary_stats
 from ocr_core.versions import CODE_VERSIONS
@@ -18,6 +19,25 @@ from ocr_resources.tippecanoe import TippecanoeResource
 GROUP = "phase03_tiles"
 # The two building tile builds start before other ready steps, so they run side by side.
 TILE_PRIORITY = {"dagster/priority": "1"}
+
+
+def _checks(asset: str, name: str, description: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)]
+
+
+def _pmtiles_checks(asset: str) -> list[dg.AssetCheckSpec]:
+    return _checks(
+        asset,
+        "pmtiles_complete",
+        "A readable tileset with its layers, tiles and features, checked before publication.",
+    )
+
+
+def _tiles_result(s: dict, compute: ComputeResource, context) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        check_results=check_results(s.pop("checks")),
+        metadata=_tiles_metadata(s, compute, context),
+    )
 
 
 def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
@@ -39,6 +59,7 @@ def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
     group_name=GROUP,
     kinds={"duckdb", "pmtiles"},
     tags={"ocr/phase": "03"},
+    check_specs=_pmtiles_checks("regional_pmtiles"),
     description="One multi-layer PMTiles of the regional statistics (counties, tracts, "
     "states, nation, blocks), numeric property keys as the web client expects.",
 )
@@ -48,13 +69,18 @@ def regional_pmtiles(
     duckdb: DuckDBResource,
     tippecanoe: TippecanoeResource,
     compute: ComputeResource,
-) -> dg.MaterializeResult:
+):
     from ocr_core.tiles import build_regional_pmtiles
 
-    s = compute.run_for(
-        context, build_regional_pmtiles, storage.storage(), tippecanoe.runner(), duckdb.config()
+    s = yield from audited(
+        context,
+        compute,
+        build_regional_pmtiles,
+        storage.storage(),
+        tippecanoe.runner(),
+        duckdb.config(),
     )
-    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, context))
+    yield _tiles_result(s, compute, context)
 
 
 @dg.asset(
@@ -72,7 +98,7 @@ def building_tile_features(
     storage: StorageResource,
     duckdb: DuckDBResource,
     compute: ComputeResource,
-) -> dg.MaterializeResult:
+):
     from ocr_core.tiles import export_building_features
 
     s = compute.run_for(context, export_building_features, storage.storage(), duckdb.config())
@@ -92,6 +118,7 @@ def building_tile_features(
     group_name=GROUP,
     kinds={"pmtiles"},
     tags={"ocr/phase": "03"},
+    check_specs=_pmtiles_checks("building_pmtiles"),
     description="Building footprints with their 7 risk values (layer 'risk', zoom ≥ 6).",
 )
 def building_pmtiles(
@@ -99,11 +126,13 @@ def building_pmtiles(
     storage: StorageResource,
     tippecanoe: TippecanoeResource,
     compute: ComputeResource,
-) -> dg.MaterializeResult:
+):
     from ocr_core.tiles import build_building_pmtiles
 
-    s = compute.run_for(context, build_building_pmtiles, storage.storage(), tippecanoe.runner())
-    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, context))
+    s = yield from audited(
+        context, compute, build_building_pmtiles, storage.storage(), tippecanoe.runner()
+    )
+    yield _tiles_result(s, compute, context)
 
 
 @dg.asset(
@@ -114,6 +143,7 @@ def building_pmtiles(
     group_name=GROUP,
     kinds={"pmtiles"},
     tags={"ocr/phase": "03"},
+    check_specs=_pmtiles_checks("building_centroid_pmtiles"),
     description="Building centroids with RPS 2011/2047 rounded to 3 decimals, for buildings "
     "whose two RPS values are > 0.",
 )
@@ -122,11 +152,13 @@ def building_centroid_pmtiles(
     storage: StorageResource,
     tippecanoe: TippecanoeResource,
     compute: ComputeResource,
-) -> dg.MaterializeResult:
+):
     from ocr_core.tiles import build_centroid_pmtiles
 
-    s = compute.run_for(context, build_centroid_pmtiles, storage.storage(), tippecanoe.runner())
-    return dg.MaterializeResult(metadata=_tiles_metadata(s, compute, context))
+    s = yield from audited(
+        context, compute, build_centroid_pmtiles, storage.storage(), tippecanoe.runner()
+    )
+    yield _tiles_result(s, compute, context)
 
 
 @dg.asset(
@@ -138,18 +170,24 @@ def building_centroid_pmtiles(
     tags={"ocr/phase": "03", "ocr/optional": "create-pyramid"},
     description="Multiscale Zarr v3 pyramid of rps_2011 and rps_2047 (2 × 2 mean per level), "
     "optional like the seed's --create-pyramid.",
+    check_specs=_checks(
+        "risk_pyramid",
+        "pyramid_complete",
+        "Every level with its shape; the coarsest levels' values in [0, 100], not all NaN.",
+    ),
 )
 def risk_pyramid(
     context: dg.AssetExecutionContext, storage: StorageResource, compute: ComputeResource
-) -> dg.MaterializeResult:
+):
     from ocr_core.pyramid import write_pyramid
 
-    s = compute.run_for(context, write_pyramid, storage.storage())
-    return dg.MaterializeResult(
+    s = yield from audited(context, compute, write_pyramid, storage.storage())
+    yield dg.MaterializeResult(
+        check_results=check_results(s.pop("checks")),
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().pyramid_uri),
             "levels": s.get("levels"),
             "summary": dg.MetadataValue.json(s),
             "compute": compute.metadata_for(context),
-        }
+        },
     )

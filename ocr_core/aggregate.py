@@ -132,17 +132,8 @@ def _bin_expression(column: str) -> str:
     return f"CASE WHEN {column} = 0 THEN 0 {whens} END::TINYINT"
 
 
-def _fs_path(uri: str) -> str:
+def fs_path(uri: str) -> str:
     return uri[len("s3://") :] if uri.startswith("s3://") else uri
-
-
-def _remove(storage: Storage, uri: str) -> bool:
-    """Delete a stale output; True when something was removed."""
-    fs = storage.filesystem()
-    if fs.exists(_fs_path(uri)):
-        fs.rm(_fs_path(uri))
-        return True
-    return False
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -513,38 +504,52 @@ def _write_geoparquet(con, sql: str, path: Path, extra_metadata: dict | None = N
 def write_summary_stats(
     storage: Storage, catalog: InputCatalog, duck: DuckDBConfig | None = None
 ) -> dict[str, dict]:
-    """Write ``{level}_summary_stats.parquet`` for every level; returns a summary per level.
+    """Write, check and publish ``{level}_summary_stats.parquet`` for every level as one
+    folder; returns a summary per level and the checks' figures under ``checks``.
 
     Inputs (census files, region files, risk values) are all checked before anything is
-    written. Absent block polygons skip the blocks level and remove a stale blocks table of an
-    earlier run; the other four census datasets are required.
+    written; the staged tables must reconcile (``checks.summary_stats_consistent``) before the
+    folder replaces the published one. Absent block polygons skip the blocks level (a stale
+    blocks table of an earlier run goes with the old folder); the other four census datasets
+    are required.
     """
+    from ocr_core import checks
+    from ocr_core.publish import stage
+
     con = connect(duck, storage)
     try:
         sources = _census_sources(con, catalog)
         total = _load_buildings(con, _region_files(storage))
-        result: dict[str, dict] = {}
-        for level in LEVELS:
-            uri = storage.summary_stats_uri(level)
-            name = f"us-census-{level}"
-            if sources[level] is None:
-                result[level] = {
-                    "present": False,
-                    "path": None,
-                    "rows": 0,
-                    "building_count": 0,
-                    "total_buildings": total,
-                    "reason": f"no {name} dataset at {catalog.uri(name)}: level skipped",
-                    "removed_stale_output": _remove(storage, uri),
-                }
-                continue
-            result[level] = _summarize_level(con, storage, level, sources[level], total)
+        result: dict = {}
+        with stage(storage) as st:
+            folder = st.folder(storage.summary_stats_dir)
+            staged = {}
+            for level in LEVELS:
+                name = f"us-census-{level}"
+                if sources[level] is None:
+                    result[level] = {
+                        "present": False,
+                        "path": None,
+                        "rows": 0,
+                        "building_count": 0,
+                        "total_buildings": total,
+                        "reason": f"no {name} dataset at {catalog.uri(name)}: level skipped",
+                    }
+                    continue
+                result[level] = _summarize_level(con, storage, level, sources[level], total, folder)
+                staged[level] = str(folder / f"{level}_summary_stats.parquet")
+            result["checks"] = checks.audit(
+                {"summary_stats_consistent": checks.summary_stats_consistent(storage, duck, staged)}
+            )
+            st.publish()
         return result
     finally:
         con.close()
 
 
-def _summarize_level(con, storage: Storage, level: str, source: str, total: int) -> dict:
+def _summarize_level(
+    con, storage: Storage, level: str, source: str, total: int, folder: Path
+) -> dict:
     t0 = time.perf_counter()
     spatial = level != "nation"
     info = _load_polygons(con, level, source, pieces=spatial)
@@ -565,10 +570,10 @@ def _summarize_level(con, storage: Storage, level: str, source: str, total: int)
         **info,
     }
     footer = {"ocr:aggregation": json.dumps(counts)}
-    with storage.atomic_local_file(uri, suffix=".parquet") as path:
-        sql = _final_sql(level, info["duplicate_geoid_rows"] > 0)
-        rows = _write_geoparquet(con, sql, path, footer)
-        hist = {} if spatial else _nation_histograms(con, path)
+    path = folder / uri.rsplit("/", 1)[-1]
+    sql = _final_sql(level, info["duplicate_geoid_rows"] > 0)
+    rows = _write_geoparquet(con, sql, path, footer)
+    hist = {} if spatial else _nation_histograms(con, path)
     con.execute("DROP TABLE j" if spatial else "DROP VIEW j")
     for table in ("counts", "medians", "poly", "pieces"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -668,48 +673,60 @@ def _write_geojson(con, level: str, path: Path, metadata: dict[str, str]) -> int
 
 
 def write_analysis_files(storage: Storage, duck: DuckDBConfig | None = None) -> dict[str, dict]:
-    """Write ``region-analysis/{name}/stats.{csv,geojson,parquet}`` from the summary tables.
+    """Write, check and publish ``region-analysis/{name}/stats.{csv,geojson,parquet}`` from
+    the summary tables, as one folder.
 
-    Returns per output name its row count and file paths. A missing blocks summary skips
-    ``block`` (removing stale files); any other missing summary is an InputDataError.
+    Returns per output name its row count and file paths, and the checks' figures under
+    ``checks`` (every file holds one row per summary row). A missing blocks summary skips
+    ``block`` (stale files go with the old folder); any other missing summary is an
+    InputDataError.
     """
+    from ocr_core import checks
+    from ocr_core.publish import stage
+
     metadata = vector_metadata(storage.version)
     con = connect(duck, storage)
     try:
         sources = {}
         for level in LEVELS:
-            uri = storage.summary_stats_uri(level)
+            uri = storage.published_summary_stats_uri(level)
             if storage.exists(uri):
                 sources[level] = uri
             elif level not in OPTIONAL_LEVELS:
                 raise InputDataError(
                     f"summary table {uri} is missing: materialize region_summary_stats first"
                 )
-        result: dict[str, dict] = {}
-        for level in LEVELS:
-            name = ANALYSIS_NAMES[level]
-            targets = {ext: storage.region_analysis_uri(name, ext) for ext in ANALYSIS_EXTENSIONS}
-            if level not in sources:
-                removed = [t for t in targets.values() if _remove(storage, t)]
-                result[name] = {"present": False, "rows": 0, "paths": {}, "removed": removed}
-                continue
-            _analysis_source(con, level, sources[level])
-            counts = {}
-            with storage.atomic_local_file(targets["csv"], suffix=".csv") as path:
-                counts["csv"] = _write_csv(con, level, path, metadata)
-            with storage.atomic_local_file(targets["geojson"], suffix=".geojson") as path:
-                counts["geojson"] = _write_geojson(con, level, path, metadata)
-            with storage.atomic_local_file(targets["parquet"], suffix=".parquet") as path:
+        result: dict = {}
+        with stage(storage) as st:
+            folder = st.folder(storage.region_analysis_dir)
+            for level in LEVELS:
+                name = ANALYSIS_NAMES[level]
+                if level not in sources:
+                    result[name] = {"present": False, "rows": 0, "paths": {}}
+                    continue
+                _analysis_source(con, level, sources[level])
+                summary_rows = con.execute("SELECT count(*) FROM a").fetchone()[0]
+                (folder / name).mkdir()
+                path = {ext: folder / name / f"stats.{ext}" for ext in ANALYSIS_EXTENSIONS}
+                counts = {
+                    "csv": _write_csv(con, level, path["csv"], metadata),
+                    "geojson": _write_geojson(con, level, path["geojson"], metadata),
+                }
                 columns = ", ".join(_property_columns(level))
                 sql = f"SELECT {columns}, ST_AsWKB(geometry) AS geometry FROM a ORDER BY GEOID"
-                counts["parquet"] = _write_geoparquet(con, sql, path, metadata)
-            con.execute("DROP TABLE a")
-            result[name] = {
-                "present": True,
-                "rows": counts["csv"],
-                "paths": targets,
-                "rows_per_file": counts,
-            }
+                counts["parquet"] = _write_geoparquet(con, sql, path["parquet"], metadata)
+                con.execute("DROP TABLE a")
+                result[name] = {
+                    "present": True,
+                    "rows": counts["csv"],
+                    "summary_rows": summary_rows,
+                    "paths": {e: storage.region_analysis_uri(name, e) for e in path},
+                    "rows_per_file": counts,
+                }
+            result["checks"] = checks.audit(
+                {"analysis_files_complete": checks.analysis_files_complete(result)}
+            )
+            st.publish()
         return result
     finally:
         con.close()

@@ -175,7 +175,7 @@ class InputCatalog:
         """URI of a file dataset, checked to exist and to be non-empty."""
         uri = self.uri(name)
         try:
-            fs, path = self.storage.filesystem(), self.storage._fs_path(uri)
+            fs, path = self.storage.filesystem(), self.storage.fs_path(uri)
             exists = fs.exists(path)
             size = fs.size(path) if exists and fs.isfile(path) else None
         except Exception as exc:

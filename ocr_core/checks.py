@@ -1,13 +1,15 @@
-"""Data checks on published outputs (pure: each returns (passed, details)).
+"""Blocking data checks (pure: each returns (passed, details)), and ``audit`` that enforces them.
 
-They guard what downstream steps would publish: no building lost or duplicated between the
-region files and the consolidated dataset, histograms that add up, counts that reconcile,
-values inside the data schema's ranges.
+Writers run them on their staged outputs before publishing (``ocr_core.publish``): no building
+lost or duplicated between the region files and the consolidated dataset, histograms that add
+up, counts that reconcile, values inside the data schema's ranges, no collapse in building
+count against the published version. Without explicit paths they read the published outputs.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ocr_core.duck import DuckDBConfig, connect
 from ocr_core.storage import Storage
@@ -25,26 +27,113 @@ RANGES = {
 SUMMARY_LEVELS = ("counties", "tracts", "states", "nation", "blocks")
 
 
+SHRINK_LIMIT = 0.5  # a building count falling below half the published one is blocked
+
+
+class AuditError(ValueError):
+    """Blocking checks failed on staged outputs, so nothing was published; ``checks`` holds
+    every check's (passed, details)."""
+
+    def __init__(self, message: str, checks: dict[str, dict]):
+        super().__init__(message)
+        self.checks = checks
+
+    def __reduce__(self):  # keeps the figures when the error crosses a Dask worker
+        return type(self), (str(self), self.checks)
+
+
+def audit(results: dict[str, tuple[bool, dict]]) -> dict[str, dict]:
+    """``{check: {"passed", "details"}}``; AuditError naming each failed check with its
+    figures if any failed."""
+    checks = {name: {"passed": bool(ok), "details": d} for name, (ok, d) in results.items()}
+    failed = {name: c["details"] for name, c in checks.items() if not c["passed"]}
+    if failed:
+        figures = "; ".join(f"{name}: {_figures(d)}" for name, d in failed.items())
+        raise AuditError(f"blocking check failed, nothing published — {figures}", checks)
+    return checks
+
+
+def _figures(details: dict, limit: int = 400) -> str:
+    """The failing entries of a check's details first, as compact text."""
+    bad = {k: v for k, v in details.items() if isinstance(v, dict) and v.get("ok") is False}
+    text = json.dumps(bad or details, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shrink_guard(published: int | None, new: int, accept: bool, what: str):
+    """Block a building count below ``SHRINK_LIMIT`` × the published one, unless accepted."""
+    details = {"published": published, "new": new, "limit": SHRINK_LIMIT, "accepted": accept}
+    fell = published is not None and published > 0 and new < SHRINK_LIMIT * published
+    details["ok"] = not fell or accept
+    if fell and not accept:
+        details["fix"] = (
+            f"{what} fell from {published} to {new} buildings; if the input really shrank, "
+            "rerun with the run tag ocr/accept-shrink=true (CLI: --accept-shrink)"
+        )
+    return details["ok"], details
+
+
+def parquet_rows(storage: Storage, uri: str) -> int | None:
+    """Rows of a published parquet file from its footer; None if there is none."""
+    import pyarrow.parquet as pq
+
+    if not storage.exists(uri) if uri.startswith("s3://") else not Path(uri).exists():
+        return None
+    with _open(storage, uri) as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def _open(storage: Storage, path: str):
+    """Open a published S3 object or a local (published or staged) file for reading."""
+    if path.startswith("s3://"):
+        return storage.filesystem().open(storage.fs_path(path), "rb")
+    return open(path, "rb")
+
+
 def _sql_path(uri: str) -> str:
     return uri.replace("'", "''")
 
 
-def _region_glob(storage: Storage) -> str:
-    return _sql_path(f"{storage.region_geoparquet_dir}/*.parquet")
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join(f"'{_sql_path(p)}'" for p in paths) + "]"
 
 
-def consolidated_matches_regions(storage: Storage, duck: DuckDBConfig | None = None):
+def region_files(storage: Storage) -> list[str]:
+    return storage.glob(f"{storage.region_geoparquet_dir}/*.parquet")
+
+
+def _files_below(storage: Storage, folder: str) -> list[str]:
+    local = Path(folder)
+    if not storage.is_s3 or local.is_dir():
+        return sorted(str(p) for p in local.rglob("*.parquet"))
+    return storage.glob(f"{folder}/**/*.parquet")
+
+
+def _regions_sql(files: list[str]) -> str:
+    if not files:
+        raise AuditError("no region building files to check against", {})
+    return f"read_parquet({_sql_list(files)})"
+
+
+def consolidated_matches_regions(
+    storage: Storage,
+    duck: DuckDBConfig | None = None,
+    consolidated: str | None = None,
+    partitioned: str | None = None,
+):
     """The consolidated file and the hive dataset hold exactly the region files' buildings."""
     con = connect(duck, storage)
     key = "GEOID, ST_AsWKB(geometry) AS wkb, rps_2011, rps_2047"
+    hive = _files_below(
+        storage, partitioned or storage.current_dir(storage.partitioned_buildings_uri)
+    )
     sources = {
-        "consolidated": f"read_parquet('{_sql_path(storage.consolidated_buildings_uri)}')",
-        "partitioned": (
-            f"read_parquet('{_sql_path(storage.partitioned_buildings_uri)}/**/*.parquet', "
-            "hive_partitioning = true)"
+        "consolidated": (
+            f"read_parquet('{_sql_path(consolidated or storage.consolidated_buildings_uri)}')"
         ),
+        "partitioned": f"read_parquet({_sql_list(hive)}, hive_partitioning = true)",
     }
-    regions = f"read_parquet('{_region_glob(storage)}')"
+    regions = _regions_sql(region_files(storage))
     details: dict = {"region_rows": con.execute(f"SELECT count(*) FROM {regions}").fetchone()[0]}
     passed = True
     for name, src in sources.items():
@@ -62,10 +151,13 @@ def consolidated_matches_regions(storage: Storage, duck: DuckDBConfig | None = N
     return passed, details
 
 
-def building_value_ranges(storage: Storage, duck: DuckDBConfig | None = None):
-    """Every risk column of the consolidated buildings lies in its schema range, no NaN."""
+def building_value_ranges(
+    storage: Storage, duck: DuckDBConfig | None = None, path: str | None = None
+):
+    """Every risk column of a building file (default: the consolidated one) lies in its
+    schema range, no NaN."""
     con = connect(duck, storage)
-    src = f"read_parquet('{_sql_path(storage.consolidated_buildings_uri)}')"
+    src = f"read_parquet('{_sql_path(path or storage.consolidated_buildings_uri)}')"
     exprs = ", ".join(
         f"min({v}), max({v}), count(*) FILTER (WHERE isnan({v}) OR {v} IS NULL)" for v in RANGES
     )
@@ -79,31 +171,35 @@ def building_value_ranges(storage: Storage, duck: DuckDBConfig | None = None):
     return passed, details
 
 
-def _present_levels(storage: Storage) -> list[str]:
-    return [lvl for lvl in SUMMARY_LEVELS if storage.exists(storage.summary_stats_uri(lvl))]
+def published_summary_paths(storage: Storage) -> dict[str, str]:
+    """Level -> published summary file, for the levels present."""
+    paths = {lvl: storage.published_summary_stats_uri(lvl) for lvl in SUMMARY_LEVELS}
+    return {lvl: p for lvl, p in paths.items() if storage.exists(p)}
 
 
-def _aggregation_footer(storage: Storage, level: str) -> dict:
+def _aggregation_footer(storage: Storage, path: str) -> dict:
     """The counts the aggregation recorded in a summary file's footer (``ocr:aggregation``)."""
     import pyarrow.parquet as pq
 
-    uri = storage.summary_stats_uri(level)
-    path = uri[len("s3://") :] if uri.startswith("s3://") else uri
-    with storage.filesystem().open(path, "rb") as f:
+    with _open(storage, path) as f:
         meta = pq.ParquetFile(f).schema_arrow.metadata or {}
     raw = meta.get(b"ocr:aggregation")
     return json.loads(raw) if raw else {}
 
 
-def summary_stats_consistent(storage: Storage, duck: DuckDBConfig | None = None):
+def summary_stats_consistent(
+    storage: Storage, duck: DuckDBConfig | None = None, paths: dict[str, str] | None = None
+):
     """Per level: histograms sum to building_count; county and national totals agree with
-    the buildings; means and medians inside the schema ranges."""
+    the buildings; means and medians inside the schema ranges. ``paths``: level -> file
+    (default: the published ones)."""
     con = connect(duck, storage)
-    levels = _present_levels(storage)
+    paths = published_summary_paths(storage) if paths is None else paths
+    levels = [lvl for lvl in SUMMARY_LEVELS if lvl in paths]
     details: dict = {"levels": levels}
     passed = {"counties", "tracts", "states", "nation"} <= set(levels)
     for level in levels:
-        src = f"read_parquet('{_sql_path(storage.summary_stats_uri(level))}')"
+        src = f"read_parquet('{_sql_path(paths[level])}')"
         range_terms = " OR ".join(
             f"{v}_{stat} < {lo} OR {v}_{stat} > {hi}"
             for v, (lo, hi) in RANGES.items()
@@ -129,17 +225,55 @@ def summary_stats_consistent(storage: Storage, duck: DuckDBConfig | None = None)
     if "counties" in details and "nation" in details:
         # Buildings whose centroid lies in no county (offshore, a polygon gap) are reported
         # by the aggregation; counted with them, the counties must add up to the nation.
-        unassigned = _aggregation_footer(storage, "counties").get("unassigned_buildings", 0)
+        unassigned = _aggregation_footer(storage, paths["counties"]).get("unassigned_buildings", 0)
         details["counties_unassigned"] = unassigned
         details["counties_sum_equals_nation"] = (
             details["counties"]["buildings"] + unassigned == details["nation"]["buildings"]
         )
         passed &= details["counties_sum_equals_nation"]
     region_rows = con.execute(
-        f"SELECT count(*) FROM read_parquet('{_region_glob(storage)}')"
+        f"SELECT count(*) FROM {_regions_sql(region_files(storage))}"
     ).fetchone()[0]
     details["region_buildings"] = region_rows
     if "nation" in details:
         details["nation_equals_region_buildings"] = details["nation"]["buildings"] == region_rows
         passed &= details["nation_equals_region_buildings"]
     return bool(passed), details
+
+
+def analysis_files_complete(written: dict[str, dict]):
+    """Every analysis file holds exactly one row per row of its summary table."""
+    details, passed = {}, True
+    for name, out in written.items():
+        if not out.get("present"):
+            continue
+        ok = all(n == out["summary_rows"] for n in out["rows_per_file"].values())
+        details[name] = {"summary_rows": out["summary_rows"], **out["rows_per_file"], "ok": ok}
+        passed &= ok
+    return passed and bool(details), details
+
+
+def buildings_reconcile(written: int, dropped: int, in_input: int):
+    """Rows written + rows dropped for NaN = the input's buildings in the region."""
+    details = {"written": written, "dropped_nan": dropped, "in_input": in_input}
+    details["ok"] = written + dropped == in_input
+    return details["ok"], details
+
+
+def array_value_ranges(arrays: dict):
+    """Each risk array's finite values inside the schema range (a region's raster)."""
+    import numpy as np
+
+    details, passed = {}, True
+    for var, (lo, hi) in RANGES.items():
+        if var not in arrays:
+            continue
+        a = np.asarray(arrays[var])
+        finite = a[np.isfinite(a)]
+        vmin = float(finite.min()) if finite.size else None
+        vmax = float(finite.max()) if finite.size else None
+        bad = int(np.count_nonzero((finite < lo) | (finite > hi)))
+        ok = bad == 0
+        details[var] = {"min": vmin, "max": vmax, "outside": bad, "range": [lo, hi], "ok": ok}
+        passed &= ok
+    return passed, details

@@ -13,10 +13,10 @@ with OVERWRITE_OR_IGNORE, leaving stale ``data_N`` files behind. Here:
    writer is open at a time (memory bounded by one row group), every county gets exactly one
    file with a fixed name, and rows stay in GEOID order (row-group statistics prune by GEOID).
    ``_common_metadata`` holds the schema (no partition fields) with the vector metadata.
-3. Both are published whole: ``Storage.atomic_local_dir`` then ``Storage.atomic_local_file``.
-   Locally that is a rename swap; on S3 each county key is replaced in place, sidecars go last
-   and stale keys are deleted last (see ``Storage._publish_dir_s3``), so a reader never sees a
-   county twice, an empty folder or a partial file.
+3. Both are written in one stage, checked there (every region building present once in
+   each, risk values in range, no collapse in count against the published file) and only then
+   published, each whole (``ocr_core.publish``): a reader never sees a county twice, an empty
+   folder, a partial file or values that failed a check.
 """
 
 from __future__ import annotations
@@ -44,12 +44,18 @@ class BuildingDataError(ValueError):
     """The region building files cannot be consolidated as they are (bad GEOID or metadata)."""
 
 
-def write_buildings_geoparquet(storage: Storage, duck: DuckDBConfig | None = None) -> dict:
-    """Write the consolidated building file and the state/county dataset; return run metadata.
+def write_buildings_geoparquet(
+    storage: Storage, duck: DuckDBConfig | None = None, accept_shrink: bool = False
+) -> dict:
+    """Write, check and publish the consolidated building file and the state/county dataset;
+    return run metadata with the checks' figures (``checks.AuditError`` if one failed).
 
-    Nothing is published unless both outputs were written completely in scratch; a rerun
+    Nothing is published unless both outputs were written completely and passed; a rerun
     replaces the previous outputs whole.
     """
+    from ocr_core import checks
+    from ocr_core.publish import stage
+
     start = time.perf_counter()
     source_dir = storage.region_geoparquet_dir
     # Hidden names are in-flight or abandoned atomic-write temp files, never region files.
@@ -66,10 +72,9 @@ def write_buildings_geoparquet(storage: Storage, duck: DuckDBConfig | None = Non
         con.execute("SET enable_geoparquet_conversion = false")
         con.execute("SET enable_progress_bar = false")
         geo = _merged_geo_metadata(con, sources)
-        with (
-            storage.atomic_local_file(storage.consolidated_buildings_uri, ".parquet") as cpath,
-            storage.atomic_local_dir(storage.partitioned_buildings_uri) as pdir,
-        ):
+        with stage(storage) as st:
+            cpath = st.file(storage.consolidated_buildings_uri, ".parquet")
+            pdir = st.folder(storage.partitioned_buildings_uri)
             copied = _write_consolidated(con, sources, cpath, geo, meta)
             con.close()  # release DuckDB's buffers before the split pass
             buildings, partitions = _write_partitions(cpath, pdir, geo, meta)
@@ -79,6 +84,21 @@ def write_buildings_geoparquet(storage: Storage, duck: DuckDBConfig | None = Non
                 )
             consolidated_bytes = cpath.stat().st_size
             partitioned_bytes = sum(p.stat().st_size for p in pdir.rglob("*") if p.is_file())
+            published = checks.parquet_rows(storage, storage.consolidated_buildings_uri)
+            audited = checks.audit(
+                {
+                    "buildings_match_region_files": checks.consolidated_matches_regions(
+                        storage, duck, consolidated=str(cpath), partitioned=str(pdir)
+                    ),
+                    "buildings_value_ranges": checks.building_value_ranges(
+                        storage, duck, path=str(cpath)
+                    ),
+                    "buildings_not_collapsed": checks.shrink_guard(
+                        published, buildings, accept_shrink, "the consolidated buildings"
+                    ),
+                }
+            )
+            st.publish()
     finally:
         con.close()
     return {
@@ -90,6 +110,7 @@ def write_buildings_geoparquet(storage: Storage, duck: DuckDBConfig | None = Non
         "consolidated_bytes": consolidated_bytes,
         "partitioned_bytes": partitioned_bytes,
         "seconds": round(time.perf_counter() - start, 3),
+        "checks": audited,
     }
 
 

@@ -876,7 +876,7 @@ def _write_raster(catalog: InputCatalog, name: str, ds, grid: Grid, seed: int) -
         repo = icechunk.Repository.open(ic_storage)
     else:
         if storage.exists(uri):  # debris of a killed first write: it never held a commit
-            storage.filesystem().rm(_fs_path(uri), recursive=True)
+            storage.filesystem().rm(fs_path(uri), recursive=True)
         repo = icechunk.Repository.create(ic_storage)
 
     from zarr.codecs import BloscCodec
@@ -925,12 +925,12 @@ def _write_raster(catalog: InputCatalog, name: str, ds, grid: Grid, seed: int) -
     return meta
 
 
-def _fs_path(uri: str) -> str:
+def fs_path(uri: str) -> str:
     return uri[len("s3://") :] if uri.startswith("s3://") else uri
 
 
 def _size(storage, uri: str) -> int:
-    return int(storage.filesystem().du(_fs_path(uri)))
+    return int(storage.filesystem().du(fs_path(uri)))
 
 
 # --- census ------------------------------------------------------------------------------------
@@ -1108,7 +1108,7 @@ def _read_catalog_table(catalog: InputCatalog, name: str, columns=None, geo: boo
             "(the demo census asset) first."
         ) from None
     storage = catalog.storage
-    path = _fs_path(uri)
+    path = fs_path(uri)
     fs = storage.filesystem() if storage.is_s3 else None
     if geo:
         return gpd.read_parquet(path, columns=columns, filesystem=fs)

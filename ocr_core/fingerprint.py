@@ -48,7 +48,7 @@ def region_input_fingerprint(region_id: str, grid_name: str, catalog: InputCatal
     _update(h, "rps", layers["rps"])
     for scenario, bp in sorted(layers["riley30"].items()):
         _update(h, f"riley30_{scenario}", bp)
-    buildings = select_region_buildings(catalog, grid, region_id)
+    buildings, _ = select_region_buildings(catalog, grid, region_id)
     for column in ("GEOID", "state", "county"):
         h.update("\x1f".join(buildings[column].astype(str)).encode())
     h.update(b"".join(buildings.geometry.to_wkb()))

@@ -15,8 +15,9 @@ import time
 
 import numpy as np
 
+from ocr_core import faults
 from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, read_error, spec
-from ocr_core.geoparquet import write_geoparquet
+from ocr_core.geoparquet import GEOPARQUET_OPTIONS
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
 from ocr_core.risk import OUTPUT_VARIABLES, SCENARIOS, RegionInputs, region_outputs, region_wind_bp
@@ -225,8 +226,9 @@ def run_region_risk(
         r0, r1, c0, c1 = grid.pixel_window(region_id)
         validate_pass_through(layers, grid.lat_centers(r0, r1), grid.lon_centers(c0, c1))
         arrays = region_outputs(bp, **layers)
+    faults.corrupt_outputs(region_id, arrays)
     t3 = time.perf_counter()
-    snapshot = raster_store.write_region(storage, grid, region_id, arrays, logger=log)
+    snapshot, audited = raster_store.write_region(storage, grid, region_id, arrays, logger=log)
     t4 = time.perf_counter()
     png, top = preview_png(arrays["rps_2011"])
     return {
@@ -244,11 +246,13 @@ def run_region_risk(
         "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "preview_png_b64": base64.b64encode(png).decode(),
         "preview_scale_top": top,
+        "checks": audited,
     }
 
 
 def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
-    """The tagged buildings whose bbox lower-left corner lies in the region's pixel area.
+    """The tagged buildings whose bbox lower-left corner lies in the region's pixel area, and
+    how many rows the input holds there (counted apart, for the write's reconciliation).
 
     West/south edges are inclusive and east/north edges exclusive, with edges computed from
     integer pixel indices, so neighbouring regions share exact edge values: every building
@@ -267,10 +271,11 @@ def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
         dataset = pads.dataset(path, filesystem=fs, format="parquet")
         check_buildings(BUILDINGS, dataset.schema, dataset.count_rows(), uri)
         xmin, ymin = pc.field("bbox", "xmin"), pc.field("bbox", "ymin")
+        in_region = (xmin >= lon_min) & (xmin < lon_max) & (ymin >= lat_min) & (ymin < lat_max)
         table = dataset.to_table(
-            columns=["block_geoid", "state_abbrev", "county_name", "geometry"],
-            filter=(xmin >= lon_min) & (xmin < lon_max) & (ymin >= lat_min) & (ymin < lat_max),
+            columns=["block_geoid", "state_abbrev", "county_name", "geometry"], filter=in_region
         )
+        counted = dataset.count_rows(filter=in_region)
     except InputDataError:
         raise
     except Exception as exc:
@@ -279,7 +284,7 @@ def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
             raise
         raise error from exc
     geometry = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
-    return gpd.GeoDataFrame(
+    frame = gpd.GeoDataFrame(
         {
             "GEOID": table.column("block_geoid").to_pandas(),
             "state": table.column("state_abbrev").to_pandas(),
@@ -288,6 +293,7 @@ def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
         geometry=geometry,
         crs="EPSG:4326",
     )
+    return frame, counted
 
 
 def sample_region(buildings, arrays: dict[str, np.ndarray], grid: Grid, region_id: str):
@@ -321,18 +327,48 @@ def sample_region(buildings, arrays: dict[str, np.ndarray], grid: Grid, region_i
 
 
 def run_region_buildings(
-    region_id: str, grid_name: str, catalog: InputCatalog, storage: Storage
+    region_id: str,
+    grid_name: str,
+    catalog: InputCatalog,
+    storage: Storage,
+    accept_shrink: bool = False,
 ) -> dict:
-    """Sample the committed risk raster at the region's buildings and write its GeoParquet."""
-    from ocr_core import raster_store
+    """Sample the committed risk raster at the region's buildings; write the region's
+    GeoParquet, check it and only then publish it (``checks.AuditError`` otherwise).
+
+    Checks: values in the schema ranges; rows written + rows dropped for NaN = the input's
+    buildings in the region; no fall below half the published file's count unless
+    ``accept_shrink``.
+    """
+    from ocr_core import checks, raster_store
+    from ocr_core.publish import stage
 
     grid = get_grid(grid_name)
     grid.validate_region_id(region_id)
     arrays = raster_store.read_region(storage, grid, region_id)
-    buildings = select_region_buildings(catalog, grid, region_id)
+    buildings, in_input = select_region_buildings(catalog, grid, region_id)
     frame, dropped = sample_region(buildings, arrays, grid, region_id)
     uri = storage.region_geoparquet_uri(region_id)
-    size = write_geoparquet(frame, storage, uri)
+    with stage(storage) as st:
+        path = st.file(uri, suffix=".parquet")
+        frame.to_parquet(path, **GEOPARQUET_OPTIONS)
+        size = path.stat().st_size
+        written = checks.parquet_rows(storage, str(path))
+        audited = checks.audit(
+            {
+                "region_value_ranges": checks.building_value_ranges(storage, path=str(path)),
+                "region_buildings_reconcile": checks.buildings_reconcile(
+                    written, dropped, in_input
+                ),
+                "region_not_collapsed": checks.shrink_guard(
+                    checks.parquet_rows(storage, uri),
+                    written,
+                    accept_shrink,
+                    f"region {region_id}",
+                ),
+            }
+        )
+        st.publish()
     return {
         "region_id": region_id,
         "path": uri,
@@ -347,4 +383,5 @@ def run_region_buildings(
         "risk_score_histograms": {
             v: risk_score_histogram(frame[v].to_numpy()) for v in ("rps_2011", "rps_2047")
         },
+        "checks": audited,
     }

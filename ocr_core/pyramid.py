@@ -14,25 +14,21 @@ length d, d if d ≤ 362, else ceil(d / ceil(d / 362)), so chunks are ≤ 362 an
 Root attributes follow the zarr-conventions ``multiscales`` and ``geo-proj`` conventions;
 the root carries consolidated metadata.
 
-Rewrites are atomic for readers of a local pyramid: the new pyramid is built in a sibling
-folder and swapped in by rename. On S3 it is built under a sibling staging prefix; only when
-it is complete is the old pyramid's root ``zarr.json`` deleted, the old objects removed, the
-new objects copied server-side, and the new root ``zarr.json`` (holding the consolidated
-metadata) copied last. A reader therefore opens either the old pyramid, nothing ("not found")
-during the copy window, or the complete new one; a reader that opened the old pyramid before
-the swap and keeps reading may meet missing chunks (read as NaN) until it reopens.
+Write, audit, publish (``ocr_core.publish``): the pyramid is built in the stage (locally) or
+under its next version prefix (S3), checked there (``check_pyramid``: every level, values in
+range, the coarsest level not empty), and only then swapped in or pointed to.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
+from ocr_core.checks import audit
+from ocr_core.publish import stage
 from ocr_core.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -114,38 +110,6 @@ def _store(uri: str, storage: Storage):
     return zarr.storage.LocalStore(uri)
 
 
-@contextlib.contextmanager
-def _staged(storage: Storage, uri: str) -> Iterator[str]:
-    """Yield a staging location; on success it replaces ``uri`` (see the module docstring)."""
-    if not storage.is_s3:
-        with storage.atomic_local_dir(uri) as path:
-            yield str(path)
-        return
-    fs = storage.filesystem()
-    parent, _, name = uri.rstrip("/").rpartition("/")
-    staging = f"{parent}/.{name}.staging-{uuid.uuid4().hex}"
-    try:
-        yield staging
-        _publish_s3(fs, storage._fs_path(staging), storage._fs_path(uri))
-    finally:
-        if fs.exists(storage._fs_path(staging)):
-            fs.rm(storage._fs_path(staging), recursive=True)
-
-
-def _publish_s3(fs, staging: str, target: str) -> None:
-    """Replace the objects under ``target`` with those under ``staging``, root metadata last."""
-    root_meta = f"{target}/zarr.json"
-    if fs.exists(root_meta):
-        fs.rm(root_meta)
-    if fs.exists(target):
-        fs.rm(target, recursive=True)
-    keys = [k for k in fs.find(staging) if k != f"{staging}/zarr.json"]
-    if keys:
-        fs.copy(keys, [target + k[len(staging) :] for k in keys])
-    fs.copy(f"{staging}/zarr.json", root_meta)
-    fs.invalidate_cache()
-
-
 # --- build ---------------------------------------------------------------------------------------
 def _open_source(storage: Storage, variables: Sequence[str]):
     import xarray as xr
@@ -200,7 +164,8 @@ def write_pyramid(
     shapes = level_shapes((src.sizes[Y_DIM], src.sizes[X_DIM]), min_side)
     chunks = [level_chunks(s, chunk_target) for s in shapes]
     uri = storage.pyramid_uri
-    with _staged(storage, uri) as location, warnings.catch_warnings():
+    with stage(storage) as st, warnings.catch_warnings():
+        location = st.folder_uri(uri)
         warnings.filterwarnings("ignore", message=".*Mean of empty slice.*")
         warnings.filterwarnings("ignore", message=".*separate the stored chunks.*")
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
@@ -235,6 +200,8 @@ def write_pyramid(
         root = zarr.open_group(store, mode="r+", zarr_format=3)
         root.attrs.put(multiscales_attrs(len(shapes)))
         zarr.consolidate_metadata(store)
+        checks = audit({"pyramid_complete": check_pyramid(store, shapes, variables)})
+        st.publish()
     return {
         "path": uri,
         "variables": variables,
@@ -242,4 +209,36 @@ def write_pyramid(
         "shapes": [list(s) for s in shapes],
         "chunks": [list(c) for c in chunks],
         "seconds": round(time.monotonic() - started, 3),
+        "checks": checks,
     }
+
+
+def check_pyramid(store, shapes: Sequence[tuple[int, int]], variables: Sequence[str]):
+    """Every level present with its shape; the two coarsest levels' values in [0, 100] and
+    not all NaN (they summarize every finer level)."""
+    import numpy as np
+    import zarr
+
+    root = zarr.open_group(store, mode="r", zarr_format=3)
+    details: dict = {"levels_expected": len(shapes)}
+    passed = True
+    for level, shape in enumerate(shapes):
+        for var in variables:
+            key = f"{level}/{var}"
+            found = tuple(root[key].shape) if key in root else None
+            if found != tuple(shape):
+                details[f"level_{level}_{var}_shape"] = found
+                passed = False
+    for level in range(max(0, len(shapes) - 2), len(shapes)):
+        for var in variables:
+            key = f"{level}/{var}"
+            if key not in root:
+                continue
+            values = np.asarray(root[key][:])
+            finite = values[np.isfinite(values)]
+            vmin = float(finite.min()) if finite.size else None
+            vmax = float(finite.max()) if finite.size else None
+            ok = finite.size > 0 and vmin >= 0 and vmax <= 100
+            details[f"level_{level}_{var}"] = {"min": vmin, "max": vmax, "finite": int(finite.size)}
+            passed &= ok
+    return passed, details

@@ -141,10 +141,18 @@ def write_region(
     region_id: str,
     arrays: dict[str, np.ndarray],
     logger: logging.Logger | None = None,
-) -> str:
-    """Write one region's arrays and commit; returns the snapshot id."""
+) -> tuple[str, dict]:
+    """Write one region's arrays, check them and commit; returns the snapshot id and the
+    checks' figures.
+
+    The arrays are written in an uncommitted session (readers of ``main`` don't see it), read
+    back from it and checked (``checks.array_value_ranges``); only then is it committed.
+    A failed check raises ``checks.AuditError`` and the session is dropped.
+    """
     import icechunk
     import zarr
+
+    from ocr_core.checks import array_value_ranges, audit
 
     logger = logger or log
     r0, r1, c0, c1 = grid.pixel_window(region_id)
@@ -159,8 +167,11 @@ def write_region(
             root = zarr.open_group(session.store, mode="r+")
             for var in OUTPUT_VARIABLES:
                 root[var][r0:r1, c0:c1] = arrays[var]
+            staged = {var: root[var][r0:r1, c0:c1] for var in OUTPUT_VARIABLES}
+            audited = audit({"region_value_ranges": array_value_ranges(staged)})
             try:
-                return session.commit(message, rebase_with=icechunk.ConflictDetector())
+                snapshot = session.commit(message, rebase_with=icechunk.ConflictDetector())
+                return snapshot, audited
             except (icechunk.ConflictError, icechunk.RebaseFailedError) as exc:
                 if attempt == MAX_COMMIT_ATTEMPTS:
                     raise RasterStoreError(

@@ -68,11 +68,12 @@ def outputs_report(storage: Storage, grid_name: str) -> str:
         line("consolidated buildings", storage.consolidated_buildings_uri, f", {rows} rows")
         line("partitioned buildings", storage.partitioned_buildings_uri)
     for level in ("counties", "tracts", "states", "nation", "blocks"):
-        uri = storage.summary_stats_uri(level)
+        uri = storage.published_summary_stats_uri(level)
         if storage.exists(uri):
             line(f"summary stats {level}", uri, f", {_parquet_rows(storage, uri)} rows")
-    if storage.exists(storage.region_analysis_dir):
-        files = storage.glob(f"{storage.region_analysis_dir}/*/stats.*")
+    analysis = storage.current_dir(storage.region_analysis_dir)
+    if storage.exists(analysis):
+        files = storage.glob(f"{analysis}/*/stats.*")
         out.append(
             f"  analysis files: {storage.region_analysis_dir}/ ({len(files)} files: "
             "stats.csv, stats.geojson, stats.parquet per geography)"
@@ -81,8 +82,9 @@ def outputs_report(storage: Storage, grid_name: str) -> str:
         uri = storage.pmtiles_uri(name)
         if storage.exists(uri):
             line(f"PMTiles {name}", uri, f", {_pmtiles_summary(storage, uri)}")
-    if storage.exists(storage.pyramid_uri):
-        meta = json.loads(storage.read_bytes(f"{storage.pyramid_uri}/zarr.json"))
+    pyramid = storage.current_dir(storage.pyramid_uri)
+    if storage.exists(f"{pyramid}/zarr.json"):
+        meta = json.loads(storage.read_bytes(f"{pyramid}/zarr.json"))
         levels = len(meta.get("attributes", {}).get("multiscales", {}).get("layout", []))
-        line("raster pyramid (zarr v3)", storage.pyramid_uri, f", {levels} levels")
+        line("raster pyramid (zarr v3)", pyramid, f", {levels} levels")
     return "\n".join(out)

@@ -15,8 +15,6 @@ derived in one place so no two settings can collide:
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,6 +89,10 @@ class Storage:
         """level: blocks, tracts, counties, states or nation."""
         return f"{self.summary_stats_dir}/{level}_summary_stats.parquet"
 
+    def published_summary_stats_uri(self, level: str) -> str:
+        """The summary file readers use now (on S3, inside the folder's current version)."""
+        return f"{self.current_dir(self.summary_stats_dir)}/{level}_summary_stats.parquet"
+
     def region_analysis_uri(self, name: str, ext: str) -> str:
         """name: block, counties, tracts, states or nation; ext: csv, geojson or parquet."""
         return f"{self.region_analysis_dir}/{name}/stats.{ext}"
@@ -125,23 +127,29 @@ class Storage:
 
         return fsspec.filesystem("file")
 
-    def _fs_path(self, uri: str) -> str:
+    def fs_path(self, uri: str) -> str:
         return uri[len("s3://") :] if uri.startswith("s3://") else uri
 
+    def current_dir(self, uri: str) -> str:
+        """Where the published content of the folder dataset ``uri`` is now (``publish``)."""
+        from ocr_core.publish import current_dir
+
+        return current_dir(self, uri)
+
     def exists(self, uri: str) -> bool:
-        return self.filesystem().exists(self._fs_path(uri))
+        return self.filesystem().exists(self.fs_path(uri))
 
     def glob(self, pattern: str) -> list[str]:
         """Matching files, without hidden ones (the scratch files of atomic writes)."""
         found = sorted(
             p
-            for p in self.filesystem().glob(self._fs_path(pattern))
+            for p in self.filesystem().glob(self.fs_path(pattern))
             if not p.rsplit("/", 1)[-1].startswith(".")
         )
         return [f"s3://{p}" for p in found] if self.is_s3 else found
 
     def read_bytes(self, uri: str) -> bytes:
-        with self.filesystem().open(self._fs_path(uri), "rb") as f:
+        with self.filesystem().open(self.fs_path(uri), "rb") as f:
             return f.read()
 
     def check_reachable(self) -> None:
@@ -169,29 +177,19 @@ class Storage:
                 "Point OCR_STORAGE_ROOT at a writable folder or an s3:// URL."
             ) from exc
 
-    # --- atomic writes -----------------------------------------------------------------------
+    # --- atomic writes (see ocr_core.publish) -----------------------------------------------
     @contextmanager
     def atomic_local_file(self, uri: str, suffix: str = "") -> Iterator[Path]:
-        """Yield a scratch path; on success it replaces ``uri`` whole, on error nothing changes.
+        """Yield a staged path; on success it replaces ``uri`` whole, on error nothing changes.
 
-        Local: a sibling temp file renamed over the target (same filesystem, atomic).
-        S3: one PUT of the finished file; an object is never visible half-written.
+        For outputs without checks of their own; audited outputs use ``publish.stage``.
         """
-        if self.is_s3:
-            with tempfile.TemporaryDirectory(prefix="ocr-") as tmp:
-                path = Path(tmp) / f"out{suffix}"
-                yield path
-                self.filesystem().put_file(str(path), self._fs_path(uri))
-            return
-        target = Path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        path = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}{suffix}"
-        try:
+        from ocr_core.publish import stage
+
+        with stage(self) as st:
+            path = st.file(uri, suffix)
             yield path
-            os.replace(path, target)
-        finally:
-            if path.exists():
-                path.unlink()
+            st.publish()
 
     def write_bytes_atomic(self, uri: str, data: bytes) -> None:
         with self.atomic_local_file(uri) as path:
@@ -199,63 +197,13 @@ class Storage:
 
     @contextmanager
     def atomic_local_dir(self, uri: str) -> Iterator[Path]:
-        """Yield a scratch folder that replaces the folder ``uri`` whole on success.
+        """Yield a staged folder that replaces the folder ``uri`` whole on success."""
+        from ocr_core.publish import stage
 
-        Local: build beside the target, then swap it in with two renames (old copy removed
-        after), so readers see the old or the new dataset, never a mix. S3 has no rename, so
-        the folder is built in local scratch and published by ``_publish_dir_s3``: nothing is
-        deleted before every new file is uploaded, and stale files are removed last.
-        """
-        if self.is_s3:
-            with tempfile.TemporaryDirectory(prefix="ocr-") as tmp:
-                path = Path(tmp) / "out"
-                path.mkdir()
-                yield path
-                self._publish_dir_s3(path, uri)
-            return
-        target = Path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            yield staging
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
-            if target.exists():
-                os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-
-    def _publish_dir_s3(self, src: Path, uri: str) -> None:
-        """Replace the objects under ``uri`` with the files of ``src``, never emptying it.
-
-        1. Upload every data file to its final key (concurrent PUTs; each object appears whole,
-           replacing the same-named object of the previous run).
-        2. Upload metadata files last (``_common_metadata``, zarr's ``zarr.json`` / ``.z*``: see
-           ``_is_metadata_file``), so they only ever describe data files already present.
-        3. Delete the keys under ``uri`` that the new tree does not have (stale files).
-
-        A concurrent reader sees the old folder, then a mix in which every key holds its old or
-        its new content in full, plus the old run's extra keys until step 3, then the new
-        folder; never an empty folder or a partial object. If an upload fails, step 3 is
-        skipped and the mix stays until a rerun.
-        """
-        fs = self.filesystem()
-        dest = self._fs_path(uri).rstrip("/")
-        files = sorted(p for p in src.rglob("*") if p.is_file())
-        rel = [p.relative_to(src).as_posix() for p in files]
-        data = [(str(p), f"{dest}/{r}") for p, r in zip(files, rel, strict=True)]
-        metadata = [pair for pair in data if _is_metadata_file(Path(pair[1]).name)]
-        data = [pair for pair in data if pair not in metadata]
-        for batch in (data, metadata):
-            if batch:
-                fs.put([lp for lp, _ in batch], [rp for _, rp in batch])
-        new = {f"{dest}/{r}" for r in rel}
-        stale = [key for key in fs.find(dest) if key not in new]
-        if stale:
-            fs.rm(stale)
+        with stage(self) as st:
+            path = st.folder(uri)
+            yield path
+            st.publish()
 
     # --- icechunk ----------------------------------------------------------------------------
     def icechunk_storage(self, uri: str | None = None):
@@ -282,11 +230,6 @@ class Storage:
         # file lock), so icechunk's per-repository concurrency warning is noise here.
         icechunk.set_logs_filter("error")
         return icechunk.local_filesystem_storage(uri)
-
-
-def _is_metadata_file(name: str) -> bool:
-    """Files that describe the others: parquet ``_common_metadata``/``_metadata``, zarr metadata."""
-    return name.startswith(("_", ".")) or name == "zarr.json"
 
 
 def _aws_env_credentials() -> dict:

@@ -35,15 +35,16 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_core.aggregate import RISK_VARIABLES
+from ocr_core.checks import audit
+from ocr_core.publish import Stage, stage
 from ocr_core.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -214,30 +215,57 @@ def pmtiles_info(path: str | os.PathLike) -> dict:
 
 
 def _build_pmtiles(
-    storage: Storage,
+    st: Stage,
     tippecanoe: Tippecanoe,
     name: str,
     args: Sequence[str],
     log: logging.Logger | None,
+    layers: Sequence[str],
+    features_in: int,
 ) -> dict:
-    """Run tippecanoe into a scratch .pmtiles and publish it whole to ``pmtiles_uri(name)``."""
-    uri = storage.pmtiles_uri(name)
-    with storage.atomic_local_file(uri, suffix=".pmtiles") as out:
-        tippecanoe.run(["-o", str(out), *args], log=log)
-        info = pmtiles_info(out)
-    return {"path": uri, **info}
+    """Run tippecanoe into the stage, check the tileset (``pmtiles_complete``) and publish it
+    whole to ``pmtiles_uri(name)``."""
+    uri = st.storage.pmtiles_uri(name)
+    out = st.file(uri, suffix=".pmtiles")
+    tippecanoe.run(["-o", str(out), *args], log=log)
+    info = pmtiles_info(out)
+    checks = audit({"pmtiles_complete": pmtiles_complete(info, layers, features_in)})
+    st.publish()
+    return {"path": uri, **info, "checks": checks}
 
 
-@contextmanager
-def _local_copy(storage: Storage, uri: str) -> Iterator[str]:
-    """A local path holding ``uri``: the file itself, or a scratch download from S3."""
-    if not storage.is_s3:
-        yield uri
-        return
-    with tempfile.TemporaryDirectory(prefix="ocr-tiles-") as tmp:
-        path = os.path.join(tmp, os.path.basename(uri))
-        storage.filesystem().get_file(storage._fs_path(uri), path)
-        yield path
+def pmtiles_complete(info: dict, layers: Sequence[str], features_in: int):
+    """A readable tileset with the expected layers, tiles, and features when there were any."""
+    details = {
+        "layers": info["layers"],
+        "layers_expected": list(layers),
+        "tiles": info["tiles"],
+        "features": info["features"],
+        "features_in": features_in,
+        "min_zoom": info["min_zoom"],
+        "max_zoom": info["max_zoom"],
+    }
+    passed = (
+        sorted(info["layers"]) == sorted(layers)
+        and info["tiles"] > 0
+        and (info["features"] > 0 or features_in == 0)
+        and info["min_zoom"] <= info["max_zoom"]
+    )
+    return passed, details
+
+
+def _local_copy(st: Stage, uri: str) -> str:
+    """A local path holding ``uri``: the file itself, or a download into the stage from S3."""
+    if not st.storage.is_s3:
+        return uri
+    path = st.dir / os.path.basename(uri)
+    st.storage.filesystem().get_file(st.storage.fs_path(uri), str(path))
+    return str(path)
+
+
+def _line_count(path: str) -> int:
+    with open(path, "rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
 # --- building features -----------------------------------------------------------------------
@@ -372,8 +400,12 @@ def _build_from_features(storage, tippecanoe, name, flags, log) -> dict:
             f"tile feature file {uri} is missing: materialize the building tile features "
             "(export_building_features) first"
         )
-    with _local_copy(storage, uri) as path:
-        result = _build_pmtiles(storage, tippecanoe, name, [*flags, path], log)
+    with stage(storage) as st:
+        path = _local_copy(st, uri)
+        layer = flags[flags.index("-l") + 1] if "-l" in flags else Path(path).stem
+        result = _build_pmtiles(
+            st, tippecanoe, name, [*flags, path], log, [layer], _line_count(path)
+        )
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
@@ -415,7 +447,7 @@ def regional_features_sql(level: str, source: str) -> str:
 def _region_sources(storage: Storage, log: logging.Logger) -> dict[str, str]:
     sources = {}
     for level in REGION_LEVELS:
-        uri = storage.summary_stats_uri(level)
+        uri = storage.published_summary_stats_uri(level)
         if storage.exists(uri):
             sources[level] = uri
         elif level in OPTIONAL_REGION_LEVELS:
@@ -437,7 +469,8 @@ def build_regional_pmtiles(
     sources = _region_sources(storage, log or logger)
     con = _connection(duck, storage)
     exported = {}
-    with tempfile.TemporaryDirectory(prefix="ocr-regions-") as tmp:
+    with stage(storage) as st:
+        tmp = str(st.dir)
         layer_args: list[str] = []
         for level, uri in sources.items():
             columns = {
@@ -452,7 +485,10 @@ def build_regional_pmtiles(
             )
             exported[level] = os.path.getsize(path)
             layer_args += ["-L", f"{level}:{path}"]
-        result = _build_pmtiles(storage, tippecanoe, "regions", [*layer_args, *REGIONAL_FLAGS], log)
+        features = sum(_line_count(arg.split(":", 1)[1]) for arg in layer_args[1::2])
+        result = _build_pmtiles(
+            st, tippecanoe, "regions", [*layer_args, *REGIONAL_FLAGS], log, list(sources), features
+        )
     result["feature_file_bytes"] = exported
     result["seconds"] = round(time.monotonic() - started, 3)
     return result

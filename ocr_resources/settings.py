@@ -9,6 +9,7 @@
 | OCR_GRID | demo | demo (embedded, generated inputs) or conus |
 | OCR_PLATFORM | local | local (Dask on this machine) or coiled |
 | OCR_REGION_MAX_RETRIES | 2 | retries of a failed region step (linear backoff 5 s × attempt) |
+| OCR_REGION_RETRY_DELAY_S | 5 | the backoff's unit: a retry waits this × the attempt number |
 | OCR_S3_ENDPOINT_URL | unset | S3 API endpoint (a loopback server in tests, MinIO, ...) |
 | OCR_S3_REGION | us-west-2 | S3 region |
 | COILED_SOFTWARE_ENV_NAME | unset | Coiled software environment; unset: package sync (warned) |
@@ -17,6 +18,7 @@
 | OCR_AUTOMATION_INTERVAL_S | 10 | seconds between the daemon's evaluations of the fan-ins |
 | OCR_REGIONS_PER_RUN | 1 | regions a backfill puts in one run (spreads a run's start-up cost) |
 | OCR_TRIVIAL_COMPUTE | 0 | benchmarks only: region steps do no work (orchestration overhead) |
+| OCR_FAULTS | unset | fault suite only: a JSON fault plan (ocr_core.faults); refused outside qa |
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Settings:
     grid: str = "demo"
     platform: str = "local"
     region_max_retries: int = 2
+    region_retry_delay_s: float = 5.0
     s3_endpoint_url: str | None = None
     s3_region: str = "us-west-2"
     coiled_software: str | None = None
@@ -104,6 +107,8 @@ class Settings:
             raise SettingsError("OCR_AUTOMATION_INTERVAL_S must be 1 or more")
         if self.region_max_retries < 0:
             raise SettingsError("OCR_REGION_MAX_RETRIES must be 0 or more")
+        if self.region_retry_delay_s < 0:
+            raise SettingsError("OCR_REGION_RETRY_DELAY_S must be 0 or more")
         for name in ("storage_root", "input_root"):
             value = getattr(self, name)
             if value is not None and "://" in value and not value.startswith(("s3://", "file://")):
@@ -144,14 +149,25 @@ class Settings:
             raise SettingsError(f"{name}={value!r} is not a switch: use 1 or 0")
 
         root = get("OCR_STORAGE_ROOT")
+        environment = get("OCR_ENVIRONMENT") or "qa"
+        if get("OCR_FAULTS") and environment in ("staging", "production"):
+            raise SettingsError(
+                f"OCR_FAULTS is set in OCR_ENVIRONMENT={environment}: fault injection is for "
+                "the fault suite only and refused in staging and production. Fix: unset it."
+            )
+        try:
+            retry_delay = float(get("OCR_REGION_RETRY_DELAY_S") or 5)
+        except ValueError:
+            raise SettingsError("OCR_REGION_RETRY_DELAY_S is not a number of seconds") from None
         return cls(
-            environment=get("OCR_ENVIRONMENT") or "qa",
+            environment=environment,
             version=get("OCR_VERSION"),
             storage_root=_absolute(root) if root else str(DEFAULT_LOCAL_ROOT),
             input_root=_absolute(get("OCR_INPUT_ROOT")) if get("OCR_INPUT_ROOT") else None,
             grid=get("OCR_GRID") or "demo",
             platform=get("OCR_PLATFORM") or "local",
             region_max_retries=whole("OCR_REGION_MAX_RETRIES", 2),
+            region_retry_delay_s=retry_delay,
             s3_endpoint_url=get("OCR_S3_ENDPOINT_URL"),
             s3_region=get("OCR_S3_REGION") or "us-west-2",
             coiled_software=get("COILED_SOFTWARE_ENV_NAME"),

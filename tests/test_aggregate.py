@@ -291,7 +291,7 @@ def test_blocks_skipped_when_absent(tmp_path):
     summary = write_summary_stats(storage, InputCatalog(storage), DUCK)
     assert summary["blocks"]["present"] is False
     assert "us-census-blocks" in summary["blocks"]["reason"]
-    assert summary["blocks"]["removed_stale_output"] is True and not stale.exists()
+    assert not stale.exists()  # it went with the old folder
     assert all(summary[level]["present"] for level in LEVELS if level != "blocks")
     analysis = write_analysis_files(storage, DUCK)
     assert analysis["block"]["present"] is False and not stale_csv.exists()
@@ -417,7 +417,8 @@ def test_runs_against_s3(tmp_path, s3_server, s3_bucket):
     assert summary["blocks"]["present"] is False
     assert summary["nation"]["building_count"] == len(building_frame())
     analysis = write_analysis_files(storage, DUCK)
-    doc = json.loads(storage.read_bytes(storage.region_analysis_uri("states", "geojson")))
+    folder = storage.current_dir(storage.region_analysis_dir)  # the version CURRENT names
+    doc = json.loads(storage.read_bytes(f"{folder}/states/stats.geojson"))
     assert len(doc["features"]) == analysis["states"]["rows"] == 2
 
 

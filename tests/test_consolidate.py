@@ -79,7 +79,7 @@ def _table_rows(table) -> Counter:
 
 def _files(storage: Storage, uri: str) -> list[str]:
     fs = storage.filesystem()
-    base = storage._fs_path(uri).rstrip("/")
+    base = storage.fs_path(uri).rstrip("/")
     return sorted(p[len(base) + 1 :] for p in fs.find(base)) if fs.exists(base) else []
 
 
@@ -257,23 +257,23 @@ def test_s3_writes_both_outputs_and_rerun_removes_stale_files(s3_server, s3_buck
 
     result = write_buildings_geoparquet(storage, DUCK)
     assert result["buildings"] == 360 and result["partitions"] == 3
-    with fs.open(storage._fs_path(storage.consolidated_buildings_uri), "rb") as f:
+    with fs.open(storage.fs_path(storage.consolidated_buildings_uri), "rb") as f:
         consolidated = gpd.read_parquet(f)
     assert consolidated.crs.to_epsg() == 4326
     assert _rows([consolidated]) == _rows(frames.values())
     assert "state_fips=04/county_fips=013/data_0.parquet" in _files(
-        storage, storage.partitioned_buildings_uri
+        storage, storage.current_dir(storage.partitioned_buildings_uri)
     )
 
-    fs.rm(storage._fs_path(storage.region_geoparquet_uri("y1_x0")))
+    fs.rm(storage.fs_path(storage.region_geoparquet_uri("y1_x0")))
     write_buildings_geoparquet(storage, DUCK)
-    assert _files(storage, storage.partitioned_buildings_uri) == [
+    assert _files(storage, storage.current_dir(storage.partitioned_buildings_uri)) == [
         "_common_metadata",
         "state_fips=06/county_fips=037/data_0.parquet",
         "state_fips=06/county_fips=111/data_0.parquet",
     ]
     dataset = ds.dataset(
-        storage._fs_path(storage.partitioned_buildings_uri),
+        storage.fs_path(storage.current_dir(storage.partitioned_buildings_uri)),
         filesystem=fs,
         format="parquet",
         partitioning=_hive(),
@@ -281,44 +281,3 @@ def test_s3_writes_both_outputs_and_rerun_removes_stale_files(s3_server, s3_buck
     )
     assert _table_rows(dataset.to_table()) == _rows([frames["y0_x0"], frames["y0_x1"]])
     assert storage.read_bytes(neighbour) == b"not part of the dataset"
-
-
-def test_s3_publish_uploads_metadata_last_and_deletes_stale_last(s3_server, s3_bucket, monkeypatch):
-    storage = Storage(root=s3_bucket, s3_endpoint_url=s3_server, s3_region="us-east-1")
-    uri = storage.join("out/ds")
-    with storage.atomic_local_dir(uri) as folder:
-        for name in ("a/old.parquet", "a/data_0.parquet", "_common_metadata"):
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(b"1")
-
-    fs = storage.filesystem()
-    assert storage.filesystem() is fs  # fsspec caches instances: the publish step uses this one
-    calls: list[tuple[str, list[str]]] = []
-    real_put, real_rm = fs.put, fs.rm
-
-    def put(lpaths, rpaths, *args, **kwargs):
-        calls.append(("put", [Path(r).name for r in rpaths]))
-        return real_put(lpaths, rpaths, *args, **kwargs)
-
-    def rm(paths, *args, **kwargs):
-        calls.append(("rm", [Path(p).name for p in paths]))
-        return real_rm(paths, *args, **kwargs)
-
-    monkeypatch.setattr(fs, "put", put)
-    monkeypatch.setattr(fs, "rm", rm)
-    with storage.atomic_local_dir(uri) as folder:
-        for name in ("a/data_0.parquet", "b/data_0.parquet", "_common_metadata", "z/zarr.json"):
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(b"2")
-    assert calls == [
-        ("put", ["data_0.parquet", "data_0.parquet"]),
-        ("put", ["_common_metadata", "zarr.json"]),
-        ("rm", ["old.parquet"]),
-    ]
-    assert _files(storage, uri) == [
-        "_common_metadata",
-        "a/data_0.parquet",
-        "b/data_0.parquet",
-        "z/zarr.json",
-    ]
-    assert storage.read_bytes(f"{uri}/a/data_0.parquet") == b"2"

@@ -42,7 +42,8 @@ def _fill_repository(storage: Storage) -> dict[str, np.ndarray]:
         r0, r1, c0, c1 = TINY.pixel_window(rid)
         arrays = {}
         for var in OUTPUT_VARIABLES:
-            a = rng.uniform(0, 10, (r1 - r0, c1 - c0)).astype("float32")
+            top = 1 if var.startswith("bp_") else 10  # inside the schema ranges
+            a = rng.uniform(0, top, (r1 - r0, c1 - c0)).astype("float32")
             a[rng.random(a.shape) < 0.2] = np.nan
             arrays[var] = a
             full[var][r0:r1, c0:c1] = a
@@ -176,10 +177,12 @@ def test_pyramid_on_s3(s3_server, s3_bucket):
     result = pyramid.write_pyramid(storage, min_side=10, chunk_target=CHUNK)
     assert result["levels"] == 3
     options = storage.s3_options()
-    _check_levels(_levels(storage.pyramid_uri, 3, options), source, pyramid.DEFAULT_VARIABLES)
-    root = zarr.open_consolidated(storage.pyramid_uri, zarr_format=3, storage_options=options)
+    current = storage.current_dir(storage.pyramid_uri)  # the version CURRENT points to
+    assert current != storage.pyramid_uri
+    _check_levels(_levels(current, 3, options), source, pyramid.DEFAULT_VARIABLES)
+    root = zarr.open_consolidated(current, zarr_format=3, storage_options=options)
     assert sorted(root.group_keys()) == ["0", "1", "2"]  # level 3 of the first run is gone
     assert root.attrs["proj:code"] == "EPSG:4326"
     fs = storage.filesystem()
-    parent = storage._fs_path(storage.pyramid_uri).rsplit("/", 1)[0]
+    parent = storage.fs_path(storage.pyramid_uri).rsplit("/", 1)[0]
     assert [p.rsplit("/", 1)[1] for p in fs.ls(parent, refresh=True)] == ["pyramid.zarr"]

@@ -119,14 +119,15 @@ def storage(request, tmp_path, monkeypatch):
 def _files_under(storage: Storage, uri: str) -> list[str]:
     """Every file below ``uri`` (hidden temp files included), relative to it."""
     fs = storage.filesystem()
-    base = storage._fs_path(uri).rstrip("/")
+    base = storage.fs_path(uri).rstrip("/")
     if not fs.exists(base):
         return []
     return sorted(p[len(base) + 1 :] for p in fs.find(base))
 
 
 def _scratch_is_empty() -> bool:
-    return list(Path(tempfile.gettempdir()).iterdir()) == []
+    """No file left in local scratch (the stage area's empty folders may stay)."""
+    return not any(p.is_file() for p in Path(tempfile.gettempdir()).rglob("*"))
 
 
 def test_atomic_file_replaces_whole(storage):
@@ -167,18 +168,36 @@ def _write_tree(folder: Path, files: dict[str, bytes]) -> None:
         (folder / name).write_bytes(data)
 
 
+def _published(storage, uri: str) -> list[str]:
+    """The files a reader of the folder dataset ``uri`` sees now."""
+    return _files_under(storage, storage.current_dir(uri))
+
+
+def _kept_versions(storage, uri: str) -> int:
+    """How many versions an S3 folder dataset keeps (the current and the previous one)."""
+    return len({f.split("/", 1)[0] for f in _files_under(storage, uri) if f != "CURRENT"})
+
+
 def test_atomic_dir_replaces_whole_and_drops_stale_files(storage):
     uri = storage.join("out/pmtiles")
     with storage.atomic_local_dir(uri) as folder:
         _write_tree(folder, {"a.pmtiles": b"a1", "b.pmtiles": b"b1", "sub/c.json": b"c1"})
-    assert _files_under(storage, uri) == ["a.pmtiles", "b.pmtiles", "sub/c.json"]
+    assert _published(storage, uri) == ["a.pmtiles", "b.pmtiles", "sub/c.json"]
 
     with storage.atomic_local_dir(uri) as folder:
         _write_tree(folder, {"a.pmtiles": b"a2", "sub/d.json": b"d2"})
-        assert storage.read_bytes(f"{uri}/b.pmtiles") == b"b1"  # old run intact meanwhile
-    assert _files_under(storage, uri) == ["a.pmtiles", "sub/d.json"]
-    assert storage.read_bytes(f"{uri}/a.pmtiles") == b"a2"
-    assert _files_under(storage, storage.join("out")) == ["pmtiles/a.pmtiles", "pmtiles/sub/d.json"]
+        assert storage.read_bytes(f"{storage.current_dir(uri)}/b.pmtiles") == b"b1"
+    assert _published(storage, uri) == ["a.pmtiles", "sub/d.json"]
+    assert storage.read_bytes(f"{storage.current_dir(uri)}/a.pmtiles") == b"a2"
+    if storage.is_s3:
+        with storage.atomic_local_dir(uri) as folder:
+            _write_tree(folder, {"a.pmtiles": b"a3"})
+        assert _kept_versions(storage, uri) == 2  # the oldest version was removed
+    else:
+        assert _files_under(storage, storage.join("out")) == [
+            "pmtiles/a.pmtiles",
+            "pmtiles/sub/d.json",
+        ]
     assert _scratch_is_empty()
 
 
@@ -186,11 +205,13 @@ def test_atomic_dir_error_keeps_previous(storage):
     uri = storage.join("out/pmtiles")
     with storage.atomic_local_dir(uri) as folder:
         _write_tree(folder, {"a.pmtiles": b"a1"})
+    before = _files_under(storage, storage.join("out"))
     with pytest.raises(ValueError, match="tippecanoe failed"), storage.atomic_local_dir(uri) as f:
         _write_tree(f, {"a.pmtiles": b"half", "x.pmtiles": b"x"})
         raise ValueError("tippecanoe failed")
-    assert _files_under(storage, storage.join("out")) == ["pmtiles/a.pmtiles"]
-    assert storage.read_bytes(f"{uri}/a.pmtiles") == b"a1"
+    assert _files_under(storage, storage.join("out")) == before
+    assert _published(storage, uri) == ["a.pmtiles"]
+    assert storage.read_bytes(f"{storage.current_dir(uri)}/a.pmtiles") == b"a1"
     assert _scratch_is_empty()
 
 
@@ -212,7 +233,7 @@ def test_icechunk_storage_roundtrip_on_s3(s3_server, s3_bucket):
     read = zarr.open_array(reopened.readonly_session(branch="main").store, path="risk", mode="r")
     np.testing.assert_array_equal(read[:], np.arange(24, dtype="f4").reshape(4, 6))
     assert next(iter(reopened.ancestry(branch="main"))).id == snapshot
-    keys = storage.filesystem().find(storage._fs_path(storage.icechunk_uri))
+    keys = storage.filesystem().find(storage.fs_path(storage.icechunk_uri))
     assert keys, "the repository lives under icechunk_uri in the bucket"
 
 

@@ -54,7 +54,7 @@ def _buildings(region: int, rng: np.random.Generator) -> gpd.GeoDataFrame:
 def _write_parquet(gdf: gpd.GeoDataFrame, storage: Storage, uri: str) -> None:
     if storage.is_s3:
         gdf.to_parquet(
-            storage._fs_path(uri), filesystem=storage.filesystem(), write_covering_bbox=True
+            storage.fs_path(uri), filesystem=storage.filesystem(), write_covering_bbox=True
         )
     else:
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
