@@ -23,6 +23,7 @@ from test_input_validation import _set_30m
 from ocr_core import raster_store
 from ocr_core.process_region import SCOTT
 from ocr_core.storage import Storage
+from ocr_resources.run_coordinator import WRITER_TAG
 from ocr_resources.run_launcher import run_worker_pid
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -112,8 +113,10 @@ def test_every_demo_run_was_queued_and_launched_by_the_daemon(demo_output, insta
     regions = [r for r in runs if "dagster/partition" in r.tags]
     assert sorted(r.tags["dagster/partition"] for r in regions) == [REGION, OTHER]
     assert len({r.tags["dagster/backfill"] for r in regions}) == 1  # one backfill
+    assert not any(WRITER_TAG in r.tags for r in regions)
     fan_in = [r for r in runs if r.tags.get("dagster/from_automation_condition")]
     assert len(fan_in) == 1
+    assert fan_in[0].tags[WRITER_TAG] == "qa"  # the environment of the code location
     assert {k.to_user_string() for k in fan_in[0].asset_selection} >= {
         "buildings_geoparquet",
         "region_summary_stats",
