@@ -10,32 +10,28 @@ from ocr_assets import inputs, phase01_regions, phase02_aggregation, phase03_til
 from ocr_assets.automation import automation_sensor, with_automation
 from ocr_assets.executor import step_count_executor
 from ocr_assets.jobs import jobs
+from ocr_core.fan_ins import FAN_INS
 from ocr_resources import build_resources
+from ocr_resources.run_coordinator import ENVIRONMENT_TAG
 from ocr_resources.settings import Settings, current_settings
-
-FAN_INS = {
-    phase02_aggregation.buildings_geoparquet.key,
-    phase02_aggregation.region_summary_stats.key,
-    phase03_tiles.regional_pmtiles.key,
-    phase03_tiles.building_tile_features.key,
-    phase03_tiles.building_pmtiles.key,
-    phase03_tiles.building_centroid_pmtiles.key,
-}
 
 
 def automated_keys(settings: Settings) -> set[dg.AssetKey]:
-    """The assets the daemon materializes after the regions, in this environment."""
-    keys = set(FAN_INS)
-    if settings.analysis_files_on:
-        keys.add(phase02_aggregation.region_analysis_files.key)
-    if settings.pyramid_on:
-        keys.add(phase03_tiles.risk_pyramid.key)
-    return keys
+    """The assets the daemon materializes after the regions, in this environment: every fan-in
+    but the analysis files and the pyramid unless the environment switches them on."""
+    optional = {
+        phase02_aggregation.region_analysis_files.key: settings.analysis_files_on,
+        phase03_tiles.risk_pyramid.key: settings.pyramid_on,
+    }
+    keys = {dg.AssetKey(name) for name in FAN_INS}
+    return {key for key in keys if optional.get(key, True)}
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
     """Assets partitioned by the settings' grid, fan-ins that follow the regions, jobs tagged
-    with its environment, resources pointed at its storage, inputs and compute platform."""
+    with its environment, resources pointed at its storage, inputs and compute platform. The
+    environment is also the code location's metadata: the run coordinator reads it for runs
+    without the tag (the UI's "Materialize", the automation's)."""
     downstream = dg.load_assets_from_modules([phase02_aggregation, phase03_tiles])
     return dg.Definitions(
         assets=[
@@ -57,6 +53,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         sensors=[automation_sensor(settings.automation_interval_s)],
         executor=step_count_executor,
         resources=build_resources(settings),
+        metadata={ENVIRONMENT_TAG: settings.environment},
     )
 
 

@@ -11,12 +11,13 @@ import dagster as dg
 from ocr_assets import inputs, phase02_aggregation, phase03_tiles
 from ocr_assets.partitions import region_partitions
 from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_INPUTS, REGION_RISK
+from ocr_resources.run_coordinator import ENVIRONMENT_TAG
 from ocr_resources.settings import Settings
 
 
 def jobs(settings: Settings) -> list:
     """The jobs of one environment (tagged with it); the demo grid adds its input job."""
-    tags = {"ocr/environment": settings.environment}
+    tags = {ENVIRONMENT_TAG: settings.environment}
     demo_only = (
         [
             dg.define_asset_job(

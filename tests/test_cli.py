@@ -16,17 +16,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from daemon_process import running_daemon
 from input_edits import rewrite_dataset
 from test_input_validation import _set_30m
 
-from ocr_assets.launch import daemon_running
 from ocr_core import raster_store
 from ocr_core.process_region import SCOTT
 from ocr_core.storage import Storage
+from ocr_resources.run_coordinator import WRITER_TAG
 from ocr_resources.run_launcher import run_worker_pid
 
 PROJECT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 REGION = "y2_x1"  # whose input the --changed test edits (read by _set_30m)
 OTHER = "y2_x2"
 
@@ -66,28 +66,8 @@ def instance(cli_env):
 @pytest.fixture(scope="module")
 def daemon(cli_env, instance):
     """``dagster-daemon`` for the module's instance, stopped by pid at the end."""
-    with open(Path(cli_env["DAGSTER_HOME"]) / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(
-            [BIN / "dagster-daemon", "run", "-w", "workspace.yaml"],
-            cwd=PROJECT,
-            env=cli_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.time() + 180
-        while not daemon_running(instance):
-            assert proc.poll() is None and time.time() < deadline, "the daemon did not start"
-            time.sleep(0.5)
+    with running_daemon(cli_env, instance, "workspace.yaml") as proc:
         yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +113,10 @@ def test_every_demo_run_was_queued_and_launched_by_the_daemon(demo_output, insta
     regions = [r for r in runs if "dagster/partition" in r.tags]
     assert sorted(r.tags["dagster/partition"] for r in regions) == [REGION, OTHER]
     assert len({r.tags["dagster/backfill"] for r in regions}) == 1  # one backfill
+    assert not any(WRITER_TAG in r.tags for r in regions)
     fan_in = [r for r in runs if r.tags.get("dagster/from_automation_condition")]
     assert len(fan_in) == 1
+    assert fan_in[0].tags[WRITER_TAG] == "qa"  # the environment of the code location
     assert {k.to_user_string() for k in fan_in[0].asset_selection} >= {
         "buildings_geoparquet",
         "region_summary_stats",
