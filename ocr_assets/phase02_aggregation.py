@@ -90,6 +90,12 @@ def buildings_geoparquet(
     "state, nation (and block where block polygons exist).",
     check_specs=[
         dg.AssetCheckSpec(
+            "region_files_value_ranges",
+            asset="region_summary_stats",
+            blocking=True,
+            description="The region files' risk values inside the schema ranges, no NaN.",
+        ),
+        dg.AssetCheckSpec(
             "summary_stats_consistent",
             asset="region_summary_stats",
             blocking=True,

@@ -539,7 +539,14 @@ def write_summary_stats(
                 result[level] = _summarize_level(con, storage, level, sources[level], total, folder)
                 staged[level] = str(folder / f"{level}_summary_stats.parquet")
             result["checks"] = checks.audit(
-                {"summary_stats_consistent": checks.summary_stats_consistent(storage, duck, staged)}
+                {
+                    "region_files_value_ranges": checks.building_value_ranges(
+                        storage, duck, _region_files(storage)
+                    ),
+                    "summary_stats_consistent": checks.summary_stats_consistent(
+                        storage, duck, staged
+                    ),
+                }
             )
             st.publish()
         return result

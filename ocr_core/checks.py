@@ -152,12 +152,13 @@ def consolidated_matches_regions(
 
 
 def building_value_ranges(
-    storage: Storage, duck: DuckDBConfig | None = None, path: str | None = None
+    storage: Storage, duck: DuckDBConfig | None = None, path: str | list[str] | None = None
 ):
-    """Every risk column of a building file (default: the consolidated one) lies in its
+    """Every risk column of building files (default: the consolidated one) lies in its
     schema range, no NaN."""
     con = connect(duck, storage)
-    src = f"read_parquet('{_sql_path(path or storage.consolidated_buildings_uri)}')"
+    paths = [path] if isinstance(path, str) else path or [storage.consolidated_buildings_uri]
+    src = f"read_parquet({_sql_list(paths)})"
     exprs = ", ".join(
         f"min({v}), max({v}), count(*) FILTER (WHERE isnan({v}) OR {v} IS NULL)" for v in RANGES
     )

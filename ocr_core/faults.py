@@ -3,7 +3,8 @@
 Off unless ``OCR_FAULTS`` holds a JSON plan, and refused outright in staging and production
 (``OCR_ENVIRONMENT``): there the first fault point raises instead of running. A plan:
 
-    {"transient_regions": ["y5_x14"],  # first attempt of these regions: a transient error
+    {"transient_regions": ["y5_x14"],  # first attempt(s) of these regions: a transient error
+     "transient_attempts": {"y5_x14": 2},  # how many first attempts fail (default 1)
      "permanent_regions": ["y6_x14"],  # every attempt of these regions: bad input
      "corrupt_regions": {"y5_x14": {"bp_2011": 1.5}},  # a computed value out of range
      "kill": {"point": "publish.upload", "at": 2}}  # SIGKILL the 3rd time the point is hit
@@ -57,7 +58,7 @@ def point(name: str) -> None:
 
 
 def region_attempt(region_id: str, retry_number: int) -> None:
-    """Fail a region attempt as the plan says: transient on the first, or permanently."""
+    """Fail a region attempt as the plan says: transient on the first one(s), or always."""
     from ocr_core.catalog import InputDataError
 
     if VARIABLE not in os.environ:
@@ -67,7 +68,8 @@ def region_attempt(region_id: str, retry_number: int) -> None:
         raise InputDataError(
             f"region {region_id}: injected permanent failure (OCR_FAULTS). Fix: unset OCR_FAULTS."
         )
-    if retry_number == 0 and region_id in p.get("transient_regions", ()):
+    failing = p.get("transient_attempts", {}).get(region_id, 1)
+    if region_id in p.get("transient_regions", ()) and retry_number < failing:
         raise TransientInputError(f"region {region_id}: injected transient failure (OCR_FAULTS)")
 
 

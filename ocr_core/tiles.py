@@ -123,8 +123,10 @@ def run_tippecanoe(
     args: Sequence[str],
     log: logging.Logger | None = None,
     timeout: float | None = None,
+    cwd: str | os.PathLike | None = None,
 ) -> str:
-    """Run tippecanoe with ``args``; return its combined stdout+stderr (last lines only).
+    """Run tippecanoe with ``args`` (in ``cwd``); return its combined stdout+stderr (last
+    lines only).
 
     The output is logged once the run ends. A non-zero exit (or a timeout) raises
     ``TippecanoeError`` with the exit code and the output's tail.
@@ -142,6 +144,7 @@ def run_tippecanoe(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        cwd=cwd,
     )
     timer = threading.Timer(timeout, proc.kill) if timeout else None
     if timer:
@@ -182,8 +185,8 @@ class Tippecanoe:
     extra_args: tuple[str, ...] = ()
     timeout: float | None = None
 
-    def run(self, args: Sequence[str], log: logging.Logger | None = None) -> str:
-        return run_tippecanoe(self.binary, [*self.extra_args, *args], log, self.timeout)
+    def run(self, args: Sequence[str], log: logging.Logger | None = None, cwd=None) -> str:
+        return run_tippecanoe(self.binary, [*self.extra_args, *args], log, self.timeout, cwd)
 
 
 # --- PMTiles helpers -------------------------------------------------------------------------
@@ -224,10 +227,11 @@ def _build_pmtiles(
     features_in: int,
 ) -> dict:
     """Run tippecanoe into the stage, check the tileset (``pmtiles_complete``) and publish it
-    whole to ``pmtiles_uri(name)``."""
+    whole to ``pmtiles_uri(name)``. It runs in the stage folder with names relative to it, so
+    the command line it records in the tileset's metadata is the same on every run."""
     uri = st.storage.pmtiles_uri(name)
     out = st.file(uri, suffix=".pmtiles")
-    tippecanoe.run(["-o", str(out), *args], log=log)
+    tippecanoe.run(["-o", out.name, *args], log=log, cwd=st.dir)
     info = pmtiles_info(out)
     checks = audit({"pmtiles_complete": pmtiles_complete(info, layers, features_in)})
     st.publish()
@@ -255,12 +259,14 @@ def pmtiles_complete(info: dict, layers: Sequence[str], features_in: int):
 
 
 def _local_copy(st: Stage, uri: str) -> str:
-    """A local path holding ``uri``: the file itself, or a download into the stage from S3."""
-    if not st.storage.is_s3:
-        return uri
-    path = st.dir / os.path.basename(uri)
-    st.storage.filesystem().get_file(st.storage.fs_path(uri), str(path))
-    return str(path)
+    """The name, in the stage folder, of ``uri``'s content: a symlink to the local file or a
+    download from S3 (tippecanoe runs there, so its recorded command line names no root)."""
+    name = os.path.basename(uri)
+    if st.storage.is_s3:
+        st.storage.filesystem().get_file(st.storage.fs_path(uri), str(st.dir / name))
+    else:
+        os.symlink(os.path.abspath(uri), st.dir / name)
+    return name
 
 
 def _line_count(path: str) -> int:
@@ -345,7 +351,8 @@ def export_building_features(
 
     The query streams Arrow batches of ready-made GeoJSON lines; each batch is appended to the
     polygon file and (its non-null centroid lines) to the centroid file, so memory stays at one
-    batch. Both files are published atomically under ``storage.tile_features_dir``. ``duck``
+    batch. The region files' risk values are checked first (a bad value never reaches a
+    tileset). Both files are published atomically under ``storage.tile_features_dir``. ``duck``
     is a ``DuckDBConfig`` or a connection from ``ocr_core.duck.connect(config, storage)``.
     """
     started = time.monotonic()
@@ -355,6 +362,13 @@ def export_building_features(
         raise TileBuildError(
             f"no region GeoParquet files match {pattern}: materialize region_buildings first"
         )
+    from ocr_core.checks import building_value_ranges
+    from ocr_core.duck import DuckDBConfig
+
+    config = duck if duck is None or isinstance(duck, DuckDBConfig) else None
+    checks = audit(
+        {"region_files_value_ranges": building_value_ranges(storage, config, region_files)}
+    )
     con = _connection(duck, storage)
     counts = dict.fromkeys(FEATURE_FILES, 0)
     with ExitStack() as stack:
@@ -380,6 +394,7 @@ def export_building_features(
     )
     return {
         "region_files": len(region_files),
+        "checks": checks,
         "seconds": seconds,
         **{
             name: {
@@ -403,9 +418,8 @@ def _build_from_features(storage, tippecanoe, name, flags, log) -> dict:
     with stage(storage) as st:
         path = _local_copy(st, uri)
         layer = flags[flags.index("-l") + 1] if "-l" in flags else Path(path).stem
-        result = _build_pmtiles(
-            st, tippecanoe, name, [*flags, path], log, [layer], _line_count(path)
-        )
+        lines = _line_count(str(st.dir / path))
+        result = _build_pmtiles(st, tippecanoe, name, [*flags, path], log, [layer], lines)
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
@@ -484,8 +498,8 @@ def build_regional_pmtiles(
                 f"COPY ({regional_features_sql(level, uri)}) TO {_sql_str(path)} (FORMAT json)"
             )
             exported[level] = os.path.getsize(path)
-            layer_args += ["-L", f"{level}:{path}"]
-        features = sum(_line_count(arg.split(":", 1)[1]) for arg in layer_args[1::2])
+            layer_args += ["-L", f"{level}:{level}.ndjson"]  # relative to the stage folder
+        features = sum(_line_count(f"{tmp}/{arg.split(':', 1)[1]}") for arg in layer_args[1::2])
         result = _build_pmtiles(
             st, tippecanoe, "regions", [*layer_args, *REGIONAL_FLAGS], log, list(sources), features
         )
