@@ -20,7 +20,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -35,6 +35,8 @@ class Storage:
     version: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-west-2"
+    # The setting the root came from, named in errors (not part of the location).
+    variable: str = field(default="OCR_STORAGE_ROOT", compare=False)
 
     # --- layout ------------------------------------------------------------------------------
     @property
@@ -144,8 +146,9 @@ class Storage:
         with self.filesystem().open(self._fs_path(uri), "rb") as f:
             return f.read()
 
-    def check_reachable(self) -> None:
-        """Fail fast, before any work, if the root cannot be written."""
+    def check_reachable(self, writable: bool = True) -> None:
+        """Fail fast, before any work, if the root cannot be used: an S3 bucket that cannot be
+        listed, a local root that is a file or (``writable``) cannot be written."""
         if self.is_s3:
             bucket = self.root[len("s3://") :].split("/", 1)[0]
             try:
@@ -153,11 +156,18 @@ class Storage:
                 fs.ls(bucket, refresh=True)
             except Exception as exc:  # any client error means the same to the user
                 raise StorageError(
-                    f"storage root {self.root} cannot be reached ({type(exc).__name__}: {exc}). "
-                    "Check OCR_STORAGE_ROOT, the AWS credentials and OCR_S3_ENDPOINT_URL."
+                    f"{self.variable}={self.root!r} cannot be reached ({type(exc).__name__}: "
+                    f"{exc}): check {self.variable}, the AWS credentials and OCR_S3_ENDPOINT_URL"
                 ) from exc
             return
         root = Path(self.root)
+        if root.exists() and not root.is_dir():
+            raise StorageError(
+                f"{self.variable}={self.root!r} is a file, not a folder: point {self.variable} "
+                "at a folder or an s3:// URL"
+            )
+        if not writable:
+            return
         try:
             root.mkdir(parents=True, exist_ok=True)
             probe = root / f".write-probe-{uuid.uuid4().hex}"
@@ -165,8 +175,8 @@ class Storage:
             probe.unlink()
         except OSError as exc:
             raise StorageError(
-                f"storage root {self.root} cannot be written ({exc.strerror or exc}). "
-                "Point OCR_STORAGE_ROOT at a writable folder or an s3:// URL."
+                f"{self.variable}={self.root!r} cannot be written ({exc.strerror or exc}): point "
+                f"{self.variable} at a writable folder or an s3:// URL"
             ) from exc
 
     # --- atomic writes -----------------------------------------------------------------------
