@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 
+from ocr_core.storage import StorageError
 from ocr_resources.settings import SettingsError, current_settings
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -40,6 +41,34 @@ def _defs():
     from ocr_assets.definitions import build_defs
 
     return build_defs(current_settings())
+
+
+def _storage():
+    from ocr_core.storage import Storage
+
+    s = current_settings()
+    return Storage(s.storage_root, s.environment, s.version, s.s3_endpoint_url, s.s3_region)
+
+
+def _input_storage():
+    from ocr_core.storage import Storage
+
+    s = current_settings()
+    return Storage(
+        s.inputs_root,
+        s3_endpoint_url=s.s3_endpoint_url,
+        s3_region=s.s3_region,
+        variable="OCR_INPUT_ROOT",
+    )
+
+
+def check_roots(write_outputs: bool = True, write_inputs: bool = False) -> None:
+    """The roots usable before anything is submitted (StorageError: one line naming the
+    variable); the S3 input root is left to the steps that read it."""
+    _storage().check_reachable(writable=write_outputs)
+    inputs = _input_storage()
+    if not inputs.is_s3:
+        inputs.check_reachable(writable=write_inputs)
 
 
 def _report(label: str, outcome) -> bool:
@@ -216,6 +245,7 @@ def demo(regions: list[str] | None) -> int:
     selected = regions or list(grid.valid_region_ids)
     for rid in selected:
         grid.validate_region_id(rid)
+    check_roots(write_inputs=grid.name == "demo")
     s = current_settings()
     print(
         f"OCR demo: grid={grid.name} environment={s.environment} storage={s.storage_root} "
@@ -248,11 +278,8 @@ def status() -> int:
 def summary() -> None:
     """Print where every output is, with counts and sizes."""
     from ocr_core.report import outputs_report
-    from ocr_core.storage import Storage
 
-    s = current_settings()
-    storage = Storage(s.storage_root, s.environment, s.version, s.s3_endpoint_url, s.s3_region)
-    print(outputs_report(storage, s.grid))
+    print(outputs_report(_storage(), current_settings().grid))
     print(
         "\nOpen the Dagster UI with `./dev ui` (http://127.0.0.1:3000) to browse lineage, "
         "metadata, checks and previews."
@@ -265,13 +292,10 @@ def check_inputs() -> int:
     from ocr_core.catalog import InputCatalog
     from ocr_core.grid import get_grid
     from ocr_core.input_checks import check_inputs as run_checks
-    from ocr_core.storage import Storage
 
     s = current_settings()
     grid = get_grid(s.grid)
-    catalog = InputCatalog(
-        Storage(s.inputs_root, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
-    )
+    catalog = InputCatalog(_input_storage())
     print(f"Inputs of the {grid.name} grid under {s.inputs_root}", flush=True)
     reports = run_checks(catalog, grid)
     for r in reports:
@@ -347,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "run":
             _switch_on(args)
         raise SystemExit(_dispatch(args))
-    except (SettingsError, ValueError) as exc:
+    except (SettingsError, StorageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
 
@@ -373,16 +397,20 @@ def _dispatch(args) -> int:
         if args.command == "region":
             regions = [args.region_id]
         elif getattr(args, "changed", False):
+            check_roots()
             return run_changed()
         else:
             regions = list(grid.valid_region_ids) if args.all_regions else args.regions
         for rid in regions:
             grid.validate_region_id(rid)
+        check_roots()
         return run_regions(regions)
     if args.command == "check-inputs":
+        check_roots(write_outputs=False)
         return check_inputs()
     if args.command == "status":
         return status()
+    check_roots(write_outputs=False)
     summary()
     return 0
 
