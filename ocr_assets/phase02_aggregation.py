@@ -1,7 +1,8 @@
 """Phase 02 — aggregation: consolidated buildings, regional statistics, analysis files.
 
-Unpartitioned assets downstream of every region partition; each reads the region files with
-one glob. Blocking checks stop a run before bad data reaches the published products.
+Unpartitioned assets downstream of every region partition; each reads the region files from
+one listing of their folder. Blocking checks stop a run before bad data reaches the published
+products.
 """
 
 import dagster as dg

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ocr_core.duck import DuckDBConfig, connect
+from ocr_core.duck import DuckDBConfig, connect, sql_file, sql_files
 from ocr_core.storage import Storage
 
 RANGES = {
@@ -25,26 +25,25 @@ RANGES = {
 SUMMARY_LEVELS = ("counties", "tracts", "states", "nation", "blocks")
 
 
-def _sql_path(uri: str) -> str:
-    return uri.replace("'", "''")
-
-
-def _region_glob(storage: Storage) -> str:
-    return _sql_path(f"{storage.region_geoparquet_dir}/*.parquet")
+def _region_files(storage: Storage) -> str:
+    """The region files as a DuckDB source: listed, never a pattern over the root (typed, so
+    that no files reads as DuckDB's 'needs at least one file')."""
+    files = storage.list_files(storage.region_geoparquet_dir, ".parquet")
+    return f"read_parquet({sql_files(files)}::VARCHAR[])"
 
 
 def consolidated_matches_regions(storage: Storage, duck: DuckDBConfig | None = None):
     """The consolidated file and the hive dataset hold exactly the region files' buildings."""
     con = connect(duck, storage)
     key = "GEOID, ST_AsWKB(geometry) AS wkb, rps_2011, rps_2047"
+    partitioned = storage.list_files(storage.partitioned_buildings_uri, ".parquet", recursive=True)
     sources = {
-        "consolidated": f"read_parquet('{_sql_path(storage.consolidated_buildings_uri)}')",
+        "consolidated": f"read_parquet({sql_file(storage.consolidated_buildings_uri)})",
         "partitioned": (
-            f"read_parquet('{_sql_path(storage.partitioned_buildings_uri)}/**/*.parquet', "
-            "hive_partitioning = true)"
+            f"read_parquet({sql_files(partitioned)}::VARCHAR[], hive_partitioning = true)"
         ),
     }
-    regions = f"read_parquet('{_region_glob(storage)}')"
+    regions = _region_files(storage)
     details: dict = {"region_rows": con.execute(f"SELECT count(*) FROM {regions}").fetchone()[0]}
     passed = True
     for name, src in sources.items():
@@ -65,7 +64,7 @@ def consolidated_matches_regions(storage: Storage, duck: DuckDBConfig | None = N
 def building_value_ranges(storage: Storage, duck: DuckDBConfig | None = None):
     """Every risk column of the consolidated buildings lies in its schema range, no NaN."""
     con = connect(duck, storage)
-    src = f"read_parquet('{_sql_path(storage.consolidated_buildings_uri)}')"
+    src = f"read_parquet({sql_file(storage.consolidated_buildings_uri)})"
     exprs = ", ".join(
         f"min({v}), max({v}), count(*) FILTER (WHERE isnan({v}) OR {v} IS NULL)" for v in RANGES
     )
@@ -103,7 +102,7 @@ def summary_stats_consistent(storage: Storage, duck: DuckDBConfig | None = None)
     details: dict = {"levels": levels}
     passed = {"counties", "tracts", "states", "nation"} <= set(levels)
     for level in levels:
-        src = f"read_parquet('{_sql_path(storage.summary_stats_uri(level))}')"
+        src = f"read_parquet({sql_file(storage.summary_stats_uri(level))})"
         range_terms = " OR ".join(
             f"{v}_{stat} < {lo} OR {v}_{stat} > {hi}"
             for v, (lo, hi) in RANGES.items()
@@ -135,9 +134,7 @@ def summary_stats_consistent(storage: Storage, duck: DuckDBConfig | None = None)
             details["counties"]["buildings"] + unassigned == details["nation"]["buildings"]
         )
         passed &= details["counties_sum_equals_nation"]
-    region_rows = con.execute(
-        f"SELECT count(*) FROM read_parquet('{_region_glob(storage)}')"
-    ).fetchone()[0]
+    region_rows = con.execute(f"SELECT count(*) FROM {_region_files(storage)}").fetchone()[0]
     details["region_buildings"] = region_rows
     if "nation" in details:
         details["nation_equals_region_buildings"] = details["nation"]["buildings"] == region_rows

@@ -133,14 +133,22 @@ class Storage:
     def exists(self, uri: str) -> bool:
         return self.filesystem().exists(self._fs_path(uri))
 
-    def glob(self, pattern: str) -> list[str]:
-        """Matching files, without hidden ones (the scratch files of atomic writes)."""
-        found = sorted(
+    def list_files(self, folder: str, suffix: str = "", recursive: bool = False) -> list[str]:
+        """Files in ``folder`` (below it with ``recursive``) whose names end in ``suffix``,
+        sorted, without hidden ones (the scratch files of atomic writes). A listing, never a
+        pattern: a root may hold glob characters such as ``[x]`` or ``*``."""
+        base = self._fs_path(folder).rstrip("/")
+        if not self.is_s3:
+            base = os.path.abspath(base)  # as fsspec names what it finds
+        found = self.filesystem().find(base, maxdepth=None if recursive else 1)
+        keep = sorted(
             p
-            for p in self.filesystem().glob(self._fs_path(pattern))
-            if not p.rsplit("/", 1)[-1].startswith(".")
+            for p in found
+            if p.startswith(base + "/")
+            and p.endswith(suffix)
+            and not any(part.startswith(".") for part in p[len(base) + 1 :].split("/"))
         )
-        return [f"s3://{p}" for p in found] if self.is_s3 else found
+        return [f"s3://{p}" for p in keep] if self.is_s3 else keep
 
     def read_bytes(self, uri: str) -> bytes:
         with self.filesystem().open(self._fs_path(uri), "rb") as f:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_core.aggregate import RISK_VARIABLES
+from ocr_core.duck import sql_file, sql_files
 from ocr_core.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def building_features_sql(source: str) -> str:
+def building_features_sql(files: list[str]) -> str:
     """One scan of the region files; per building a polygon feature line and, when both RPS
     values are positive (and finite), a centroid feature line (else NULL)."""
     props = ", ".join(f"'{i}': {_finite(c)}" for i, c in enumerate(BUILDING_PROPERTIES))
@@ -271,7 +272,7 @@ def building_features_sql(source: str) -> str:
                 to_json({{'type': 'Feature', 'properties': {{{cprops}}},
                           'geometry': ST_AsGeoJSON(ST_Centroid(geometry))}}) || chr(10)
             END AS centroid
-        FROM read_parquet({_sql_str(source)})
+        FROM read_parquet({sql_files(files)})
         WHERE geometry IS NOT NULL
     """
 
@@ -321,11 +322,11 @@ def export_building_features(
     is a ``DuckDBConfig`` or a connection from ``ocr_core.duck.connect(config, storage)``.
     """
     started = time.monotonic()
-    pattern = f"{storage.region_geoparquet_dir}/*.parquet"
-    region_files = storage.glob(pattern)
+    region_files = storage.list_files(storage.region_geoparquet_dir, ".parquet")
     if not region_files:
         raise TileBuildError(
-            f"no region GeoParquet files match {pattern}: materialize region_buildings first"
+            f"no region GeoParquet files in {storage.region_geoparquet_dir}: materialize "
+            "region_buildings first"
         )
     con = _connection(duck, storage)
     counts = dict.fromkeys(FEATURE_FILES, 0)
@@ -337,7 +338,7 @@ def export_building_features(
             for name in FEATURE_FILES
         }
         with open(paths["buildings"], "wb") as fb, open(paths["building_centroids"], "wb") as fc:
-            reader = con.execute(building_features_sql(pattern)).to_arrow_reader(batch_rows)
+            reader = con.execute(building_features_sql(region_files)).to_arrow_reader(batch_rows)
             for batch in reader:
                 counts["buildings"] += _write_lines(batch.column(0), fb)
                 counts["building_centroids"] += _write_lines(batch.column(1), fc)
@@ -407,7 +408,7 @@ def regional_features_sql(level: str, source: str) -> str:
     return f"""
         SELECT 'Feature' AS type, {{{", ".join(props)}}} AS properties,
                ST_AsGeoJSON(geometry) AS geometry
-        FROM read_parquet({_sql_str(source)})
+        FROM read_parquet({sql_file(source)})
         WHERE geometry IS NOT NULL
     """
 
@@ -441,7 +442,7 @@ def build_regional_pmtiles(
         layer_args: list[str] = []
         for level, uri in sources.items():
             columns = {
-                r[0] for r in con.execute(f"DESCRIBE FROM read_parquet({_sql_str(uri)})").fetchall()
+                r[0] for r in con.execute(f"DESCRIBE FROM read_parquet({sql_file(uri)})").fetchall()
             }
             missing = [c for c in REGION_NAME_COLUMNS[level] if c not in columns]
             if missing:

@@ -429,9 +429,29 @@ def test_settings_local_roots_are_absolute_paths(tmp_path, monkeypatch):
     assert s.inputs_root == str(tmp_path / "in")
 
 
-def test_glob_skips_hidden_scratch_files(tmp_path):
-    from ocr_core.storage import Storage
+ODD = "o c r [x] it's *"  # spaces, a quote and glob characters: a name, never a pattern
 
-    (tmp_path / "a.parquet").write_bytes(b"x")
-    (tmp_path / ".a.parquet.tmp-123.parquet").write_bytes(b"half")
-    assert Storage(str(tmp_path)).glob(f"{tmp_path}/*.parquet") == [str(tmp_path / "a.parquet")]
+
+def test_list_files_lists_the_folder_without_hidden_files(storage):
+    folder = storage.join(ODD, "regions")
+    for name in ("y1_x1.parquet", "y2_x1.parquet", ".y3_x1.parquet.tmp-1.parquet", "notes.txt"):
+        storage.write_bytes_atomic(f"{folder}/{name}", b"x")
+    storage.write_bytes_atomic(f"{folder}/sub/y9_x9.parquet", b"x")
+    storage.write_bytes_atomic(f"{folder}/.staging/y8_x8.parquet", b"x")
+    storage.write_bytes_atomic(storage.join(ODD, "regions-old/y0_x0.parquet"), b"x")
+    assert storage.list_files(folder, ".parquet") == [
+        f"{folder}/y1_x1.parquet",
+        f"{folder}/y2_x1.parquet",
+    ]
+    assert storage.list_files(folder, ".parquet", recursive=True) == [
+        f"{folder}/sub/y9_x9.parquet",
+        f"{folder}/y1_x1.parquet",
+        f"{folder}/y2_x1.parquet",
+    ]
+    assert storage.list_files(folder) == [
+        f"{folder}/notes.txt",
+        f"{folder}/y1_x1.parquet",
+        f"{folder}/y2_x1.parquet",
+    ]
+    assert storage.list_files(storage.join(ODD, "missing")) == []
+    assert storage.list_files(f"{folder}/y1_x1.parquet") == []  # a file is not a folder
