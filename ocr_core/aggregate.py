@@ -136,7 +136,7 @@ def _remove(storage: Storage, uri: str) -> bool:
     """Delete a stale output; True when something was removed."""
     fs = storage.filesystem()
     if fs.exists(_fs_path(uri)):
-        fs.rm(_fs_path(uri))
+        fs.rm_file(_fs_path(uri))  # by name: rm expands [x] or * in an s3:// root as a glob
         return True
     return False
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -162,7 +163,7 @@ def run_tippecanoe(
     output = "\n".join(tail)
     if n_lines > len(tail):
         output = f"[... {n_lines - len(tail)} earlier lines omitted]\n{output}"
-    command = " ".join(cmd)
+    command = shlex.join(cmd)  # a path with spaces or quotes reads back as one argument
     if code != 0:
         reason = "was killed after the timeout" if timer and code < 0 else f"exited with {code}"
         message = f"tippecanoe {reason} after {seconds:.1f} s: {command}\n{output or '(no output)'}"
