@@ -238,13 +238,10 @@ def run_changed() -> int:
     return _follow(work)
 
 
-def demo(regions: list[str] | None) -> int:
+def demo(selected: list[str]) -> int:
     from ocr_core.grid import get_grid
 
     grid = get_grid(current_settings().grid)
-    selected = regions or list(grid.valid_region_ids)
-    for rid in selected:
-        grid.validate_region_id(rid)
     check_roots(write_inputs=grid.name == "demo")
     s = current_settings()
     print(
@@ -334,7 +331,23 @@ def _chunks(chunks: dict[str, list[int]]) -> str:
     return ",".join(shapes) or "-"
 
 
-def main(argv: list[str] | None = None) -> None:
+def requested_regions(args: argparse.Namespace, grid) -> list[str]:
+    """The regions a ``demo``, ``run`` or ``region`` command names: valid, canonical and once
+    each, with a note on stderr for every id changed or dropped; all valid regions for
+    ``--all-regions`` or a demo without ``--regions``."""
+    if args.command == "region":
+        given = [args.region_id]
+    elif getattr(args, "all_regions", False) or not args.regions:
+        return list(grid.valid_region_ids)
+    else:
+        given = args.regions
+    regions, notes = grid.select_region_ids(given)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    return regions
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="generate demo inputs and materialize the whole graph")
@@ -366,7 +379,11 @@ def main(argv: list[str] | None = None) -> None:
         "check-inputs",
         help="open every input of the grid and check CRS, alignment, variables and values",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             _switch_on(args)
@@ -391,18 +408,12 @@ def _dispatch(args) -> int:
     from ocr_core.grid import get_grid
 
     if args.command == "demo":
-        return demo(args.regions)
+        return demo(requested_regions(args, get_grid(current_settings().grid)))
     if args.command in ("run", "region"):
-        grid = get_grid(current_settings().grid)
-        if args.command == "region":
-            regions = [args.region_id]
-        elif getattr(args, "changed", False):
+        if getattr(args, "changed", False):
             check_roots()
             return run_changed()
-        else:
-            regions = list(grid.valid_region_ids) if args.all_regions else args.regions
-        for rid in regions:
-            grid.validate_region_id(rid)
+        regions = requested_regions(args, get_grid(current_settings().grid))
         check_roots()
         return run_regions(regions)
     if args.command == "check-inputs":

@@ -1,5 +1,6 @@
-"""What the command line refuses before any work, in one line and with exit status 2: storage
-and input roots that cannot work. No daemon: every command here stops before submitting."""
+"""What the command line decides before any work: the regions it was given (canonical, once
+each, with a note) and what it refuses in one line with exit status 2 (roots that cannot work,
+region ids that are not valid). No daemon: every command here stops before submitting."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from ocr_assets.cli import build_parser, requested_regions
+from ocr_core.grid import CONUS, DEMO, RegionIdError
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -84,3 +88,49 @@ def test_unwritable_roots(tmp_path):
     line = _one_error_line(_cli(tmp_path, "demo", OCR_STORAGE_ROOT=out, OCR_INPUT_ROOT="/sys"))
     assert line.startswith("error: OCR_INPUT_ROOT='/sys' cannot be written (")
     assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(
+    ("grid", "argv", "regions", "notes"),
+    [
+        (
+            CONUS,
+            ["run", "--regions", "y5_x14", "y05_x14", "y14_x5"],
+            ["y5_x14", "y14_x5"],
+            ["note: y05_x14 is y5_x14", "note: y5_x14 given twice; running it once"],
+        ),
+        (CONUS, ["region", "y05_x14"], ["y5_x14"], ["note: y05_x14 is y5_x14"]),
+        (
+            DEMO,
+            ["demo", "--regions", "y2_x1", "y2_x1", "y3_x3"],
+            ["y2_x1", "y3_x3"],
+            ["note: y2_x1 given twice; running it once"],
+        ),
+        (DEMO, ["region", "y2_x1"], ["y2_x1"], []),
+        (DEMO, ["demo"], list(DEMO.valid_region_ids), []),
+        (DEMO, ["demo", "--regions"], list(DEMO.valid_region_ids), []),
+        (CONUS, ["run", "--all-regions"], list(CONUS.valid_region_ids), []),
+    ],
+)
+def test_requested_regions(grid, argv, regions, notes, capsys):
+    assert requested_regions(build_parser().parse_args(argv), grid) == regions
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == notes
+
+
+def test_requested_regions_refuses_a_region_without_data():
+    with pytest.raises(RegionIdError, match=r"region 'y00_x1' \(y0_x1\) holds no data"):
+        requested_regions(build_parser().parse_args(["run", "--regions", "y00_x1"]), DEMO)
+
+
+def test_notes_come_before_any_work(tmp_path):
+    """The command prints its notes, then stops at the first problem (here the root)."""
+    proc = _cli(tmp_path, "run", "--regions", "y02_x1", "y2_x1", OCR_STORAGE_ROOT="/sys")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[:2] == [
+        "note: y02_x1 is y2_x1",
+        "note: y2_x1 given twice; running it once",
+    ]
+    assert proc.stderr.splitlines()[2].startswith(
+        "error: OCR_STORAGE_ROOT='/sys' cannot be written"
+    )
