@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 
+from ocr_core.storage import StorageError
 from ocr_resources.settings import SettingsError, current_settings
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -40,6 +41,34 @@ def _defs():
     from ocr_assets.definitions import build_defs
 
     return build_defs(current_settings())
+
+
+def _storage():
+    from ocr_core.storage import Storage
+
+    s = current_settings()
+    return Storage(s.storage_root, s.environment, s.version, s.s3_endpoint_url, s.s3_region)
+
+
+def _input_storage():
+    from ocr_core.storage import Storage
+
+    s = current_settings()
+    return Storage(
+        s.inputs_root,
+        s3_endpoint_url=s.s3_endpoint_url,
+        s3_region=s.s3_region,
+        variable="OCR_INPUT_ROOT",
+    )
+
+
+def check_roots(write_outputs: bool = True, write_inputs: bool = False) -> None:
+    """The roots usable before anything is submitted (StorageError: one line naming the
+    variable); the S3 input root is left to the steps that read it."""
+    _storage().check_reachable(writable=write_outputs)
+    inputs = _input_storage()
+    if not inputs.is_s3:
+        inputs.check_reachable(writable=write_inputs)
 
 
 def _report(label: str, outcome) -> bool:
@@ -209,13 +238,11 @@ def run_changed() -> int:
     return _follow(work)
 
 
-def demo(regions: list[str] | None) -> int:
+def demo(selected: list[str]) -> int:
     from ocr_core.grid import get_grid
 
     grid = get_grid(current_settings().grid)
-    selected = regions or list(grid.valid_region_ids)
-    for rid in selected:
-        grid.validate_region_id(rid)
+    check_roots(write_inputs=grid.name == "demo")
     s = current_settings()
     print(
         f"OCR demo: grid={grid.name} environment={s.environment} storage={s.storage_root} "
@@ -248,11 +275,8 @@ def status() -> int:
 def summary() -> None:
     """Print where every output is, with counts and sizes."""
     from ocr_core.report import outputs_report
-    from ocr_core.storage import Storage
 
-    s = current_settings()
-    storage = Storage(s.storage_root, s.environment, s.version, s.s3_endpoint_url, s.s3_region)
-    print(outputs_report(storage, s.grid))
+    print(outputs_report(_storage(), current_settings().grid))
     print(
         "\nOpen the Dagster UI with `./dev ui` (http://127.0.0.1:3000) to browse lineage, "
         "metadata, checks and previews."
@@ -265,13 +289,10 @@ def check_inputs() -> int:
     from ocr_core.catalog import InputCatalog
     from ocr_core.grid import get_grid
     from ocr_core.input_checks import check_inputs as run_checks
-    from ocr_core.storage import Storage
 
     s = current_settings()
     grid = get_grid(s.grid)
-    catalog = InputCatalog(
-        Storage(s.inputs_root, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
-    )
+    catalog = InputCatalog(_input_storage())
     print(f"Inputs of the {grid.name} grid under {s.inputs_root}", flush=True)
     reports = run_checks(catalog, grid)
     for r in reports:
@@ -310,7 +331,23 @@ def _chunks(chunks: dict[str, list[int]]) -> str:
     return ",".join(shapes) or "-"
 
 
-def main(argv: list[str] | None = None) -> None:
+def requested_regions(args: argparse.Namespace, grid) -> list[str]:
+    """The regions a ``demo``, ``run`` or ``region`` command names: valid, canonical and once
+    each, with a note on stderr for every id changed or dropped; all valid regions for
+    ``--all-regions`` or a demo without ``--regions``."""
+    if args.command == "region":
+        given = [args.region_id]
+    elif getattr(args, "all_regions", False) or not args.regions:
+        return list(grid.valid_region_ids)
+    else:
+        given = args.regions
+    regions, notes = grid.select_region_ids(given)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    return regions
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="generate demo inputs and materialize the whole graph")
@@ -342,12 +379,16 @@ def main(argv: list[str] | None = None) -> None:
         "check-inputs",
         help="open every input of the grid and check CRS, alignment, variables and values",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             _switch_on(args)
         raise SystemExit(_dispatch(args))
-    except (SettingsError, ValueError) as exc:
+    except (SettingsError, StorageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
 
@@ -367,22 +408,20 @@ def _dispatch(args) -> int:
     from ocr_core.grid import get_grid
 
     if args.command == "demo":
-        return demo(args.regions)
+        return demo(requested_regions(args, get_grid(current_settings().grid)))
     if args.command in ("run", "region"):
-        grid = get_grid(current_settings().grid)
-        if args.command == "region":
-            regions = [args.region_id]
-        elif getattr(args, "changed", False):
+        if getattr(args, "changed", False):
+            check_roots()
             return run_changed()
-        else:
-            regions = list(grid.valid_region_ids) if args.all_regions else args.regions
-        for rid in regions:
-            grid.validate_region_id(rid)
+        regions = requested_regions(args, get_grid(current_settings().grid))
+        check_roots()
         return run_regions(regions)
     if args.command == "check-inputs":
+        check_roots(write_outputs=False)
         return check_inputs()
     if args.command == "status":
         return status()
+    check_roots(write_outputs=False)
     summary()
     return 0
 

@@ -64,6 +64,7 @@ def demo_inputs(
 ):
     from ocr_core import demo_data
 
+    catalog.storage().check_reachable()
     cat, grid = catalog.catalog(), catalog.grid_def()
     written: dict[str, dict] = {}
     written |= demo_data.write_hazard_inputs(cat, grid, seed=config.seed)

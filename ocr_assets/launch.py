@@ -226,11 +226,15 @@ def failure_lines(instance, run_id: str) -> list[str]:
     where = f" for region {partition}" if partition else ""
     lines = []
     for record in instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.STEP_FAILURE
+        run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RESOURCE_INIT_FAILURE}
     ).records:
         event = record.event_log_entry.dagster_event
-        data = event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
+        if event.event_type == DagsterEventType.RESOURCE_INIT_FAILURE:  # e.g. an unusable root
+            error = event.event_specific_data.error
+            cause = _root_cause(error) if error else "its resources failed to start"
+        elif (data := event.step_failure_data).user_failure_data and (
+            data.user_failure_data.description
+        ):
             cause = data.user_failure_data.description
         else:
             cause = _root_cause(data.error) if data.error else "failed"
@@ -263,8 +267,9 @@ def failure_lines(instance, run_id: str) -> list[str]:
 
 
 def _root_cause(error) -> str:
-    """The innermost error's message (Dagster wraps a step's exception in its own)."""
-    while error.cause is not None:
+    """The message of the error the code raised, inside Dagster's wrappers (the code's own
+    error says what to do; the lower-level error it was raised from does not)."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     return error.message
 

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ocr_core.catalog import InputCatalog, InputDataError
-from ocr_core.duck import DuckDBConfig, connect
+from ocr_core.duck import DuckDBConfig, connect, sql_file, sql_files
 from ocr_core.metadata import vector_metadata
 from ocr_core.schema import RISK_SCORE_BOUNDARIES
 from ocr_core.storage import Storage
@@ -108,10 +108,6 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _sql_list(values: list[str]) -> str:
-    return "[" + ", ".join(_sql_str(v) for v in values) + "]"
-
-
 def _float32_literal(value: float) -> str:
     """SQL literal of ``value`` rounded to float32 exactly as numpy does it.
 
@@ -140,7 +136,7 @@ def fs_path(uri: str) -> str:
 def _geometry_crs(con, uri: str, column: str = "geometry") -> tuple[bool, str | None]:
     """(column exists as GEOMETRY, its CRS or None) from the file's schema."""
     for name, type_, *_ in con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({_sql_str(uri)})"
+        f"DESCRIBE SELECT * FROM read_parquet({sql_file(uri)})"
     ).fetchall():
         if name == column:
             match = re.fullmatch(r"GEOMETRY(?:\('(.*)'\))?", type_)
@@ -149,7 +145,7 @@ def _geometry_crs(con, uri: str, column: str = "geometry") -> tuple[bool, str | 
 
 
 def _columns(con, uri: str) -> list[str]:
-    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_str(uri)})").fetchall()
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_file(uri)})").fetchall()
     return [r[0] for r in rows]
 
 
@@ -169,7 +165,7 @@ def _census_sources(con, catalog: InputCatalog) -> dict[str, str | None]:
             raise InputDataError(f"input dataset {name!r} at {uri} lacks {problem}")
         sources[level] = uri
     geoids = con.execute(
-        f"SELECT count(DISTINCT GEOID) FROM read_parquet({_sql_str(sources['nation'])})"
+        f"SELECT count(DISTINCT GEOID) FROM read_parquet({sql_file(sources['nation'])})"
     ).fetchone()[0]
     if geoids != 1:
         raise InputDataError(
@@ -180,7 +176,7 @@ def _census_sources(con, catalog: InputCatalog) -> dict[str, str | None]:
 
 
 def _region_files(storage: Storage) -> list[str]:
-    files = storage.glob(f"{storage.region_geoparquet_dir}/*.parquet")
+    files = storage.list_files(storage.region_geoparquet_dir, ".parquet")
     if not files:
         raise InputDataError(
             f"no region building files under {storage.region_geoparquet_dir}: materialize the "
@@ -205,7 +201,7 @@ def _load_buildings(con, files: list[str]) -> int:
         SELECT row_number() OVER () AS bid, ST_X(c) AS x, ST_Y(c) AS y, {values}, {bins}
         FROM (
             SELECT {values}, ST_Centroid(geometry) AS c
-            FROM read_parquet({_sql_list(files)})
+            FROM read_parquet({sql_files(files)})
         )
         """
     )
@@ -297,7 +293,7 @@ def _load_polygons(con, level: str, uri: str, pieces: bool = True) -> dict:
         SELECT dense_rank() OVER (ORDER BY GEOID) AS gid, GEOID{names}, geom,
             ST_NPoints(geom) AS npts
         FROM (
-            SELECT GEOID{names}, {geom} AS geom FROM read_parquet({_sql_str(uri)})
+            SELECT GEOID{names}, {geom} AS geom FROM read_parquet({sql_file(uri)})
             WHERE GEOID IS NOT NULL AND geometry IS NOT NULL AND NOT ST_IsEmpty(geometry)
         )
         """
@@ -597,7 +593,7 @@ def _summarize_level(
 def _nation_histograms(con, path) -> dict:
     """The nation's risk-score histograms as written (for the asset's metadata)."""
     columns = ", ".join(HISTOGRAMS)
-    row = con.execute(f"SELECT {columns} FROM read_parquet({_sql_str(str(path))})").fetchone()
+    row = con.execute(f"SELECT {columns} FROM read_parquet({sql_file(str(path))})").fetchone()
     if row is None:
         return {}
     hists = {
@@ -619,7 +615,7 @@ def _analysis_source(con, level: str, uri: str) -> None:
         SELECT {", ".join(expected)}, ST_X(c) AS longitude, ST_Y(c) AS latitude, geometry
         FROM (
             SELECT * REPLACE (geometry::GEOMETRY AS geometry), ST_Centroid(geometry::GEOMETRY) AS c
-            FROM read_parquet({_sql_str(uri)})
+            FROM read_parquet({sql_file(uri)})
         )
         """
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ocr_core.duck import DuckDBConfig, connect
+from ocr_core.duck import DuckDBConfig, connect, sql_file, sql_files
 from ocr_core.storage import Storage
 
 RANGES = {
@@ -90,29 +90,21 @@ def _open(storage: Storage, path: str):
     return open(path, "rb")
 
 
-def _sql_path(uri: str) -> str:
-    return uri.replace("'", "''")
-
-
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join(f"'{_sql_path(p)}'" for p in paths) + "]"
-
-
 def region_files(storage: Storage) -> list[str]:
-    return storage.glob(f"{storage.region_geoparquet_dir}/*.parquet")
+    return storage.list_files(storage.region_geoparquet_dir, ".parquet")
 
 
 def _files_below(storage: Storage, folder: str) -> list[str]:
+    """The parquet files below a folder: a staged local one, or a published one."""
     local = Path(folder)
     if not storage.is_s3 or local.is_dir():
-        return sorted(str(p) for p in local.rglob("*.parquet"))
-    return storage.glob(f"{folder}/**/*.parquet")
+        return sorted(str(p) for p in local.rglob("*.parquet") if not p.name.startswith("."))
+    return storage.list_files(folder, ".parquet", recursive=True)
 
 
 def _regions_sql(files: list[str]) -> str:
-    if not files:
-        raise AuditError("no region building files to check against", {})
-    return f"read_parquet({_sql_list(files)})"
+    """The region files as a DuckDB source (typed, so that no files reads as no rows)."""
+    return f"read_parquet({sql_files(files)}::VARCHAR[])"
 
 
 def consolidated_matches_regions(
@@ -129,9 +121,9 @@ def consolidated_matches_regions(
     )
     sources = {
         "consolidated": (
-            f"read_parquet('{_sql_path(consolidated or storage.consolidated_buildings_uri)}')"
+            f"read_parquet({sql_file(consolidated or storage.consolidated_buildings_uri)})"
         ),
-        "partitioned": f"read_parquet({_sql_list(hive)}, hive_partitioning = true)",
+        "partitioned": f"read_parquet({sql_files(hive)}::VARCHAR[], hive_partitioning = true)",
     }
     regions = _regions_sql(region_files(storage))
     details: dict = {"region_rows": con.execute(f"SELECT count(*) FROM {regions}").fetchone()[0]}
@@ -158,7 +150,7 @@ def building_value_ranges(
     schema range, no NaN."""
     con = connect(duck, storage)
     paths = [path] if isinstance(path, str) else path or [storage.consolidated_buildings_uri]
-    src = f"read_parquet({_sql_list(paths)})"
+    src = f"read_parquet({sql_files(paths)}::VARCHAR[])"
     exprs = ", ".join(
         f"min({v}), max({v}), count(*) FILTER (WHERE isnan({v}) OR {v} IS NULL)" for v in RANGES
     )
@@ -200,7 +192,7 @@ def summary_stats_consistent(
     details: dict = {"levels": levels}
     passed = {"counties", "tracts", "states", "nation"} <= set(levels)
     for level in levels:
-        src = f"read_parquet('{_sql_path(paths[level])}')"
+        src = f"read_parquet({sql_file(paths[level])})"
         range_terms = " OR ".join(
             f"{v}_{stat} < {lo} OR {v}_{stat} > {hi}"
             for v, (lo, hi) in RANGES.items()

@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from ocr_core.duck import DuckDBConfig, connect
+from ocr_core.duck import DuckDBConfig, connect, sql_files
 from ocr_core.metadata import vector_metadata
 from ocr_core.storage import Storage
 
@@ -58,9 +58,8 @@ def write_buildings_geoparquet(
 
     start = time.perf_counter()
     source_dir = storage.region_geoparquet_dir
-    # Hidden names are in-flight or abandoned atomic-write temp files, never region files.
-    found = storage.glob(f"{source_dir}/*.parquet")
-    sources = [s for s in found if not s.rsplit("/", 1)[-1].startswith(".")]
+    # Hidden names (in-flight or abandoned atomic-write temp files) are never listed.
+    sources = storage.list_files(source_dir, ".parquet")
     if not sources:
         raise RegionBuildingsMissingError(
             f"no region building files in {source_dir}: materialize the region_buildings "
@@ -126,7 +125,7 @@ def _merged_geo_metadata(con, sources: list[str]) -> dict:
     """
     rows = con.execute(
         "SELECT file_name, decode(value) FROM parquet_kv_metadata("
-        f"[{', '.join(map(_sql_str, sources))}]) WHERE key = 'geo'::BLOB"
+        f"{sql_files(sources)}) WHERE key = 'geo'::BLOB"
     ).fetchall()
     found = {name: json.loads(text) for name, text in rows}
     if len(found) < len(sources):
@@ -162,7 +161,7 @@ def _merged_geo_metadata(con, sources: list[str]) -> dict:
 
 def _write_consolidated(con, sources: list[str], path: Path, geo: dict, meta: dict) -> int:
     """One read of every region file, sorted by GEOID, into one zstd GeoParquet file."""
-    files = f"[{', '.join(map(_sql_str, sources))}]"
+    files = sql_files(sources)
     columns = {
         r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files})").fetchall()
     }

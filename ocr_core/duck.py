@@ -7,6 +7,7 @@ read through an fsspec filesystem registered on the connection (no httpfs needed
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from dataclasses import dataclass
@@ -46,6 +47,21 @@ def spatial_extension_path() -> str:
             f"{path}); pin both packages to the same version"
         )
     return str(path)
+
+
+def sql_file(uri: str) -> str:
+    """SQL literal naming one file for DuckDB's readers, read as that file and never as a
+    pattern. Local paths are given as they are (DuckDB opens an existing path as is); an s3://
+    path goes through the registered fsspec filesystem's ``glob``, so its ``[``, ``*`` and ``?``
+    are escaped."""
+    if uri.startswith("s3://"):
+        uri = glob.escape(uri)
+    return "'" + uri.replace("'", "''") + "'"
+
+
+def sql_files(uris: list[str]) -> str:
+    """SQL list of files (see ``sql_file``), e.g. for ``read_parquet([...])``."""
+    return "[" + ", ".join(map(sql_file, uris)) + "]"
 
 
 def connect(config: DuckDBConfig | None = None, storage: Storage | None = None):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -18,7 +20,7 @@ from importlib import resources
 # the Gaussian smoothing radius (8 px at 30 m) and one 270 m source pixel of the gap-fill.
 KERNEL_REACH_PX = 3 * 41 + 8 + 9
 
-REGION_ID_RE = re.compile(r"^y(\d+)_x(\d+)$")
+REGION_ID_RE = re.compile(r"y([0-9]+)_x([0-9]+)")  # matched whole (fullmatch)
 
 
 class RegionIdError(ValueError):
@@ -97,9 +99,11 @@ class Grid:
     def valid_region_ids(self) -> tuple[str, ...]:
         return self.valid_ids if self.valid_ids is not None else _load_ids(self.valid_ids_file)
 
-    def parse_region_id(self, region_id: str) -> tuple[int, int]:
-        """(row, col) of an id on this grid; raises RegionIdError for anything else."""
-        m = REGION_ID_RE.match(str(region_id))
+    def canonical_region_id(self, region_id: str) -> str:
+        """The one spelling of a region id on this grid: ``y05_x14`` is ``y5_x14`` (no zero
+        padding, as partitions and file names are written); RegionIdError when malformed or
+        outside the grid."""
+        m = REGION_ID_RE.fullmatch(str(region_id))
         if not m:
             raise RegionIdError(
                 f"malformed region id {region_id!r}: expected 'y<row>_x<col>', e.g. "
@@ -112,19 +116,47 @@ class Grid:
                 f"({self.n_rows} rows y0..y{self.n_rows - 1} × {self.n_cols} columns "
                 f"x0..x{self.n_cols - 1})"
             )
-        return row, col
+        return f"y{row}_x{col}"
+
+    def parse_region_id(self, region_id: str) -> tuple[int, int]:
+        """(row, col) of an id on this grid; raises RegionIdError for anything else."""
+        m = REGION_ID_RE.fullmatch(self.canonical_region_id(region_id))
+        return int(m.group(1)), int(m.group(2))
 
     def validate_region_id(self, region_id: str) -> tuple[int, int]:
-        """(row, col) of a *valid* region (one that holds data); clear error otherwise."""
-        row, col = self.parse_region_id(region_id)
-        if region_id not in set(self.valid_region_ids):
+        """(row, col) of a *valid* region (one that holds data), spelled canonically; clear
+        error otherwise."""
+        canonical = self._holding_data(region_id)
+        if canonical != region_id:
+            raise RegionIdError(f"region id {region_id!r} is written {canonical!r}")
+        return self.parse_region_id(canonical)
+
+    def _holding_data(self, region_id: str) -> str:
+        """The canonical id of a region that holds data; RegionIdError otherwise."""
+        canonical = self.canonical_region_id(region_id)
+        if canonical not in set(self.valid_region_ids):
+            same = "" if canonical == region_id else f" ({canonical})"
             raise RegionIdError(
-                f"region {region_id!r} holds no data on the {self.name} grid, so it is not a "
-                f"valid region id ({len(self.valid_region_ids)} valid ids, e.g. "
+                f"region {region_id!r}{same} holds no data on the {self.name} grid, so it is not "
+                f"a valid region id ({len(self.valid_region_ids)} valid ids, e.g. "
                 f"{', '.join(self.valid_region_ids[:4])}). Pick a valid id or switch grids "
                 "with OCR_GRID."
             )
-        return row, col
+        return canonical
+
+    def select_region_ids(self, region_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Regions a user named, as (valid canonical ids in the order given, once each; notes
+        on what was changed): ``y05_x14`` becomes ``y5_x14``, a repeat is dropped. Any id that
+        is malformed, outside the grid or holds no data raises RegionIdError."""
+        given = [(rid, self._holding_data(rid)) for rid in region_ids]
+        notes = [f"{rid} is {canonical}" for rid, canonical in given if rid != canonical]
+        counts = Counter(canonical for _, canonical in given)
+        selected = list(counts)  # first appearance order
+        for rid in selected:
+            if counts[rid] > 1:
+                times = "twice" if counts[rid] == 2 else f"{counts[rid]} times"
+                notes.append(f"{rid} given {times}; running it once")
+        return selected, notes
 
     def pixel_window(self, region_id: str) -> tuple[int, int, int, int]:
         """(row_start, row_stop, col_start, col_stop) pixel indices of a region."""

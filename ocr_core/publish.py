@@ -320,6 +320,16 @@ def prune_versions(storage: Storage, uri: str, keep: set[str]) -> list[str]:
         for key in fs.find(dest)
         if key != f"{dest}/{POINTER}" and key[len(dest) + 1 :].split("/", 1)[0] not in keep
     ]
-    if stale:
-        fs.rm(stale)
+    _delete_keys(storage, stale)
     return stale
+
+
+def _delete_keys(storage: Storage, keys: list[str]) -> None:
+    """Delete S3 objects by exact key, 1000 a request (fsspec's ``rm`` would read ``[x]`` or
+    ``*`` in a key as a pattern)."""
+    client = _s3_client(storage)
+    for start in range(0, len(keys), 1000):
+        batch = keys[start : start + 1000]
+        bucket = batch[0].split("/", 1)[0]
+        objects = [{"Key": k.split("/", 1)[1]} for k in batch]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})

@@ -53,7 +53,7 @@ def outputs_report(storage: Storage, grid_name: str) -> str:
     out.append(f"  {len(commits)} of {len(grid.valid_region_ids)} valid regions committed")
     out.append(f"  region buildings (GeoParquet): {storage.region_geoparquet_dir}/")
     total = 0
-    for uri in storage.glob(f"{storage.region_geoparquet_dir}/*.parquet"):
+    for uri in storage.list_files(storage.region_geoparquet_dir, ".parquet"):
         rows = _parquet_rows(storage, uri)
         total += rows
         out.append(f"    {uri.rsplit('/', 1)[-1]:<16} {rows:>8} buildings")
@@ -73,7 +73,11 @@ def outputs_report(storage: Storage, grid_name: str) -> str:
             line(f"summary stats {level}", uri, f", {_parquet_rows(storage, uri)} rows")
     analysis = storage.current_dir(storage.region_analysis_dir)
     if storage.exists(analysis):
-        files = storage.glob(f"{analysis}/*/stats.*")
+        files = [
+            f
+            for f in storage.list_files(analysis, recursive=True)
+            if f.rsplit("/", 1)[-1].startswith("stats.")
+        ]
         out.append(
             f"  analysis files: {storage.region_analysis_dir}/ ({len(files)} files: "
             "stats.csv, stats.geojson, stats.parquet per geography)"

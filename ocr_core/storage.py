@@ -18,7 +18,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -33,6 +33,8 @@ class Storage:
     version: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-west-2"
+    # The setting the root came from, named in errors (not part of the location).
+    variable: str = field(default="OCR_STORAGE_ROOT", compare=False)
 
     # --- layout ------------------------------------------------------------------------------
     @property
@@ -139,21 +141,30 @@ class Storage:
     def exists(self, uri: str) -> bool:
         return self.filesystem().exists(self.fs_path(uri))
 
-    def glob(self, pattern: str) -> list[str]:
-        """Matching files, without hidden ones (the scratch files of atomic writes)."""
-        found = sorted(
+    def list_files(self, folder: str, suffix: str = "", recursive: bool = False) -> list[str]:
+        """Files in ``folder`` (below it with ``recursive``) whose names end in ``suffix``,
+        sorted, without hidden ones (the scratch files of atomic writes). A listing, never a
+        pattern: a root may hold glob characters such as ``[x]`` or ``*``."""
+        base = self.fs_path(folder).rstrip("/")
+        if not self.is_s3:
+            base = os.path.abspath(base)  # as fsspec names what it finds
+        found = self.filesystem().find(base, maxdepth=None if recursive else 1)
+        keep = sorted(
             p
-            for p in self.filesystem().glob(self.fs_path(pattern))
-            if not p.rsplit("/", 1)[-1].startswith(".")
+            for p in found
+            if p.startswith(base + "/")
+            and p.endswith(suffix)
+            and not any(part.startswith(".") for part in p[len(base) + 1 :].split("/"))
         )
-        return [f"s3://{p}" for p in found] if self.is_s3 else found
+        return [f"s3://{p}" for p in keep] if self.is_s3 else keep
 
     def read_bytes(self, uri: str) -> bytes:
         with self.filesystem().open(self.fs_path(uri), "rb") as f:
             return f.read()
 
-    def check_reachable(self) -> None:
-        """Fail fast, before any work, if the root cannot be written."""
+    def check_reachable(self, writable: bool = True) -> None:
+        """Fail fast, before any work, if the root cannot be used: an S3 bucket that cannot be
+        listed, a local root that is a file or (``writable``) cannot be written."""
         if self.is_s3:
             bucket = self.root[len("s3://") :].split("/", 1)[0]
             try:
@@ -161,11 +172,18 @@ class Storage:
                 fs.ls(bucket, refresh=True)
             except Exception as exc:  # any client error means the same to the user
                 raise StorageError(
-                    f"storage root {self.root} cannot be reached ({type(exc).__name__}: {exc}). "
-                    "Check OCR_STORAGE_ROOT, the AWS credentials and OCR_S3_ENDPOINT_URL."
+                    f"{self.variable}={self.root!r} cannot be reached ({type(exc).__name__}: "
+                    f"{exc}): check {self.variable}, the AWS credentials and OCR_S3_ENDPOINT_URL"
                 ) from exc
             return
         root = Path(self.root)
+        if root.exists() and not root.is_dir():
+            raise StorageError(
+                f"{self.variable}={self.root!r} is a file, not a folder: point {self.variable} "
+                "at a folder or an s3:// URL"
+            )
+        if not writable:
+            return
         try:
             root.mkdir(parents=True, exist_ok=True)
             probe = root / f".write-probe-{uuid.uuid4().hex}"
@@ -173,8 +191,8 @@ class Storage:
             probe.unlink()
         except OSError as exc:
             raise StorageError(
-                f"storage root {self.root} cannot be written ({exc.strerror or exc}). "
-                "Point OCR_STORAGE_ROOT at a writable folder or an s3:// URL."
+                f"{self.variable}={self.root!r} cannot be written ({exc.strerror or exc}): point "
+                f"{self.variable} at a writable folder or an s3:// URL"
             ) from exc
 
     # --- atomic writes (see ocr_core.publish) -----------------------------------------------

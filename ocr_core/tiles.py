@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from pathlib import Path
 
 from ocr_core.aggregate import RISK_VARIABLES
 from ocr_core.checks import audit
+from ocr_core.duck import sql_file, sql_files
 from ocr_core.publish import Stage, stage
 from ocr_core.storage import Storage
 
@@ -165,7 +167,7 @@ def run_tippecanoe(
     output = "\n".join(tail)
     if n_lines > len(tail):
         output = f"[... {n_lines - len(tail)} earlier lines omitted]\n{output}"
-    command = " ".join(cmd)
+    command = shlex.join(cmd)  # a path with spaces or quotes reads back as one argument
     if code != 0:
         reason = "was killed after the timeout" if timer and code < 0 else f"exited with {code}"
         message = f"tippecanoe {reason} after {seconds:.1f} s: {command}\n{output or '(no output)'}"
@@ -288,7 +290,7 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def building_features_sql(source: str) -> str:
+def building_features_sql(files: list[str]) -> str:
     """One scan of the region files; per building a polygon feature line and, when both RPS
     values are positive (and finite), a centroid feature line (else NULL)."""
     props = ", ".join(f"'{i}': {_finite(c)}" for i, c in enumerate(BUILDING_PROPERTIES))
@@ -305,7 +307,7 @@ def building_features_sql(source: str) -> str:
                 to_json({{'type': 'Feature', 'properties': {{{cprops}}},
                           'geometry': ST_AsGeoJSON(ST_Centroid(geometry))}}) || chr(10)
             END AS centroid
-        FROM read_parquet({_sql_str(source)})
+        FROM read_parquet({sql_files(files)})
         WHERE geometry IS NOT NULL
     """
 
@@ -356,11 +358,11 @@ def export_building_features(
     is a ``DuckDBConfig`` or a connection from ``ocr_core.duck.connect(config, storage)``.
     """
     started = time.monotonic()
-    pattern = f"{storage.region_geoparquet_dir}/*.parquet"
-    region_files = storage.glob(pattern)
+    region_files = storage.list_files(storage.region_geoparquet_dir, ".parquet")
     if not region_files:
         raise TileBuildError(
-            f"no region GeoParquet files match {pattern}: materialize region_buildings first"
+            f"no region GeoParquet files in {storage.region_geoparquet_dir}: materialize "
+            "region_buildings first"
         )
     from ocr_core.checks import building_value_ranges
     from ocr_core.duck import DuckDBConfig
@@ -379,7 +381,7 @@ def export_building_features(
             for name in FEATURE_FILES
         }
         with open(paths["buildings"], "wb") as fb, open(paths["building_centroids"], "wb") as fc:
-            reader = con.execute(building_features_sql(pattern)).to_arrow_reader(batch_rows)
+            reader = con.execute(building_features_sql(region_files)).to_arrow_reader(batch_rows)
             for batch in reader:
                 counts["buildings"] += _write_lines(batch.column(0), fb)
                 counts["building_centroids"] += _write_lines(batch.column(1), fc)
@@ -453,7 +455,7 @@ def regional_features_sql(level: str, source: str) -> str:
     return f"""
         SELECT 'Feature' AS type, {{{", ".join(props)}}} AS properties,
                ST_AsGeoJSON(geometry) AS geometry
-        FROM read_parquet({_sql_str(source)})
+        FROM read_parquet({sql_file(source)})
         WHERE geometry IS NOT NULL
     """
 
@@ -488,7 +490,7 @@ def build_regional_pmtiles(
         layer_args: list[str] = []
         for level, uri in sources.items():
             columns = {
-                r[0] for r in con.execute(f"DESCRIBE FROM read_parquet({_sql_str(uri)})").fetchall()
+                r[0] for r in con.execute(f"DESCRIBE FROM read_parquet({sql_file(uri)})").fetchall()
             }
             missing = [c for c in REGION_NAME_COLUMNS[level] if c not in columns]
             if missing:

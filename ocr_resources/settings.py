@@ -109,12 +109,9 @@ class Settings:
             raise SettingsError("OCR_REGION_MAX_RETRIES must be 0 or more")
         if self.region_retry_delay_s < 0:
             raise SettingsError("OCR_REGION_RETRY_DELAY_S must be 0 or more")
-        for name in ("storage_root", "input_root"):
-            value = getattr(self, name)
-            if value is not None and "://" in value and not value.startswith(("s3://", "file://")):
-                raise SettingsError(
-                    f"{name}={value!r}: only local paths and s3:// URLs are supported"
-                )
+        _check_root("OCR_STORAGE_ROOT", self.storage_root)
+        if self.input_root is not None:
+            _check_root("OCR_INPUT_ROOT", self.input_root)
 
     @property
     def inputs_root(self) -> str:
@@ -179,11 +176,54 @@ class Settings:
         )
 
 
+# A bucket name as S3 accepts it: 3-63 lower-case letters, digits, '.' and '-', starting and
+# ending with a letter or digit, no '..', not an IP address.
+S3_BUCKET_RE = re.compile(r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _looks_like_url(value: str) -> bool:
+    """A scheme (``gs://``, ``S3://``) or an attempt at S3 (``s3:b``, ``s3:/b``), not a path."""
+    return bool(_SCHEME_RE.match(value)) or value.lower().startswith("s3:")
+
+
+def _check_root(variable: str, value: str) -> None:
+    """A storage or input root must be a local path or ``s3://bucket[/prefix]``: anything else
+    would be taken for a local folder (``s3:/b``) or fail deep inside a writer."""
+    if value.startswith("file://") or not _looks_like_url(value):
+        return
+    fix = "write it as s3://bucket[/prefix] or a local folder"
+    scheme = _SCHEME_RE.match(value)
+    if scheme is None:
+        raise SettingsError(f"{variable}={value!r} is a malformed S3 URL: {fix}")
+    if scheme.group(1) != "s3":
+        if scheme.group(1).lower() == "s3":
+            raise SettingsError(
+                f"{variable}={value!r}: S3 URLs start with a lower-case s3://, so write "
+                f"s3://{value[len('s3://') :]}"
+            )
+        raise SettingsError(
+            f"{variable}={value!r}: {scheme.group(1)}:// is not supported: use a local folder "
+            "or s3://bucket[/prefix]"
+        )
+    bucket = value[len("s3://") :].split("/", 1)[0]
+    if not bucket:
+        raise SettingsError(f"{variable}={value!r} names no bucket: {fix}")
+    if not S3_BUCKET_RE.fullmatch(bucket):
+        raise SettingsError(
+            f"{variable}={value!r}: {bucket!r} is not an S3 bucket name (3-63 lower-case "
+            "letters, digits, '.' and '-', starting and ending with a letter or digit): "
+            "write the bucket's exact name"
+        )
+
+
 def _absolute(root: str) -> str:
-    if root.startswith("s3://"):
-        return root.rstrip("/")
+    """An absolute local path, or the URL as given without trailing slashes (checked later)."""
     if root.startswith("file://"):
         root = root[len("file://") :]
+    elif _looks_like_url(root):
+        scheme, sep, rest = root.partition("://")
+        return f"{scheme}{sep}{rest.rstrip('/')}"
     return str(Path(root).expanduser().resolve())
 
 

@@ -44,7 +44,20 @@ class InputCatalogResource(dg.ConfigurableResource):
     def grid_def(self) -> Grid:
         return get_grid(self.grid)
 
-    def catalog(self) -> InputCatalog:
-        return InputCatalog(
-            Storage(root=self.root, s3_endpoint_url=self.s3_endpoint_url, s3_region=self.s3_region)
+    def storage(self) -> Storage:
+        return Storage(
+            root=self.root,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            variable="OCR_INPUT_ROOT",
         )
+
+    def catalog(self) -> InputCatalog:
+        return InputCatalog(self.storage())
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A local input root that is a file fails here, not as a missing dataset; writing is
+        # checked where inputs are written (demo_inputs).
+        storage = self.storage()
+        if not storage.is_s3:
+            storage.check_reachable(writable=False)

@@ -280,6 +280,24 @@ def test_census_polygons_transformed_to_wgs84(computed):
         assert shapely.equals_exact(a, b, tolerance=1e-12)
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_stale_output_under_a_root_with_glob_characters_is_removed(where, tmp_path, request):
+    from ocr_core.aggregate import _remove
+
+    odd = "o c r [x] it's *"
+    if where == "local":
+        storage = Storage(str(tmp_path / odd))
+    else:
+        endpoint, bucket = (request.getfixturevalue(f) for f in ("s3_server", "s3_bucket"))
+        storage = Storage(f"{bucket}/{odd}", s3_endpoint_url=endpoint, s3_region="us-east-1")
+    uri = storage.summary_stats_uri("blocks")
+    storage.write_bytes_atomic(uri, b"stale")
+    storage.write_bytes_atomic(storage.summary_stats_uri("tracts"), b"kept")
+    assert _remove(storage, uri) is True and not storage.exists(uri)
+    assert _remove(storage, uri) is False
+    assert storage.read_bytes(storage.summary_stats_uri("tracts")) == b"kept"
+
+
 def test_blocks_skipped_when_absent(tmp_path):
     storage = make_inputs(tmp_path, blocks=False)
     stale = Path(storage.summary_stats_uri("blocks"))

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from ocr_core import consolidate
@@ -281,3 +282,19 @@ def test_s3_writes_both_outputs_and_rerun_removes_stale_files(s3_server, s3_buck
     )
     assert _table_rows(dataset.to_table()) == _rows([frames["y0_x0"], frames["y0_x1"]])
     assert storage.read_bytes(neighbour) == b"not part of the dataset"
+
+
+def test_s3_prefix_with_glob_characters_is_read_as_a_name(s3_server, s3_bucket):
+    """DuckDB reads s3:// through fsspec's glob: the region files and the county files under
+    ``[x]`` and ``*`` are still found, each once."""
+    from ocr_core import checks
+
+    root = f"{s3_bucket}/o c r [x] it's *"
+    storage = Storage(root=root, s3_endpoint_url=s3_server, s3_region="us-east-1")
+    frames = _write_regions(storage)
+    result = write_buildings_geoparquet(storage, DUCK)
+    assert result["region_files"] == 3 and result["buildings"] == 360
+    passed, details = checks.consolidated_matches_regions(storage, DUCK)
+    assert passed and details["partitioned"]["rows"] == details["region_rows"] == 360
+    with storage.filesystem().open(storage.fs_path(storage.consolidated_buildings_uri)) as f:
+        assert _table_rows(pq.read_table(f)) == _rows(frames.values())

@@ -101,6 +101,72 @@ def test_bad_region_ids_are_named(region_id, message):
         DEMO.validate_region_id(region_id)
 
 
+@pytest.mark.parametrize(
+    ("grid", "given", "canonical"),
+    [
+        (DEMO, "y02_x01", "y2_x1"),
+        (DEMO, "y2_x1", "y2_x1"),
+        (CONUS, "y05_x14", "y5_x14"),
+        (CONUS, "y005_x0014", "y5_x14"),
+        (CONUS, "y0_x00", "y0_x0"),
+    ],
+)
+def test_canonical_region_id_drops_zero_padding(grid, given, canonical):
+    assert grid.canonical_region_id(given) == canonical
+    assert grid.parse_region_id(given) == grid.parse_region_id(canonical)
+
+
+@pytest.mark.parametrize("region_id", ["y5_x14\n", "y٥_x14", "Y5_x14", "y5_x", " y5_x14"])
+def test_canonical_region_id_refuses_other_spellings(region_id):
+    with pytest.raises(RegionIdError, match="malformed region id"):
+        CONUS.canonical_region_id(region_id)
+
+
+def test_validate_answers_a_padded_id_with_its_canonical_form():
+    assert CONUS.validate_region_id("y5_x14") == (5, 14)
+    with pytest.raises(RegionIdError, match=r"^region id 'y05_x14' is written 'y5_x14'$"):
+        CONUS.validate_region_id("y05_x14")  # not "holds no data"
+    with pytest.raises(RegionIdError, match=r"region 'y00_x1' \(y0_x1\) holds no data"):
+        DEMO.validate_region_id("y00_x1")
+
+
+@pytest.mark.parametrize(
+    ("grid", "given", "selected", "notes"),
+    [
+        (CONUS, ["y5_x14", "y5_x14"], ["y5_x14"], ["y5_x14 given twice; running it once"]),
+        (CONUS, ["y05_x14"], ["y5_x14"], ["y05_x14 is y5_x14"]),
+        (
+            CONUS,
+            ["y14_x5", "y05_x14", "y5_x14", "y14_x5", "y14_x05"],
+            ["y14_x5", "y5_x14"],
+            [
+                "y05_x14 is y5_x14",
+                "y14_x05 is y14_x5",
+                "y14_x5 given 3 times; running it once",
+                "y5_x14 given twice; running it once",
+            ],
+        ),
+        (DEMO, ["y2_x1", "y3_x03", "y1_x0"], ["y2_x1", "y3_x3", "y1_x0"], ["y3_x03 is y3_x3"]),
+        (DEMO, [], [], []),
+    ],
+)
+def test_select_region_ids_canonical_once_each_in_order(grid, given, selected, notes):
+    assert grid.select_region_ids(given) == (selected, notes)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["y2_x1", "y00_x1"], "holds no data"),
+        (["y2_x1", "y9_x1"], "outside the demo grid"),
+        (["y2_x1", "y2-x1"], "malformed region id"),
+    ],
+)
+def test_select_region_ids_refuses_any_bad_id(given, message):
+    with pytest.raises(RegionIdError, match=message):
+        DEMO.select_region_ids(given)
+
+
 def test_unknown_grid():
     assert get_grid("conus") is CONUS
     with pytest.raises(ValueError, match=r"unknown grid .mars.*OCR_GRID"):

@@ -107,7 +107,7 @@ def test_raster_matches_grid_and_schema(demo_root):
 
 def test_region_geoparquet_files(demo_root):
     storage = Storage(demo_root)
-    files = storage.glob(f"{storage.region_geoparquet_dir}/*.parquet")
+    files = storage.list_files(storage.region_geoparquet_dir, ".parquet")
     assert sorted(f.rsplit("/", 1)[-1][:-8] for f in files) == sorted(DEMO.valid_region_ids)
     for path in files:
         pf = pq.ParquetFile(path)

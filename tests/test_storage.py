@@ -88,6 +88,81 @@ def test_check_reachable_local_unwritable_names_root(tmp_path):
     assert "OCR_STORAGE_ROOT" in str(err.value)
 
 
+def test_check_reachable_root_that_is_a_file(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError) as err:
+        Storage(str(blocker), variable="OCR_INPUT_ROOT").check_reachable(writable=False)
+    message = str(err.value)
+    assert message == (
+        f"OCR_INPUT_ROOT={str(blocker)!r} is a file, not a folder: point OCR_INPUT_ROOT at a "
+        "folder or an s3:// URL"
+    )
+    assert blocker.read_text() == "not a folder"
+
+
+def test_check_reachable_existing_unwritable_folder():
+    # /sys is a folder nobody may create files in, root included (tests may run as root)
+    with pytest.raises(StorageError, match="cannot be written") as err:
+        Storage("/sys").check_reachable()
+    assert str(err.value).startswith("OCR_STORAGE_ROOT='/sys' cannot be written (")
+    assert "\n" not in str(err.value)
+    Storage("/sys").check_reachable(writable=False)  # readable inputs need no write access
+
+
+def test_storage_variable_is_a_label_not_part_of_the_location():
+    import pickle
+
+    inputs = Storage("/data/ocr", variable="OCR_INPUT_ROOT")
+    assert inputs == Storage("/data/ocr") and pickle.loads(pickle.dumps(inputs)).variable == (
+        "OCR_INPUT_ROOT"
+    )
+
+
+def test_resources_check_their_roots_before_any_step(tmp_path):
+    import dagster as dg
+
+    from ocr_assets.launch import failure_lines
+    from ocr_resources import InputCatalogResource, StorageResource
+
+    calls = []
+
+    @dg.asset(required_resource_keys={"storage", "catalog"})
+    def uses_roots() -> None:
+        calls.append(1)
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for resources, expected in [
+        (
+            {"storage": StorageResource(root=str(blocker))},
+            f"OCR_STORAGE_ROOT={str(blocker)!r} is a file",
+        ),
+        (
+            {"storage": StorageResource(root="/sys")},
+            "OCR_STORAGE_ROOT='/sys' cannot be written",
+        ),
+        (
+            {"catalog": InputCatalogResource(root=str(blocker))},
+            f"OCR_INPUT_ROOT={str(blocker)!r} is a file",
+        ),
+    ]:
+        resources = {
+            "storage": StorageResource(root=str(tmp_path / "out")),
+            "catalog": InputCatalogResource(root=str(tmp_path)),
+            **resources,
+        }
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [uses_roots], resources=resources, instance=instance, raise_on_error=False
+            )
+            assert not result.success
+            # what the command line prints for the run: one line, the variable's message
+            (line,) = failure_lines(instance, result.run_id)
+        assert line.startswith(f"uses_roots: ocr_core.storage.StorageError: {expected}"), line
+    assert calls == []
+
+
 def test_check_reachable_missing_bucket(s3_server):
     root = "s3://ocr-no-such-bucket/prefix"
     storage = Storage(root, s3_endpoint_url=s3_server, s3_region="us-east-1")
@@ -320,9 +395,84 @@ def test_settings_rejects_other_url_schemes():
         Settings(storage_root="gs://bucket")
 
 
-def test_glob_skips_hidden_scratch_files(tmp_path):
-    from ocr_core.storage import Storage
+@pytest.mark.parametrize("variable", ["OCR_STORAGE_ROOT", "OCR_INPUT_ROOT"])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("s3://", "names no bucket: write it as s3://bucket[/prefix] or a local folder"),
+        ("s3:///prefix", "names no bucket"),
+        ("s3:/b", "is a malformed S3 URL: write it as s3://bucket[/prefix] or a local folder"),
+        ("s3:b", "is a malformed S3 URL"),
+        ("S3:bucket", "is a malformed S3 URL"),
+        ("S3://bucket", "S3 URLs start with a lower-case s3://, so write s3://bucket"),
+        ("gs://bucket", "gs:// is not supported: use a local folder or s3://bucket[/prefix]"),
+        ("http://x", "http:// is not supported"),
+        ("s3://My_Bucket", "'My_Bucket' is not an S3 bucket name"),
+        ("s3://ab", "'ab' is not an S3 bucket name"),
+        ("s3://a..b/x", "'a..b' is not an S3 bucket name"),
+        ("s3://-bucket", "'-bucket' is not an S3 bucket name"),
+        ("s3://192.168.1.1", "is not an S3 bucket name"),
+    ],
+)
+def test_settings_malformed_roots_are_one_line_naming_variable_value_and_fix(
+    variable, value, problem
+):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({variable: value})
+    message = str(err.value)
+    assert message.startswith(f"{variable}={value!r}") and problem in message
+    assert "\n" not in message
 
-    (tmp_path / "a.parquet").write_bytes(b"x")
-    (tmp_path / ".a.parquet.tmp-123.parquet").write_bytes(b"half")
-    assert Storage(str(tmp_path)).glob(f"{tmp_path}/*.parquet") == [str(tmp_path / "a.parquet")]
+
+def test_settings_malformed_root_is_refused_when_built_directly():
+    with pytest.raises(SettingsError, match=r"^OCR_INPUT_ROOT='s3:/b' is a malformed S3 URL"):
+        Settings(input_root="s3:/b")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("s3://bucket", "s3://bucket"),
+        ("s3://my.bucket-1/a b/[x]/", "s3://my.bucket-1/a b/[x]"),
+        ("s3://bucket//", "s3://bucket"),
+    ],
+)
+def test_settings_accepts_s3_roots(value, expected):
+    s = Settings.from_env({"OCR_STORAGE_ROOT": value, "OCR_INPUT_ROOT": value})
+    assert s.storage_root == s.inputs_root == expected
+
+
+def test_settings_local_roots_are_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    odd = "o c r [x] it's *"
+    s = Settings.from_env({"OCR_STORAGE_ROOT": odd, "OCR_INPUT_ROOT": f"file://{tmp_path}/in"})
+    assert s.storage_root == str(tmp_path / odd)
+    assert s.inputs_root == str(tmp_path / "in")
+
+
+ODD = "o c r [x] it's *"  # spaces, a quote and glob characters: a name, never a pattern
+
+
+def test_list_files_lists_the_folder_without_hidden_files(storage):
+    folder = storage.join(ODD, "regions")
+    for name in ("y1_x1.parquet", "y2_x1.parquet", ".y3_x1.parquet.tmp-1.parquet", "notes.txt"):
+        storage.write_bytes_atomic(f"{folder}/{name}", b"x")
+    storage.write_bytes_atomic(f"{folder}/sub/y9_x9.parquet", b"x")
+    storage.write_bytes_atomic(f"{folder}/.staging/y8_x8.parquet", b"x")
+    storage.write_bytes_atomic(storage.join(ODD, "regions-old/y0_x0.parquet"), b"x")
+    assert storage.list_files(folder, ".parquet") == [
+        f"{folder}/y1_x1.parquet",
+        f"{folder}/y2_x1.parquet",
+    ]
+    assert storage.list_files(folder, ".parquet", recursive=True) == [
+        f"{folder}/sub/y9_x9.parquet",
+        f"{folder}/y1_x1.parquet",
+        f"{folder}/y2_x1.parquet",
+    ]
+    assert storage.list_files(folder) == [
+        f"{folder}/notes.txt",
+        f"{folder}/y1_x1.parquet",
+        f"{folder}/y2_x1.parquet",
+    ]
+    assert storage.list_files(storage.join(ODD, "missing")) == []
+    assert storage.list_files(f"{folder}/y1_x1.parquet") == []  # a file is not a folder

@@ -11,6 +11,7 @@ import gzip
 import json
 import logging
 import pickle
+import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -335,6 +336,14 @@ def test_tippecanoe_failure_keeps_previous_tiles(storage, buildings, runner):
     assert "--no-such-flag" in str(err.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["building_centroids.pmtiles"]
+
+
+def test_failure_message_quotes_paths_with_spaces(tmp_path):
+    out = tmp_path / "o c r [x] it's *" / "t.pmtiles"
+    with pytest.raises(tiles.TippecanoeError) as err:
+        tiles.Tippecanoe().run(["--no-such-flag", "-o", str(out)])
+    command = str(err.value).split(": ", 1)[1].splitlines()[0]
+    assert shlex.split(command)[1:] == ["--no-such-flag", "-o", str(out)]
 
 
 def test_missing_binary_names_the_fix():
