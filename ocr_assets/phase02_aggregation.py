@@ -101,7 +101,7 @@ def buildings_geoparquet(
             blocking=True,
             description="Histograms sum to building_count; county totals equal the "
             "national total; means and medians inside the schema ranges.",
-        )
+        ),
     ],
 )
 def region_summary_stats(

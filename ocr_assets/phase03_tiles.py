@@ -92,6 +92,11 @@ def regional_pmtiles(
     tags={"ocr/phase": "03"},
     description="One scan of the region files into the feature files of the two building "
     "tile layers (polygons; centroids of buildings with both RPS values > 0).",
+    check_specs=_checks(
+        "building_tile_features",
+        "region_files_value_ranges",
+        "The region files' risk values inside the schema ranges, no NaN, before export.",
+    ),
 )
 def building_tile_features(
     context: dg.AssetExecutionContext,
@@ -101,12 +106,15 @@ def building_tile_features(
 ):
     from ocr_core.tiles import export_building_features
 
-    s = compute.run_for(context, export_building_features, storage.storage(), duckdb.config())
-    return dg.MaterializeResult(
+    s = yield from audited(
+        context, compute, export_building_features, storage.storage(), duckdb.config()
+    )
+    yield dg.MaterializeResult(
+        check_results=check_results(s.pop("checks")),
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().tile_features_dir),
             "summary": dg.MetadataValue.json(s),
-        }
+        },
     )
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from ocr_core.catalog import InputCatalog, InputDataError
 from ocr_core.duck import DuckDBConfig, connect, sql_file, sql_files
+from ocr_core.geoparquet import epsg_projjson
 from ocr_core.metadata import vector_metadata
 from ocr_core.schema import RISK_SCORE_BOUNDARIES
 from ocr_core.storage import Storage
@@ -464,7 +465,6 @@ def _write_geoparquet(con, sql: str, path: Path, extra_metadata: dict | None = N
     import pyarrow as pa
     import pyarrow.parquet as pq
     import shapely
-    from pyproj import CRS
 
     batches = _batches(con, sql)
     schema = next(batches)
@@ -486,7 +486,7 @@ def _write_geoparquet(con, sql: str, path: Path, extra_metadata: dict | None = N
         column = {
             "encoding": "WKB",
             "geometry_types": sorted({GEOMETRY_TYPES[t] for t in types if t >= 0}),
-            "crs": CRS.from_epsg(4326).to_json_dict(),
+            "crs": epsg_projjson(4326),
         }
         if bounds:
             b = np.vstack(bounds)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ocr_core import faults
 from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, read_error, spec
-from ocr_core.geoparquet import GEOPARQUET_OPTIONS
+from ocr_core.geoparquet import to_geoparquet
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
 from ocr_core.risk import OUTPUT_VARIABLES, SCENARIOS, RegionInputs, region_outputs, region_wind_bp
@@ -351,7 +351,7 @@ def run_region_buildings(
     uri = storage.region_geoparquet_uri(region_id)
     with stage(storage) as st:
         path = st.file(uri, suffix=".parquet")
-        frame.to_parquet(path, **GEOPARQUET_OPTIONS)
+        to_geoparquet(frame, path)
         size = path.stat().st_size
         written = checks.parquet_rows(storage, str(path))
         audited = checks.audit(

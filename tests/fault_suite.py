@@ -60,11 +60,11 @@ def _digest_local(path: Path) -> str | None:
     """Content digest of a file or a folder (relative names and bytes); None if absent."""
     if not path.exists():
         return None
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        h.update(str(f.relative_to(path if path.is_dir() else path.parent)).encode() + b"\0")
-        h.update(f.read_bytes())
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
 
@@ -78,7 +78,7 @@ def _digest_s3(storage, uri: str) -> str | None:
         return None
     h = hashlib.sha256()
     for key in keys:
-        h.update(key[len(base) :].encode() + b"\0" + fs.cat_file(key))
+        h.update(key[len(base) + 1 :].encode() + b"\0" + fs.cat_file(key))
     return h.hexdigest()
 
 
@@ -740,7 +740,7 @@ def _tampered_region_file(ws: Workspace, storage, root: str) -> Case:
     failures = [e.event_specific_data.error.message for e in _events(result, "STEP_FAILURE")]
     case.lost, case.corrupted = compare(before, published(storage))
     case.orphans = len(orphans(storage))
-    case.note = f"{len(failures)} failed steps; checks {checks}"
+    case.note = f"{len(failures)} failed steps; checks {checks}; {failures}"[:2000]
     case.passed = (
         not result.success
         and len(failures) == 3  # consolidation, statistics, tile features; the rest never ran
