@@ -18,8 +18,9 @@ How each kind of output is published:
 - a file on S3: one PUT of the finished object (an object is never visible half-written);
   multipart uploads a killed writer left on that key are aborted first;
 - a folder, locally: ``renameat2(RENAME_EXCHANGE)`` swaps the staged folder and the published
-  one in one step (a reader sees the whole old or the whole new folder, never a missing one);
-  the old copy, now in the stage, is removed with it. Filesystems without the exchange fall
+  one in one step (a reader opening it sees the whole old or the whole new folder, never a
+  missing one or a mix); the old copy, now in the stage, is removed with it, so a reader still
+  inside the old folder may see its files go and must reopen. Filesystems without the exchange fall
   back to two renames, and the stage records the target so the next sweep restores a folder a
   kill left missing between them;
 - a folder on S3 (no rename there): versioned subfolders behind a pointer. The files go to
@@ -54,7 +55,8 @@ POINTER = "CURRENT"
 LOCK = ".lock"
 TARGET = ".target"  # the published path a two-rename fallback was replacing
 PREVIOUS = "previous"  # where the fallback parks the old folder during the swap
-DEAD_UNLOCKED_S = 60  # a stage folder without a lock file is dead after this many seconds
+NEW = ".new-"  # a stage folder being made: locked before it takes its name
+DEAD_UNLOCKED_S = 60  # a half-made stage folder is dead after this many seconds
 _RENAME_EXCHANGE = 2
 
 
@@ -75,8 +77,9 @@ def sweep(area: Path) -> list[str]:
     """Remove the stage folders under ``area`` whose writer is gone; return what was removed.
 
     A folder is dead when its lock can be taken (the writer's process ended, ``kill -9``
-    included) or, lacking a lock file, when it is older than a minute. A dead folder of the
-    two-rename fallback whose target is missing puts the old folder back first.
+    included) or it has no lock; a half-made (hidden) one when it is also older than a minute.
+    A dead folder of the two-rename fallback whose target is missing puts the old folder back
+    first.
     """
     removed: list[str] = []
     if not area.is_dir():
@@ -93,11 +96,14 @@ def sweep(area: Path) -> list[str]:
 
 
 def _writer_alive(entry: Path) -> bool:
-    """Whether a live process holds the stage folder's lock (or is just creating it)."""
+    """Whether a live process holds the stage folder's lock (or may be creating it: a hidden
+    folder younger than a minute)."""
+    if entry.name.startswith(NEW) and time.time() - entry.stat().st_mtime <= DEAD_UNLOCKED_S:
+        return True
     try:
         fh = open(entry / LOCK, "r+")  # noqa: SIM115 - held only while probing
     except FileNotFoundError:
-        return time.time() - entry.stat().st_mtime <= DEAD_UNLOCKED_S
+        return False
     with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,9 +184,12 @@ def stage(storage: Storage) -> Iterator[Stage]:
     area = staging_root(storage)
     area.mkdir(parents=True, exist_ok=True)
     sweep(area)
-    folder = Path(tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%dT%H%M%S')}-", dir=area))
-    with open(folder / LOCK, "w") as fh:
+    # Made under a hidden name, locked, then renamed: a sweeper never sees it unlocked.
+    new = Path(tempfile.mkdtemp(prefix=NEW, dir=area))
+    with open(new / LOCK, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        folder = area / f"{time.strftime('%Y%m%dT%H%M%S')}-{new.name[len(NEW) :]}"
+        os.rename(new, folder)
         st = Stage(storage, folder)
         try:
             yield st
