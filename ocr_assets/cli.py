@@ -82,7 +82,7 @@ def _report(label: str, outcome) -> bool:
 class Pipeline:
     """One command's work through the instance: submit, follow, cancel on interrupt."""
 
-    def __init__(self, session):
+    def __init__(self, session, tags: dict[str, str] | None = None):
         from ocr_assets.launch import Progress
 
         self.session = session
@@ -93,6 +93,7 @@ class Pipeline:
         self.started: float | None = None  # when the regions were submitted
         s = current_settings()
         self.tags = {"ocr/environment": s.environment, "ocr/launched-by": "ocr-dagster"}
+        self.tags |= tags or {}
 
     def job(self, name: str, label: str, tags: dict[str, str] | None = None) -> bool:
         from ocr_assets.launch import follow_runs
@@ -177,15 +178,16 @@ class Pipeline:
         print(f"Interrupted: canceled {n} run(s) and the backfill.", file=sys.stderr, flush=True)
 
 
-def _follow(work) -> int:
-    """Run ``work(pipeline)`` in a session; the exit status (130 on Ctrl-C or SIGTERM)."""
+def _follow(work, tags: dict[str, str] | None = None) -> int:
+    """Run ``work(pipeline)`` in a session (``tags`` on every run it submits); the exit status
+    (130 on Ctrl-C or SIGTERM)."""
     from ocr_assets.launch import LaunchError, Session
 
     previous = signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
         with Session() as session:
-            pipeline = Pipeline(session)
+            pipeline = Pipeline(session, tags)
             try:
                 return 0 if work(pipeline) else EXIT_FAILED
             except Interrupted:
@@ -201,7 +203,7 @@ def _follow(work) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def run_regions(regions: list[str], observe: bool = True) -> int:
+def run_regions(regions: list[str], observe: bool = True, tags: dict | None = None) -> int:
     """Observe, backfill ``regions``, then wait for the fan-ins the daemon materializes."""
 
     def work(p: Pipeline) -> bool:
@@ -210,10 +212,10 @@ def run_regions(regions: list[str], observe: bool = True) -> int:
         since = time.time()
         return p.regions(regions) and p.fan_ins(since)
 
-    return _follow(work)
+    return _follow(work, tags)
 
 
-def run_changed() -> int:
+def run_changed(tags: dict | None = None) -> int:
     """Observe every region's inputs, then rerun exactly the stale or missing regions (and the
     fan-ins after them); with no region to rerun, the stale fan-ins alone."""
     from ocr_assets.staleness import pipeline_status
@@ -235,7 +237,7 @@ def run_changed() -> int:
         print("Nothing changed: every region and product is up to date.", flush=True)
         return True
 
-    return _follow(work)
+    return _follow(work, tags)
 
 
 def demo(selected: list[str]) -> int:
@@ -373,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_region = sub.add_parser("region", help="materialize one region partition, then the fan-ins")
     p_region.add_argument("region_id")
+    for p in (p_run, p_region):
+        p.add_argument(
+            "--accept-shrink",
+            action="store_true",
+            help="accept regions whose building count fell below half the published one",
+        )
     sub.add_parser("status", help="which regions and products are stale or missing, and why")
     sub.add_parser("summary", help="list the outputs and where they are")
     sub.add_parser(
@@ -410,12 +418,15 @@ def _dispatch(args) -> int:
     if args.command == "demo":
         return demo(requested_regions(args, get_grid(current_settings().grid)))
     if args.command in ("run", "region"):
+        from ocr_assets.phase01_regions import ACCEPT_SHRINK_TAG
+
+        tags = {ACCEPT_SHRINK_TAG: "true"} if args.accept_shrink else {}
         if getattr(args, "changed", False):
             check_roots()
-            return run_changed()
+            return run_changed(tags)
         regions = requested_regions(args, get_grid(current_settings().grid))
         check_roots()
-        return run_regions(regions)
+        return run_regions(regions, tags=tags)
     if args.command == "check-inputs":
         check_roots(write_outputs=False)
         return check_inputs()

@@ -701,7 +701,59 @@ def bad_input_category(ws: Workspace) -> Category:
             if inputs != ws.inputs["A"]:
                 shutil.rmtree(inputs)
     cat.cases.append(_tampered_region_file(ws, storage, root))
+    cat.cases += _bad_command_lines(ws, storage)
     return cat
+
+
+def _bad_command_lines(ws: Workspace, storage) -> list[Case]:
+    """Roots that cannot work and a region without data, given to ``ocr-dagster``: exit 2 and
+    one line naming the problem, before anything runs; the published outputs untouched."""
+    a_file = ws.base / "a-file"
+    a_file.write_text("not a folder")
+    cases = {
+        "OCR_STORAGE_ROOT=s3://": {"OCR_STORAGE_ROOT": "s3://"},
+        "OCR_STORAGE_ROOT=s3:/b": {"OCR_STORAGE_ROOT": "s3:/b"},
+        "OCR_STORAGE_ROOT=gs://b": {"OCR_STORAGE_ROOT": "gs://b"},
+        "OCR_STORAGE_ROOT=s3://My_Bucket": {"OCR_STORAGE_ROOT": "s3://My_Bucket"},
+        "OCR_STORAGE_ROOT is a file": {"OCR_STORAGE_ROOT": str(a_file)},
+        "OCR_STORAGE_ROOT unwritable": {"OCR_STORAGE_ROOT": "/sys/ocr-root"},
+        "OCR_INPUT_ROOT=s3://": {"OCR_INPUT_ROOT": "s3://"},
+    }
+    out = []
+    before = published(storage)
+    for name, env in cases.items():
+        out.append(_command_case(ws, name, ["region", REGIONS[0]], env, env_name=next(iter(env))))
+    out.append(_command_case(ws, "region without data y9_x9", ["run", "--regions", "y9_x9"],
+                             {"OCR_STORAGE_ROOT": storage.root}, env_name="y9_x9"))  # fmt: skip
+    lost, corrupted = compare(before, published(storage))
+    out[-1].lost, out[-1].corrupted = lost, corrupted
+    out[-1].passed &= not (lost or corrupted)
+    return out
+
+
+def _command_case(ws: Workspace, name: str, args: list[str], env: dict, env_name: str) -> Case:
+    case = Case("bad inputs", name)
+    clean_env = {k: v for k, v in ws.env.items() if not k.startswith("OCR_")}
+    home = ws.base / "cli-home"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ocr_assets.cli", *args],
+        cwd=HERE.parent,
+        env={**clean_env, "DAGSTER_HOME": str(home), "OCR_INPUT_ROOT": str(ws.inputs["A"]), **env},
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+    )
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    case.note = f"exit {proc.returncode}: {errors[0] if errors else proc.stderr[-300:]}"
+    case.passed = (
+        proc.returncode == 2
+        and len(errors) == 1
+        and env_name in errors[0]
+        and "Traceback" not in proc.stderr
+        and not home.exists()  # refused before an instance or a daemon
+    )
+    return case
 
 
 def _tampered_region_file(ws: Workspace, storage, root: str) -> Case:
