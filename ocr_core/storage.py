@@ -10,6 +10,10 @@ derived in one place so no two settings can collide:
     {root}/intermediate/fire-risk/vector/{env}[/v{ver}]/tile-features/
     {root}/output/fire-risk/vector/{env}[/v{ver}]/{geoparquet,region-analysis,pmtiles}/
     {root}/output/fire-risk/pyramid/{env}[/v{ver}]/pyramid.zarr
+    {root}/staging/{env}[/v{ver}]/          stage folders of writes in progress (ocr_core.publish)
+
+On S3 a folder dataset (the hive GeoParquet, the statistics, the analysis files, the pyramid)
+is published as versions behind a pointer: ``current_dir`` says where readers find it now.
 """
 
 from __future__ import annotations

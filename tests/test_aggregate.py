@@ -282,20 +282,23 @@ def test_census_polygons_transformed_to_wgs84(computed):
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_stale_output_under_a_root_with_glob_characters_is_removed(where, tmp_path, request):
-    from ocr_core.aggregate import _remove
-
+    """A republished folder drops the old version's files by exact name, even under ``[x]``
+    and ``*`` (fsspec's rm would read them as a pattern on S3)."""
     odd = "o c r [x] it's *"
     if where == "local":
         storage = Storage(str(tmp_path / odd))
     else:
         endpoint, bucket = (request.getfixturevalue(f) for f in ("s3_server", "s3_bucket"))
         storage = Storage(f"{bucket}/{odd}", s3_endpoint_url=endpoint, s3_region="us-east-1")
-    uri = storage.summary_stats_uri("blocks")
-    storage.write_bytes_atomic(uri, b"stale")
-    storage.write_bytes_atomic(storage.summary_stats_uri("tracts"), b"kept")
-    assert _remove(storage, uri) is True and not storage.exists(uri)
-    assert _remove(storage, uri) is False
-    assert storage.read_bytes(storage.summary_stats_uri("tracts")) == b"kept"
+    folder = storage.summary_stats_dir
+    for names in (("blocks", "tracts"), ("tracts",), ("tracts",), ("tracts",)):
+        with storage.atomic_local_dir(folder) as path:
+            for name in names:
+                (path / f"{name}_summary_stats.parquet").write_bytes(name.encode())
+    assert storage.read_bytes(storage.published_summary_stats_uri("tracts")) == b"tracts"
+    assert not storage.exists(storage.published_summary_stats_uri("blocks"))
+    everything = storage.list_files(folder, recursive=True)
+    assert not [f for f in everything if f.endswith("blocks_summary_stats.parquet")], everything
 
 
 def test_blocks_skipped_when_absent(tmp_path):

@@ -84,7 +84,12 @@ def test_building_counts_reconcile(odd_root):
     assert {e.check_name for e in evaluations} == {
         "buildings_match_region_files",
         "buildings_value_ranges",
+        "buildings_not_collapsed",
+        "region_files_value_ranges",
         "summary_stats_consistent",
+        "analysis_files_complete",
+        "pmtiles_complete",
+        "pyramid_complete",
     }
     assert all(e.passed for e in evaluations)
     passed, details = checks.consolidated_matches_regions(storage)

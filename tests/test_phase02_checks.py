@@ -65,6 +65,7 @@ def phase02_root(tmp_path_factory, demo_inputs_root):
         "buildings_match_region_files",
         "buildings_value_ranges",
         "buildings_not_collapsed",
+        "region_files_value_ranges",
         "summary_stats_consistent",
         "analysis_files_complete",
     }

@@ -41,7 +41,10 @@ def _buildings(region: int, rng: np.random.Generator) -> gpd.GeoDataFrame:
     x0 = WEST + region * 15 * SPACING + (k % 15) * SPACING
     y0 = SOUTH + (k // 15) * SPACING
     geoms = shapely.box(x0, y0, x0 + SIDE, y0 + SIDE)
-    data = {c: rng.uniform(0.0, 5.0, n).astype("float32") for c in RISK_COLUMNS}
+    data = {  # inside the schema ranges: BP in [0, 1], RPS in [0, 100]
+        c: rng.uniform(0.0, 1.0 if c.startswith("bp_") else 5.0, n).astype("float32")
+        for c in RISK_COLUMNS
+    }
     data["rps_2011"][::7] = 0.0  # some without 2011 risk
     data["rps_2047"][::11] = 0.0  # some without 2047 risk (every 77th has neither)
     data["crps_scott"] = rng.uniform(0, 100, n).astype("float32")

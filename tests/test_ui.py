@@ -735,7 +735,9 @@ def launch_backfill_by_clicking(screen: Screen, partitions) -> str:
     expect(launch).to_be_visible()
     launch.get_by_text("Select a partition or create one").click()
     for rid in partitions:
-        page.get_by_role("menuitem", name=re.compile(rf"^{rid}\b")).click()
+        # The list re-renders while partition statuses load, so the item may never hold still
+        # for Playwright's stability wait; the partition count below checks what was chosen.
+        page.get_by_role("menuitem", name=re.compile(rf"^{rid}\b")).click(force=True)
     launch.get_by_text("Launch runs to materialize 2 assets").click()  # closes the list
     expect(launch).to_contain_text(f"{len(partitions)} partitions")
     screen.shot("6-materialize-dialog")
