@@ -583,19 +583,11 @@ def _input_mutations() -> dict[str, tuple[str, Callable]]:
     """Bad input datasets: name -> (dataset, mutate(ds) -> ds), the schema cases of
     tests/test_input_validation.py and the catalog cases of tests/test_phase01_bad_input.py."""
     import numpy as np
-    from pyproj import CRS
+    from input_edits import web_mercator
     from test_input_validation import CASES
 
     from ocr_core.grid import DEMO
     from ocr_core.process_region import SCOTT, WIND
-
-    def web_mercator(ds):
-        wkt = CRS.from_epsg(3857).to_wkt()
-        return ds.assign_coords(
-            spatial_ref=ds.spatial_ref.assign_attrs(crs_wkt=wkt, spatial_ref=wkt),
-            latitude=ds.latitude.assign_attrs(crs="EPSG:3857"),
-            longitude=ds.longitude.assign_attrs(crs="EPSG:3857"),
-        ).drop_attrs(deep=False)
 
     def negate(ds):
         w = ds.wind_direction_distribution.values.copy()
@@ -775,15 +767,10 @@ def _tampered_region_file(ws: Workspace, storage, root: str) -> Case:
     pq.write_table(table.set_column(index, "bp_2011", pa.array(bp, pa.float32())), path)
     before = published(storage)
     with dg.instance_for_test() as instance:
+        optional = {"region_analysis_files", "risk_pyramid"}
+        fan_ins = dg.load_assets_from_modules([phase02_aggregation, phase03_tiles])
         result = dg.materialize(
-            [
-                phase02_aggregation.buildings_geoparquet,
-                phase02_aggregation.region_summary_stats,
-                phase03_tiles.regional_pmtiles,
-                phase03_tiles.building_tile_features,
-                phase03_tiles.building_pmtiles,
-                phase03_tiles.building_centroid_pmtiles,
-            ],
+            [a for a in fan_ins if a.key.to_user_string() not in optional],
             instance=instance,
             resources=_dagster_resources(ws.inputs["A"], root),
             raise_on_error=False,

@@ -31,3 +31,15 @@ def region_resources(inputs_root: Path, out_root: Path, compute=None) -> dict:
         "catalog": InputCatalogResource(root=str(inputs_root)),
         "compute": compute or ComputeResource(),
     }
+
+
+def web_mercator(ds):
+    """Mutation: the store's CRS metadata all saying EPSG:3857 (root EPSG attribute dropped)."""
+    from pyproj import CRS
+
+    wkt = CRS.from_epsg(3857).to_wkt()
+    return ds.assign_coords(
+        spatial_ref=ds.spatial_ref.assign_attrs(crs_wkt=wkt, spatial_ref=wkt),
+        latitude=ds.latitude.assign_attrs(crs="EPSG:3857"),
+        longitude=ds.longitude.assign_attrs(crs="EPSG:3857"),
+    ).drop_attrs(deep=False)

@@ -7,8 +7,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
-from input_edits import rewrite_dataset
-from pyproj import CRS
+from input_edits import rewrite_dataset, web_mercator
 
 from ocr_assets.phase01_regions import process_region
 from ocr_core.catalog import InputCatalog
@@ -56,15 +55,6 @@ def test_missing_input_dataset_is_named_and_not_retried(tmp_path):
 
 
 def test_wrong_crs_is_named(inputs_copy, tmp_path):
-    def web_mercator(ds):
-        """The store's CRS metadata all saying EPSG:3857 (root EPSG attribute dropped)."""
-        wkt = CRS.from_epsg(3857).to_wkt()
-        return ds.assign_coords(
-            spatial_ref=ds.spatial_ref.assign_attrs(crs_wkt=wkt, spatial_ref=wkt),
-            latitude=ds.latitude.assign_attrs(crs="EPSG:3857"),
-            longitude=ds.longitude.assign_attrs(crs="EPSG:3857"),
-        ).drop_attrs(deep=False)
-
     rewrite_dataset(inputs_copy, SCOTT, web_mercator)
     out = tmp_path / "out"
     result = run_one(inputs_copy, out)

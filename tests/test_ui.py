@@ -29,6 +29,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from ocr_assets.automation import SENSOR
+from ocr_core import fan_ins
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -49,16 +50,7 @@ REGION_KEYS = ("region_risk", "region_buildings")
 N_REGIONS = 12  # the demo grid
 BACKFILL_REGIONS = ("y2_x1", "y2_x2")  # launched over GraphQL
 CLICKED_REGIONS = ("y1_x1", "y1_x2")  # launched by clicking "Materialize"
-FAN_INS = (
-    "buildings_geoparquet",
-    "region_summary_stats",
-    "region_analysis_files",
-    "regional_pmtiles",
-    "building_tile_features",
-    "building_pmtiles",
-    "building_centroid_pmtiles",
-    "risk_pyramid",
-)
+FAN_INS = tuple(sorted(fan_ins.FAN_INS))
 START_TIMEOUT_S = 240
 FLOW_TIMEOUT_S = 480
 VECTOR = Path("fire-risk/vector/qa")
