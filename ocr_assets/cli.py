@@ -47,7 +47,14 @@ def _storage():
     from ocr_core.storage import Storage
 
     s = current_settings()
-    return Storage(s.storage_root, s.environment, s.version, s.s3_endpoint_url, s.s3_region)
+    return Storage(
+        s.storage_root,
+        s.environment,
+        s.version,
+        s.s3_endpoint_url,
+        s.s3_region,
+        pull_request=s.pull_request,
+    )
 
 
 def _input_storage():

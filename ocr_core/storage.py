@@ -12,6 +12,10 @@ derived in one place so no two settings can collide:
     {root}/output/fire-risk/pyramid/{env}[/v{ver}]/pyramid.zarr
     {root}/staging/{env}[/v{ver}]/          stage folders of writes in progress (ocr_core.publish)
 
+A QA pull request writes its own namespace ``qa/pr-{n}`` in place of ``{env}[/v{ver}]``, so
+two PRs never overwrite each other; ``qa/pr-{n}`` and ``qa/v{ver}`` sit inside the folders of
+``qa`` and are namespaces of their own (``NESTED_NAMESPACE_RE``; a wipe of ``qa`` keeps them).
+
 On S3 a folder dataset (the hive GeoParquet, the statistics, the analysis files, the pyramid)
 is published as versions behind a pointer: ``current_dir`` says where readers find it now.
 """
@@ -19,11 +23,28 @@ is published as versions behind a pointer: ``current_dir`` says where readers fi
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+# Semantic Versioning 2.0.0, without a leading "v" (OCR_VERSION, release tags).
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+# The name of a namespace folder inside an environment's folder: a pull request or a version.
+NESTED_NAMESPACE_RE = re.compile(r"pr-[1-9][0-9]*|v" + SEMVER_RE.pattern[1:-1])
+
+# The layout's top folders; each holds one folder per namespace.
+TENSOR_PREFIX = "output/fire-risk/tensor"
+INTERMEDIATE_VECTOR_PREFIX = "intermediate/fire-risk/vector"
+VECTOR_PREFIX = "output/fire-risk/vector"
+PYRAMID_PREFIX = "output/fire-risk/pyramid"
+LAYOUT_PREFIXES = (TENSOR_PREFIX, INTERMEDIATE_VECTOR_PREFIX, VECTOR_PREFIX, PYRAMID_PREFIX)
 
 
 class StorageError(RuntimeError):
@@ -39,6 +60,7 @@ class Storage:
     s3_region: str = "us-west-2"
     # The setting the root came from, named in errors (not part of the location).
     variable: str = field(default="OCR_STORAGE_ROOT", compare=False)
+    pull_request: int | None = None  # a QA pull request's own namespace, qa/pr-{n}
 
     # --- layout ------------------------------------------------------------------------------
     @property
@@ -47,29 +69,50 @@ class Storage:
 
     @property
     def namespace(self) -> str:
+        if self.pull_request is not None:
+            return f"{self.environment}/pr-{self.pull_request}"
         return f"{self.environment}/v{self.version}" if self.version else self.environment
+
+    def with_namespace(self, namespace: str) -> Storage:
+        """This root with ``namespace``, one of this environment's: ``qa``, ``qa/pr-12`` or
+        ``qa/v1.2.3`` for qa; ValueError naming the forms for anything else."""
+        name = namespace.strip().strip("/")
+        env, _, rest = name.partition("/")
+        pr = re.fullmatch(r"pr-([1-9][0-9]*)", rest)
+        version = rest[1:] if rest.startswith("v") and SEMVER_RE.match(rest[1:]) else None
+        if env != self.environment or (rest and pr is None and version is None):
+            raise ValueError(
+                f"namespace {namespace!r} is not one of {self.environment}'s: use "
+                f"{self.environment}, {self.environment}/pr-N or {self.environment}/vX.Y.Z"
+            )
+        return replace(self, version=version, pull_request=int(pr.group(1)) if pr else None)
+
+    @property
+    def namespace_dirs(self) -> list[str]:
+        """The folder of this namespace under each top folder of the layout."""
+        return [self.join(prefix, self.namespace) for prefix in LAYOUT_PREFIXES]
 
     def join(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *[p.strip("/") for p in parts if p]])
 
     @property
     def icechunk_uri(self) -> str:
-        return self.join("output/fire-risk/tensor", self.namespace, "ocr.icechunk")
+        return self.join(TENSOR_PREFIX, self.namespace, "ocr.icechunk")
 
     @property
     def region_geoparquet_dir(self) -> str:
-        return self.join("intermediate/fire-risk/vector", self.namespace, "geoparquet-regions")
+        return self.join(INTERMEDIATE_VECTOR_PREFIX, self.namespace, "geoparquet-regions")
 
     def region_geoparquet_uri(self, region_id: str) -> str:
         return f"{self.region_geoparquet_dir}/{region_id}.parquet"
 
     @property
     def summary_stats_dir(self) -> str:
-        return self.join("intermediate/fire-risk/vector", self.namespace, "region-summary-stats")
+        return self.join(INTERMEDIATE_VECTOR_PREFIX, self.namespace, "region-summary-stats")
 
     @property
     def vector_output_dir(self) -> str:
-        return self.join("output/fire-risk/vector", self.namespace)
+        return self.join(VECTOR_PREFIX, self.namespace)
 
     @property
     def geoparquet_dir(self) -> str:
@@ -110,11 +153,11 @@ class Storage:
     @property
     def tile_features_dir(self) -> str:
         """Intermediate feature exports shared by the building tile steps."""
-        return self.join("intermediate/fire-risk/vector", self.namespace, "tile-features")
+        return self.join(INTERMEDIATE_VECTOR_PREFIX, self.namespace, "tile-features")
 
     @property
     def pyramid_uri(self) -> str:
-        return self.join("output/fire-risk/pyramid", self.namespace, "pyramid.zarr")
+        return self.join(PYRAMID_PREFIX, self.namespace, "pyramid.zarr")
 
     # --- filesystem --------------------------------------------------------------------------
     def s3_options(self) -> dict:

@@ -16,6 +16,7 @@ def build_resources(settings: Settings) -> dict:
             root=settings.storage_root,
             environment=settings.environment,
             version=settings.version,
+            pull_request=settings.pull_request,
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_region=settings.s3_region,
         ),

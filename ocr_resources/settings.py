@@ -4,6 +4,7 @@
 |---|---|---|
 | OCR_ENVIRONMENT | qa | deployment namespace: qa, staging or production |
 | OCR_VERSION | unset | SemVer (no leading v); required for production, which is versioned |
+| OCR_PULL_REQUEST | unset | a QA pull request's number: outputs in its own namespace qa/pr-N |
 | OCR_STORAGE_ROOT | ./data in the checkout | local folder or s3://bucket[/prefix] for all outputs |
 | OCR_INPUT_ROOT | OCR_STORAGE_ROOT | where the input catalog's stores live |
 | OCR_GRID | demo | demo (embedded, generated inputs) or conus |
@@ -19,6 +20,9 @@
 | OCR_REGIONS_PER_RUN | 1 | regions a backfill puts in one run (spreads a run's start-up cost) |
 | OCR_TRIVIAL_COMPUTE | 0 | benchmarks only: region steps do no work (orchestration overhead) |
 | OCR_FAULTS | unset | fault suite only: a JSON fault plan (ocr_core.faults); refused outside qa |
+
+GitHub's own variables of a workflow run (GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, GITHUB_SHA,
+GITHUB_OUTPUT) are read here too, by ``GitHubRun.from_env``, for ``ocr-dagster deploy plan``.
 """
 
 from __future__ import annotations
@@ -29,18 +33,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ocr_core.storage import SEMVER_RE
+
 ENVIRONMENTS = ("qa", "staging", "production")
 PLATFORMS = ("local", "coiled")
 GRID_NAMES = ("demo", "conus")
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_ROOT = PROJECT_DIR / "data"
-
-# Semantic Versioning 2.0.0, without a leading "v".
-SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
 
 
 class SettingsError(ValueError):
@@ -51,6 +50,7 @@ class SettingsError(ValueError):
 class Settings:
     environment: str = "qa"
     version: str | None = None
+    pull_request: int | None = None
     storage_root: str = str(DEFAULT_LOCAL_ROOT)
     input_root: str | None = None
     grid: str = "demo"
@@ -86,6 +86,14 @@ class Settings:
             raise SettingsError(
                 f"OCR_VERSION={self.version!r} is not a semantic version like 1.2.3 "
                 "(no leading 'v')"
+            )
+        if self.pull_request is not None and (
+            self.environment != "qa" or self.version is not None or self.pull_request < 1
+        ):
+            raise SettingsError(
+                f"OCR_PULL_REQUEST={self.pull_request!r} names a QA pull request's own namespace "
+                "(qa/pr-N): use a PR number of 1 or more with OCR_ENVIRONMENT=qa and no "
+                "OCR_VERSION"
             )
         if self.environment == "production" and self.version is None:
             raise SettingsError(
@@ -128,7 +136,7 @@ class Settings:
             value = env.get(name)
             return value.strip() if value and value.strip() else None
 
-        def whole(name: str, default: int) -> int:
+        def whole(name: str, default: int | None) -> int | None:
             value = get(name)
             try:
                 return int(value) if value is not None else default
@@ -159,6 +167,7 @@ class Settings:
         return cls(
             environment=environment,
             version=get("OCR_VERSION"),
+            pull_request=whole("OCR_PULL_REQUEST", None),
             storage_root=_absolute(root) if root else str(DEFAULT_LOCAL_ROOT),
             input_root=_absolute(get("OCR_INPUT_ROOT")) if get("OCR_INPUT_ROOT") else None,
             grid=get("OCR_GRID") or "demo",
@@ -173,6 +182,31 @@ class Settings:
             automation_interval_s=whole("OCR_AUTOMATION_INTERVAL_S", 10),
             trivial_compute=bool(switch("OCR_TRIVIAL_COMPUTE")),
             regions_per_run=whole("OCR_REGIONS_PER_RUN", 1),
+        )
+
+
+@dataclass(frozen=True)
+class GitHubRun:
+    """What GitHub Actions tells a step about its run: the event and where outputs go."""
+
+    event_name: str | None = None
+    event_path: str | None = None
+    sha: str | None = None
+    output_path: str | None = None  # GITHUB_OUTPUT: the file of the step's key=value outputs
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GitHubRun:
+        env = os.environ if environ is None else environ
+        return cls(
+            *(
+                env.get(name, "").strip() or None
+                for name in (
+                    "GITHUB_EVENT_NAME",
+                    "GITHUB_EVENT_PATH",
+                    "GITHUB_SHA",
+                    "GITHUB_OUTPUT",
+                )
+            )
         )
 
 

@@ -10,11 +10,12 @@ from ocr_core.storage import Storage
 
 
 class StorageResource(dg.ConfigurableResource):
-    """The output storage root (local folder or s3://), namespaced by environment/version."""
+    """The output storage root (local folder or s3://), namespaced by environment/version or PR."""
 
     root: str
     environment: str = "qa"
     version: str | None = None
+    pull_request: int | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-west-2"
 
@@ -25,6 +26,7 @@ class StorageResource(dg.ConfigurableResource):
             version=self.version,
             s3_endpoint_url=self.s3_endpoint_url,
             s3_region=self.s3_region,
+            pull_request=self.pull_request,
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
