@@ -329,11 +329,11 @@ def prune_versions(storage: Storage, uri: str, keep: set[str]) -> list[str]:
         for key in fs.find(dest)
         if key != f"{dest}/{POINTER}" and key[len(dest) + 1 :].split("/", 1)[0] not in keep
     ]
-    _delete_keys(storage, stale)
+    delete_keys(storage, stale)
     return stale
 
 
-def _delete_keys(storage: Storage, keys: list[str]) -> None:
+def delete_keys(storage: Storage, keys: list[str]) -> None:
     """Delete S3 objects by exact key, 1000 a request (fsspec's ``rm`` would read ``[x]`` or
     ``*`` in a key as a pattern)."""
     client = _s3_client(storage)
