@@ -1,8 +1,7 @@
 """The Coiled software environment of a deployment: its name and how it is created.
 
-Names follow the reference: ``ocr-<slug>`` of the release tag, the manual production tag,
-the pull-request number or the branch name (lower case; runs of other characters than
-[a-z0-9_-] become '-'; '-' trimmed at the ends and never doubled; empty -> 'unnamed').
+Names follow the reference: ``ocr-<slug>`` (``ocr_core.deploy_plan.software_env_name``); the
+deploy plan chooses the source, one per build (``ocr-<pr or branch>-<sha7>``, ``ocr-<tag>``).
 
     python -m ocr_resources.software_env name <ref>      # print the name
     python -m ocr_resources.software_env create <ref>    # create it on Coiled (ARM), print the name
@@ -10,17 +9,12 @@ the pull-request number or the branch name (lower case; runs of other characters
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
+from ocr_core.deploy_plan import software_env_name
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-def software_env_name(source: str) -> str:
-    slug = re.sub(r"[^a-z0-9_-]+", "-", source.strip().lower())
-    slug = re.sub(r"-{2,}", "-", slug).strip("-")
-    return f"ocr-{slug or 'unnamed'}"
 
 
 def create_software_env(source: str) -> str:
