@@ -7,6 +7,8 @@
     ocr-dagster status                            # which regions and products are stale
     ocr-dagster summary                           # where every output is
     ocr-dagster check-inputs                      # every input of OCR_GRID, checked
+    ocr-dagster deploy plan [--event-name N] [--event-path P]   # what a GitHub event deploys
+    ocr-dagster deploy wipe --environment E [--namespace NS]    # delete one namespace's outputs
 
 Nothing runs in this process: jobs are queued with the instance at $DAGSTER_HOME, regions are
 one asset backfill, and the Dagster daemon (started here if none is running) launches every
@@ -24,7 +26,7 @@ import sys
 import time
 
 from ocr_core.storage import StorageError
-from ocr_resources.settings import SettingsError, current_settings
+from ocr_resources.settings import ENVIRONMENTS, SettingsError, current_settings
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -356,6 +358,64 @@ def requested_regions(args: argparse.Namespace, grid) -> list[str]:
     return regions
 
 
+def deploy_plan(event_name: str | None, event_path: str | None) -> int:
+    """Print the plan of a GitHub event as one JSON object; with ``$GITHUB_OUTPUT`` set, also
+    append it there as ``key=value`` lines for the workflow's later jobs. The event defaults
+    to the workflow run's own (``GITHUB_EVENT_NAME``, ``GITHUB_EVENT_PATH``)."""
+    import json
+    from pathlib import Path
+
+    from ocr_core.deploy_plan import github_output_lines, plan
+    from ocr_resources.settings import GitHubRun
+
+    run = GitHubRun.from_env()
+    name, path = event_name or run.event_name, event_path or run.event_path
+    if not name or not path:
+        missing = (
+            "--event-name (GITHUB_EVENT_NAME)" if not name else "--event-path (GITHUB_EVENT_PATH)"
+        )
+        raise ValueError(f"no GitHub event: give {missing}")
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"event payload {path!r} cannot be read as JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"event payload {path!r} is not a JSON object")
+    result = plan(name, payload, None, sha=run.sha, grid=current_settings().grid)
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    print(json.dumps(result), flush=True)
+    if run.output_path:
+        with open(run.output_path, "a") as out:
+            out.write("".join(f"{line}\n" for line in github_output_lines(result)))
+    return 0
+
+
+def deploy_wipe(environment: str, namespace: str | None) -> int:
+    """Delete the outputs of one namespace of ``environment`` under OCR_STORAGE_ROOT (its own,
+    or ``--namespace`` such as ``qa/pr-12``) and print each entry removed."""
+    from ocr_core.storage import Storage
+    from ocr_core.wipe import PRODUCTION_REFUSED, WipeError, wipe_namespace
+
+    if environment == "production":
+        raise WipeError(PRODUCTION_REFUSED)
+    s = current_settings()
+    base = Storage(s.storage_root, environment, None, s.s3_endpoint_url, s.s3_region)
+    target = base.with_namespace(namespace or environment)
+    base.check_reachable(writable=False)
+    removed = wipe_namespace(target)
+    for path in removed:
+        print(f"removed {path}", flush=True)
+    where = f"under {s.storage_root}"
+    print(
+        f"wiped {target.namespace} {where}: {len(removed)} entries removed"
+        if removed
+        else f"nothing to wipe: {target.namespace} has no outputs {where}",
+        flush=True,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -393,6 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "check-inputs",
         help="open every input of the grid and check CRS, alignment, variables and values",
+    )
+    p_deploy = sub.add_parser("deploy", help="plan a deployment from a GitHub event, or wipe")
+    deploy = p_deploy.add_subparsers(dest="deploy_command", required=True)
+    p_plan = deploy.add_parser("plan", help="print what a GitHub event deploys, as JSON")
+    p_plan.add_argument("--event-name", help="e.g. pull_request (default: $GITHUB_EVENT_NAME)")
+    p_plan.add_argument("--event-path", help="the event's JSON (default: $GITHUB_EVENT_PATH)")
+    p_wipe = deploy.add_parser("wipe", help="delete one namespace's outputs (never production)")
+    p_wipe.add_argument("--environment", required=True, choices=ENVIRONMENTS)
+    p_wipe.add_argument(
+        "--namespace", help="default: the environment's own; e.g. qa/pr-12 for a pull request"
     )
     return parser
 
@@ -439,6 +509,10 @@ def _dispatch(args) -> int:
         return check_inputs()
     if args.command == "status":
         return status()
+    if args.command == "deploy":
+        if args.deploy_command == "plan":
+            return deploy_plan(args.event_name, args.event_path)
+        return deploy_wipe(args.environment, args.namespace)
     check_roots(write_outputs=False)
     summary()
     return 0
