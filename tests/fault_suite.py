@@ -388,6 +388,9 @@ def table(categories: list[Category]) -> str:
             f"{sum(x.lost for x in c):>4} {sum(x.corrupted for x in c):>9} "
             f"{sum(x.stuck for x in c):>5} {sum(x.orphans for x in c):>7}"
         )
+    kills = [x for cat in categories for x in cat.cases if " killed " in x.name]
+    killed = sum(x.note == "killed" for x in kills)
+    rows.append(f"kill trials: {killed} killed mid-step, {len(kills) - killed} finished first")
     failed = [x for cat in categories for x in cat.cases if not x.passed]
     rows += [f"FAILED {x.category}: {x.name} ({x.note})" for x in failed]
     return "\n".join([*rows, summary_line(categories)])
