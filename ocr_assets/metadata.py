@@ -50,6 +50,15 @@ def histogram_table(histograms: dict[str, list[int]]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(rows))
 
 
+def blocking_checks(asset: str, **descriptions: str) -> list[dg.AssetCheckSpec]:
+    """The blocking checks a writer runs on its staged outputs (name=description), as the
+    asset's check specs."""
+    return [
+        dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
+        for name, description in descriptions.items()
+    ]
+
+
 def check_results(checks: dict[str, dict]) -> list[dg.AssetCheckResult]:
     """The ``{check: {passed, details}}`` a writer's audit returns, as Dagster check results."""
     return [

@@ -9,7 +9,7 @@ import dagster as dg
 
 from ocr_assets import OWNERS
 from ocr_assets.inputs import census_polygons
-from ocr_assets.metadata import audited, check_results, histogram_table
+from ocr_assets.metadata import audited, blocking_checks, check_results, histogram_table
 from ocr_assets.phase01_regions import REGION_BUILDINGS, accepts_shrink
 from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.compute import ComputeResource
@@ -28,27 +28,14 @@ GROUP = "phase02_aggregation"
     tags={"ocr/phase": "02"},
     description="All region building files as one GeoParquet file and a hive dataset "
     "partitioned by state_fips/county_fips (with _common_metadata).",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "buildings_match_region_files",
-            asset="buildings_geoparquet",
-            blocking=True,
-            description="Exactly the region files' buildings: none lost, none duplicated.",
-        ),
-        dg.AssetCheckSpec(
-            "buildings_value_ranges",
-            asset="buildings_geoparquet",
-            blocking=True,
-            description="BP in [0, 1], RPS and CRPS in [0, 100], no NaN.",
-        ),
-        dg.AssetCheckSpec(
-            "buildings_not_collapsed",
-            asset="buildings_geoparquet",
-            blocking=True,
-            description="At least half the published building count (run tag "
-            "ocr/accept-shrink=true accepts a real fall).",
-        ),
-    ],
+    check_specs=blocking_checks(
+        "buildings_geoparquet",
+        buildings_match_region_files="Exactly the region files' buildings: none lost, none "
+        "duplicated.",
+        buildings_value_ranges="BP in [0, 1], RPS and CRPS in [0, 100], no NaN.",
+        buildings_not_collapsed="At least half the published building count (run tag "
+        "ocr/accept-shrink=true accepts a real fall).",
+    ),
 )
 def buildings_geoparquet(
     context: dg.AssetExecutionContext,
@@ -88,21 +75,12 @@ def buildings_geoparquet(
     tags={"ocr/phase": "02"},
     description="Building count, means, medians and risk-score histograms per county, tract, "
     "state, nation (and block where block polygons exist).",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "region_files_value_ranges",
-            asset="region_summary_stats",
-            blocking=True,
-            description="The region files' risk values inside the schema ranges, no NaN.",
-        ),
-        dg.AssetCheckSpec(
-            "summary_stats_consistent",
-            asset="region_summary_stats",
-            blocking=True,
-            description="Histograms sum to building_count; county totals equal the "
-            "national total; means and medians inside the schema ranges.",
-        ),
-    ],
+    check_specs=blocking_checks(
+        "region_summary_stats",
+        region_files_value_ranges="The region files' risk values inside the schema ranges, no NaN.",
+        summary_stats_consistent="Histograms sum to building_count; county totals equal the "
+        "national total; means and medians inside the schema ranges.",
+    ),
 )
 def region_summary_stats(
     context: dg.AssetExecutionContext,
@@ -141,14 +119,10 @@ def region_summary_stats(
     tags={"ocr/phase": "02", "ocr/optional": "write-regional-stats"},
     description="Public downloads per geography: stats.csv, stats.geojson and stats.parquet "
     "(optional, like the seed's --write-regional-stats).",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "analysis_files_complete",
-            asset="region_analysis_files",
-            blocking=True,
-            description="Every file holds one row per row of its summary table.",
-        )
-    ],
+    check_specs=blocking_checks(
+        "region_analysis_files",
+        analysis_files_complete="Every file holds one row per row of its summary table.",
+    ),
 )
 def region_analysis_files(
     context: dg.AssetExecutionContext,

@@ -7,7 +7,7 @@ so the buildings are scanned once and the two tile builds can run in parallel.
 import dagster as dg
 
 from ocr_assets import OWNERS
-from ocr_assets.metadata import audited, check_results
+from ocr_assets.metadata import audited, blocking_checks, check_results
 from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
 from ocr_assets.phase02_aggregation import region_summary_stats
 from ocr_core.versions import CODE_VERSIONS
@@ -21,15 +21,11 @@ GROUP = "phase03_tiles"
 TILE_PRIORITY = {"dagster/priority": "1"}
 
 
-def _checks(asset: str, name: str, description: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)]
-
-
 def _pmtiles_checks(asset: str) -> list[dg.AssetCheckSpec]:
-    return _checks(
+    return blocking_checks(
         asset,
-        "pmtiles_complete",
-        "A readable tileset with its layers, tiles and features, checked before publication.",
+        pmtiles_complete="A readable tileset with its layers, tiles and features, checked "
+        "before publication.",
     )
 
 
@@ -92,10 +88,10 @@ def regional_pmtiles(
     tags={"ocr/phase": "03"},
     description="One scan of the region files into the feature files of the two building "
     "tile layers (polygons; centroids of buildings with both RPS values > 0).",
-    check_specs=_checks(
+    check_specs=blocking_checks(
         "building_tile_features",
-        "region_files_value_ranges",
-        "The region files' risk values inside the schema ranges, no NaN, before export.",
+        region_files_value_ranges="The region files' risk values inside the schema ranges, "
+        "no NaN, before export.",
     ),
 )
 def building_tile_features(
@@ -178,10 +174,10 @@ def building_centroid_pmtiles(
     tags={"ocr/phase": "03", "ocr/optional": "create-pyramid"},
     description="Multiscale Zarr v3 pyramid of rps_2011 and rps_2047 (2 × 2 mean per level), "
     "optional like the seed's --create-pyramid.",
-    check_specs=_checks(
+    check_specs=blocking_checks(
         "risk_pyramid",
-        "pyramid_complete",
-        "Every level with its shape; the coarsest levels' values in [0, 100], not all NaN.",
+        pyramid_complete="Every level with its shape; the coarsest levels' values in "
+        "[0, 100], not all NaN.",
     ),
 )
 def risk_pyramid(

@@ -129,10 +129,6 @@ def _bin_expression(column: str) -> str:
     return f"CASE WHEN {column} = 0 THEN 0 {whens} END::TINYINT"
 
 
-def fs_path(uri: str) -> str:
-    return uri[len("s3://") :] if uri.startswith("s3://") else uri
-
-
 # --- inputs ----------------------------------------------------------------------------------
 def _geometry_crs(con, uri: str, column: str = "geometry") -> tuple[bool, str | None]:
     """(column exists as GEOMETRY, its CRS or None) from the file's schema."""

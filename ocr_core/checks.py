@@ -74,10 +74,12 @@ def shrink_guard(published: int | None, new: int, accept: bool, what: str):
 
 
 def parquet_rows(storage: Storage, uri: str) -> int | None:
-    """Rows of a published parquet file from its footer; None if there is none."""
+    """Rows of a parquet file (published, or a staged local one) from its footer; None if
+    there is none."""
     import pyarrow.parquet as pq
 
-    if not storage.exists(uri) if uri.startswith("s3://") else not Path(uri).exists():
+    exists = storage.exists(uri) if uri.startswith("s3://") else Path(uri).exists()
+    if not exists:
         return None
     with _open(storage, uri) as f:
         return pq.ParquetFile(f).metadata.num_rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ocr_core.checks import parquet_rows
 from ocr_core.grid import get_grid
 from ocr_core.storage import Storage
 
@@ -16,14 +17,6 @@ def _size(storage: Storage, uri: str) -> str:
     except FileNotFoundError:
         return "missing"
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
-
-
-def _parquet_rows(storage: Storage, uri: str) -> int:
-    import pyarrow.parquet as pq
-
-    path = uri[len("s3://") :] if uri.startswith("s3://") else uri
-    with storage.filesystem().open(path, "rb") as f:
-        return pq.ParquetFile(f).metadata.num_rows
 
 
 def _pmtiles_summary(storage: Storage, uri: str) -> str:
@@ -54,7 +47,7 @@ def outputs_report(storage: Storage, grid_name: str) -> str:
     out.append(f"  region buildings (GeoParquet): {storage.region_geoparquet_dir}/")
     total = 0
     for uri in storage.list_files(storage.region_geoparquet_dir, ".parquet"):
-        rows = _parquet_rows(storage, uri)
+        rows = parquet_rows(storage, uri)
         total += rows
         out.append(f"    {uri.rsplit('/', 1)[-1]:<16} {rows:>8} buildings")
     out.append(f"  {total} buildings in region files")
@@ -64,13 +57,13 @@ def outputs_report(storage: Storage, grid_name: str) -> str:
             out.append(f"  {label}: {uri} ({_size(storage, uri)}{detail})")
 
     if storage.exists(storage.consolidated_buildings_uri):
-        rows = _parquet_rows(storage, storage.consolidated_buildings_uri)
+        rows = parquet_rows(storage, storage.consolidated_buildings_uri)
         line("consolidated buildings", storage.consolidated_buildings_uri, f", {rows} rows")
         line("partitioned buildings", storage.partitioned_buildings_uri)
     for level in ("counties", "tracts", "states", "nation", "blocks"):
         uri = storage.published_summary_stats_uri(level)
         if storage.exists(uri):
-            line(f"summary stats {level}", uri, f", {_parquet_rows(storage, uri)} rows")
+            line(f"summary stats {level}", uri, f", {parquet_rows(storage, uri)} rows")
     analysis = storage.current_dir(storage.region_analysis_dir)
     if storage.exists(analysis):
         files = [

@@ -226,7 +226,7 @@ def _build_pmtiles(
     args: Sequence[str],
     log: logging.Logger | None,
     layers: Sequence[str],
-    features_in: int,
+    bytes_in: int,
 ) -> dict:
     """Run tippecanoe into the stage, check the tileset (``pmtiles_complete``) and publish it
     whole to ``pmtiles_uri(name)``. It runs in the stage folder with names relative to it, so
@@ -235,26 +235,27 @@ def _build_pmtiles(
     out = st.file(uri, suffix=".pmtiles")
     tippecanoe.run(["-o", out.name, *args], log=log, cwd=st.dir)
     info = pmtiles_info(out)
-    checks = audit({"pmtiles_complete": pmtiles_complete(info, layers, features_in)})
+    checks = audit({"pmtiles_complete": pmtiles_complete(info, layers, bytes_in)})
     st.publish()
     return {"path": uri, **info, "checks": checks}
 
 
-def pmtiles_complete(info: dict, layers: Sequence[str], features_in: int):
-    """A readable tileset with the expected layers, tiles, and features when there were any."""
+def pmtiles_complete(info: dict, layers: Sequence[str], bytes_in: int):
+    """A readable tileset with the expected layers, tiles, and features when its feature files
+    (``bytes_in`` bytes of GeoJSON lines) held any."""
     details = {
         "layers": info["layers"],
         "layers_expected": list(layers),
         "tiles": info["tiles"],
         "features": info["features"],
-        "features_in": features_in,
+        "feature_bytes_in": bytes_in,
         "min_zoom": info["min_zoom"],
         "max_zoom": info["max_zoom"],
     }
     passed = (
         sorted(info["layers"]) == sorted(layers)
         and info["tiles"] > 0
-        and (info["features"] > 0 or features_in == 0)
+        and (info["features"] > 0 or bytes_in == 0)
         and info["min_zoom"] <= info["max_zoom"]
     )
     return passed, details
@@ -269,11 +270,6 @@ def _local_copy(st: Stage, uri: str) -> str:
     else:
         os.symlink(os.path.abspath(uri), st.dir / name)
     return name
-
-
-def _line_count(path: str) -> int:
-    with open(path, "rb") as fh:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
 # --- building features -----------------------------------------------------------------------
@@ -420,8 +416,8 @@ def _build_from_features(storage, tippecanoe, name, flags, log) -> dict:
     with stage(storage) as st:
         path = _local_copy(st, uri)
         layer = flags[flags.index("-l") + 1] if "-l" in flags else Path(path).stem
-        lines = _line_count(str(st.dir / path))
-        result = _build_pmtiles(st, tippecanoe, name, [*flags, path], log, [layer], lines)
+        size = os.path.getsize(st.dir / path)
+        result = _build_pmtiles(st, tippecanoe, name, [*flags, path], log, [layer], size)
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
@@ -501,9 +497,14 @@ def build_regional_pmtiles(
             )
             exported[level] = os.path.getsize(path)
             layer_args += ["-L", f"{level}:{level}.ndjson"]  # relative to the stage folder
-        features = sum(_line_count(f"{tmp}/{arg.split(':', 1)[1]}") for arg in layer_args[1::2])
         result = _build_pmtiles(
-            st, tippecanoe, "regions", [*layer_args, *REGIONAL_FLAGS], log, list(sources), features
+            st,
+            tippecanoe,
+            "regions",
+            [*layer_args, *REGIONAL_FLAGS],
+            log,
+            list(sources),
+            sum(exported.values()),
         )
     result["feature_file_bytes"] = exported
     result["seconds"] = round(time.monotonic() - started, 3)

@@ -22,7 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -425,23 +426,18 @@ def _dagster_resources(inputs: Path, root: str) -> dict:
     }
 
 
-def _with_faults(plan: dict | None):
-    """Set OCR_FAULTS for an in-process run (a context manager)."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def scope():
-        previous = os.environ.pop("OCR_FAULTS", None)
-        if plan:
-            os.environ["OCR_FAULTS"] = json.dumps(plan)
-        try:
-            yield
-        finally:
-            os.environ.pop("OCR_FAULTS", None)
-            if previous is not None:
-                os.environ["OCR_FAULTS"] = previous
-
-    return scope()
+@contextmanager
+def _with_faults(plan: dict | None) -> Iterator[None]:
+    """OCR_FAULTS set to ``plan`` (unset if None) for an in-process run."""
+    previous = os.environ.pop("OCR_FAULTS", None)
+    if plan:
+        os.environ["OCR_FAULTS"] = json.dumps(plan)
+    try:
+        yield
+    finally:
+        os.environ.pop("OCR_FAULTS", None)
+        if previous is not None:
+            os.environ["OCR_FAULTS"] = previous
 
 
 def _region_step(regions_per_run: int = 1):

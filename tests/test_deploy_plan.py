@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import one_error_line, run_cli
 
 from ocr_core.deploy_plan import PlanError, plan
 from ocr_core.publish import staging_root
@@ -23,7 +22,6 @@ from ocr_core.storage import Storage
 from ocr_core.wipe import WipeError, wipe_namespace
 from ocr_resources.settings import Settings, SettingsError
 
-PROJECT = Path(__file__).resolve().parents[1]
 SHA = "4f1c2b3a9d8e7f60112233445566778899aabbcc"
 REPO = {"id": 1, "name": "ocr-dagster", "full_name": "carbonplan/ocr-dagster"}
 SENDER = {"login": "someone", "id": 2, "type": "User"}
@@ -122,24 +120,8 @@ def _plan(tmp_path: Path, event_name: str, event: dict, **kw) -> dict:
 
 
 # --- the command line ------------------------------------------------------------------------
-def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OCR_", "GITHUB_"))}
-    base |= {"PYTHONPATH": str(PROJECT), "OCR_GRID": "conus"}
-    return subprocess.run(
-        [sys.executable, "-m", "ocr_assets.cli", *args],
-        cwd=tmp_path,
-        env=base | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def _error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
+def _cli(tmp_path: Path, *args: str, **env: str):
+    return run_cli(tmp_path, *args, strip=("OCR_", "GITHUB_"), OCR_GRID="conus", **env)
 
 
 def test_cli_release_plans_production_of_its_version(tmp_path):
@@ -186,7 +168,7 @@ def test_cli_unlabelled_pull_request_deploys_nothing(tmp_path):
 def test_cli_release_tag_that_is_not_semver_is_one_line(tmp_path):
     event = _file(tmp_path, "release", release_event("release-7"))
     proc = _cli(tmp_path, "deploy", "plan", "--event-name", "release", "--event-path", event)
-    line = _error_line(proc)
+    line = one_error_line(proc)
     assert "'release-7'" in line and "vX.Y.Z" in line
     assert proc.stdout == ""
 
@@ -438,7 +420,7 @@ def test_cli_refuses_to_wipe_production(tmp_path, odd_root):
     proc = _cli(
         tmp_path, "deploy", "wipe", "--environment", "production", OCR_STORAGE_ROOT=str(odd_root)
     )
-    assert _error_line(proc).startswith("error: refusing to wipe production")
+    assert one_error_line(proc).startswith("error: refusing to wipe production")
     assert _snapshot(storage) == before
     with pytest.raises(WipeError):
         wipe_namespace(Storage(str(odd_root), "production", "1.2.3"))
