@@ -9,6 +9,8 @@
     ocr-dagster check-inputs                      # every input of OCR_GRID, checked
     ocr-dagster deploy plan [--event-name N] [--event-path P]   # what a GitHub event deploys
     ocr-dagster deploy wipe --environment E [--namespace NS]    # delete one namespace's outputs
+    ocr-dagster deploy serve code-server|daemon|webserver       # one service of a deployment
+    ocr-dagster deploy run --dagster-url URL --environment E --regions R...  # deploy through it
 
 Nothing runs in this process: jobs are queued with the instance at $DAGSTER_HOME, regions are
 one asset backfill, and the Dagster daemon (started here if none is running) launches every
@@ -26,6 +28,7 @@ import sys
 import time
 
 from ocr_core.storage import StorageError
+from ocr_deploy.graphql import DeployError
 from ocr_resources.settings import ENVIRONMENTS, SettingsError, current_settings
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -416,6 +419,27 @@ def deploy_wipe(environment: str, namespace: str | None) -> int:
     return 0
 
 
+def deploy_run(args) -> int:
+    """Launch the deploy into the deployment at ``--dagster-url`` and follow it to the end."""
+    from ocr_core.grid import get_grid
+    from ocr_core.storage import Storage
+    from ocr_deploy.run import Target
+    from ocr_deploy.run import deploy_run as run
+
+    regions = [r for value in args.regions for r in value.replace(",", " ").split()]
+    if regions in (["all"], ["missing"]):
+        chosen: list[str] | str = regions[0]
+    else:
+        grid = get_grid(current_settings().grid)
+        chosen, notes = grid.select_region_ids(regions)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+    namespace = Storage(".", args.environment).with_namespace(args.namespace or args.environment)
+    target = Target(args.environment, namespace.namespace, args.expect_ref)
+    flags = {"write_regional_stats": args.write_regional_stats, "pyramid": args.create_pyramid}
+    return run(args.dagster_url, target, chosen, flags)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -464,6 +488,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_wipe.add_argument(
         "--namespace", help="default: the environment's own; e.g. qa/pr-12 for a pull request"
     )
+    p_serve = deploy.add_parser("serve", help="start one service of an environment's deployment")
+    p_serve.add_argument("service", choices=("code-server", "daemon", "webserver"))
+    p_drun = deploy.add_parser(
+        "run", help="launch a deploy into an environment's Dagster deployment and follow it"
+    )
+    p_drun.add_argument("--dagster-url", required=True, help="the deployment's webserver")
+    p_drun.add_argument("--environment", required=True, choices=ENVIRONMENTS)
+    p_drun.add_argument(
+        "--namespace", help="default: the environment's own; qa/pr-N, production/vX.Y.Z"
+    )
+    p_drun.add_argument(
+        "--regions", nargs="+", required=True, help="region ids, or all, or missing"
+    )
+    p_drun.add_argument("--expect-ref", help="the commit the code location must run")
+    p_drun.add_argument("--write-regional-stats", action="store_true")
+    p_drun.add_argument("--create-pyramid", action="store_true")
     return parser
 
 
@@ -476,6 +516,9 @@ def main(argv: list[str] | None = None) -> None:
     except (SettingsError, StorageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
 
 
 def _switch_on(args) -> None:
@@ -512,6 +555,12 @@ def _dispatch(args) -> int:
     if args.command == "deploy":
         if args.deploy_command == "plan":
             return deploy_plan(args.event_name, args.event_path)
+        if args.deploy_command == "serve":
+            from ocr_deploy.serve import serve
+
+            serve(args.service)
+        if args.deploy_command == "run":
+            return deploy_run(args)
         return deploy_wipe(args.environment, args.namespace)
     check_roots(write_outputs=False)
     summary()

@@ -9,10 +9,9 @@ import dagster as dg
 from ocr_assets import inputs, phase01_regions, phase02_aggregation, phase03_tiles
 from ocr_assets.automation import automation_sensor, with_automation
 from ocr_assets.executor import step_count_executor
-from ocr_assets.jobs import jobs
+from ocr_assets.jobs import jobs, location_metadata
 from ocr_core.fan_ins import FAN_INS
 from ocr_resources import build_resources
-from ocr_resources.run_coordinator import ENVIRONMENT_TAG
 from ocr_resources.settings import Settings, current_settings
 
 
@@ -53,7 +52,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         sensors=[automation_sensor(settings.automation_interval_s)],
         executor=step_count_executor,
         resources=build_resources(settings),
-        metadata={ENVIRONMENT_TAG: settings.environment},
+        metadata=location_metadata(settings),
     )
 
 

@@ -11,13 +11,28 @@ import dagster as dg
 from ocr_assets import inputs, phase02_aggregation, phase03_tiles
 from ocr_assets.partitions import region_partitions
 from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_INPUTS, REGION_RISK
-from ocr_resources.run_coordinator import ENVIRONMENT_TAG
+from ocr_resources.run_coordinator import ENVIRONMENT_TAG, NAMESPACE_TAG
 from ocr_resources.settings import Settings
 
 
+def location_metadata(settings: Settings) -> dict[str, str]:
+    """What the code location says of itself (the UI shows it; ``deploy run`` checks it before
+    launching anything): its environment, namespace, grid, version and commit."""
+    facts = {
+        ENVIRONMENT_TAG: settings.environment,
+        NAMESPACE_TAG: settings.namespace,
+        "ocr/grid": settings.grid,
+        "ocr/version": settings.version or "",
+        "ocr/code-ref": settings.code_ref or "",
+    }
+    return {key: value for key, value in facts.items() if value}
+
+
 def jobs(settings: Settings) -> list:
-    """The jobs of one environment (tagged with it); the demo grid adds its input job."""
-    tags = {ENVIRONMENT_TAG: settings.environment}
+    """The jobs of one environment (tagged with it, its namespace and commit: runs of a job
+    say where they wrote, and ``deploy run`` reads them to check what a deployment serves);
+    the demo grid adds its input job."""
+    tags = location_metadata(settings)
     demo_only = (
         [
             dg.define_asset_job(

@@ -19,6 +19,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from ocr_core.fan_ins import FAN_INS
 
 ENVIRONMENT_TAG = "ocr/environment"  # on the jobs' runs, and in the code location's metadata
+NAMESPACE_TAG = "ocr/namespace"  # in the code location's metadata, and on deploy runs' backfills
 WRITER_TAG = "ocr/fan-in-writer"
 
 

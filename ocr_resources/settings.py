@@ -20,6 +20,25 @@
 | OCR_REGIONS_PER_RUN | 1 | regions a backfill puts in one run (spreads a run's start-up cost) |
 | OCR_TRIVIAL_COMPUTE | 0 | benchmarks only: region steps do no work (orchestration overhead) |
 | OCR_FAULTS | unset | fault suite only: a JSON fault plan (ocr_core.faults); refused outside qa |
+| OCR_CODE_REF | unset | the commit a deployment's code location runs (checked by deploy run) |
+| OCR_ENV_FILE | unset | files of these variables (``deploy/env/*.env``, ``:``-separated); the process's own win |
+
+A deployment (``ocr-dagster deploy serve``, ``deploy/README.md``) reads its instance settings
+from the same files, by ``Deployment.from_env``:
+
+| variable | default | meaning |
+|---|---|---|
+| OCR_DAGSTER_HOME | ~/.ocr-dagster/<environment> | the instance folder the services share |
+| OCR_DAGSTER_STORAGE | sqlite | sqlite (local use) or postgres (deployed environments) |
+| OCR_DAGSTER_PG_HOST, _PORT, _USER, _DB | localhost, 5432, ocr_dagster, ocr_<env> | PostgreSQL |
+| OCR_DAGSTER_PG_PASSWORD | unset | the database password: only ever from the environment |
+| OCR_DAGSTER_LOG_BUCKET, _PREFIX | unset, dagster/<environment>/compute-logs | S3 logs |
+| OCR_DAGSTER_MAX_RUNS | 4 | runs in progress at once (each region run is one process) |
+| OCR_DAGSTER_HOST, OCR_DAGSTER_PORT | 127.0.0.1, 3000 | where the webserver listens |
+| OCR_DAGSTER_CODE_PORT | 4000 | the code location's gRPC port (on loopback) |
+
+Secrets (the database password, AWS and Coiled credentials) come only from the process
+environment: an env file that sets one is refused.
 
 GitHub's own variables of a workflow run (GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, GITHUB_SHA,
 GITHUB_OUTPUT) are read here too, by ``GitHubRun.from_env``, for ``ocr-dagster deploy plan``.
@@ -33,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ocr_core.storage import SEMVER_RE
+from ocr_core.storage import SEMVER_RE, Storage
 
 ENVIRONMENTS = ("qa", "staging", "production")
 PLATFORMS = ("local", "coiled")
@@ -65,6 +84,7 @@ class Settings:
     automation_interval_s: int = 10
     trivial_compute: bool = False
     regions_per_run: int = 1
+    code_ref: str | None = None
 
     @property
     def analysis_files_on(self) -> bool:
@@ -125,12 +145,28 @@ class Settings:
     def inputs_root(self) -> str:
         return self.input_root or self.storage_root
 
+    def storage(self) -> Storage:
+        """The output storage of this environment's namespace."""
+        return Storage(
+            root=self.storage_root,
+            environment=self.environment,
+            version=self.version,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            pull_request=self.pull_request,
+        )
+
+    @property
+    def namespace(self) -> str:
+        """Where this environment's outputs go: qa, qa/pr-N, staging or production/vX.Y.Z."""
+        return self.storage().namespace
+
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        env = with_env_file(os.environ if environ is None else environ)
 
         def get(name: str) -> str | None:
             value = env.get(name)
@@ -182,7 +218,128 @@ class Settings:
             automation_interval_s=whole("OCR_AUTOMATION_INTERVAL_S", 10),
             trivial_compute=bool(switch("OCR_TRIVIAL_COMPUTE")),
             regions_per_run=whole("OCR_REGIONS_PER_RUN", 1),
+            code_ref=get("OCR_CODE_REF"),
         )
+
+
+# Names a secret has: such a variable is never read from a file.
+SECRET_RE = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY(_ID)?$", re.IGNORECASE)
+_ENV_LINE_RE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """``NAME=value`` lines of an env file (``#`` comments, optional quotes, ``export``).
+
+    A line that is not an assignment, or a secret's name, is a SettingsError naming the line:
+    secrets belong in the environment (CI secrets, the service manager), never in a file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(
+            f"OCR_ENV_FILE={str(path)!r} cannot be read ({exc.strerror or exc}): point it at "
+            "one of deploy/env/*.env"
+        ) from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _ENV_LINE_RE.fullmatch(line)
+        if match is None:
+            raise SettingsError(f"{path}:{number}: not a NAME=value line: {line!r}")
+        name, value = match.group(1), match.group(2).strip()
+        if SECRET_RE.search(name):
+            raise SettingsError(
+                f"{path}:{number}: {name} is a secret: set it in the environment (a CI secret, "
+                "the service's environment), never in an env file"
+            )
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
+
+
+def with_env_file(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """``environ`` over the values of its ``OCR_ENV_FILE``: one file, or several separated by
+    ``:`` of which a later one wins (an environment's file, then the release a deploy wrote)."""
+    paths = [p for p in (environ.get("OCR_ENV_FILE") or "").split(os.pathsep) if p.strip()]
+    if not paths:
+        return environ
+    values: dict[str, str] = {}
+    for path in paths:
+        values.update(read_env_file(path.strip()))
+    return {**values, **environ}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A Dagster deployment's own settings: its instance storage, logs, limits and ports.
+
+    One deployment per environment; its code location serves one namespace at a time (qa,
+    or a PR's qa/pr-N; production/vX.Y.Z of the release deployed), set by the deploy."""
+
+    home: Path
+    storage: str = "sqlite"
+    pg_host: str = "localhost"
+    pg_port: int = 5432
+    pg_user: str = "ocr_dagster"
+    pg_db: str = "ocr_qa"
+    log_bucket: str | None = None
+    log_prefix: str = "dagster/qa/compute-logs"
+    max_runs: int = 4
+    host: str = "127.0.0.1"
+    port: int = 3000
+    code_port: int = 4000
+
+    PASSWORD_VARIABLE = "OCR_DAGSTER_PG_PASSWORD"
+
+    @classmethod
+    def from_env(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> Deployment:
+        env = with_env_file(os.environ if environ is None else environ)
+
+        def get(name: str, default: str) -> str:
+            value = (env.get(name) or "").strip()
+            return value or default
+
+        def whole(name: str, default: int) -> int:
+            value = get(name, str(default))
+            try:
+                return int(value)
+            except ValueError:
+                raise SettingsError(f"{name}={value!r} is not a whole number") from None
+
+        environment = settings.environment
+        storage = get("OCR_DAGSTER_STORAGE", "sqlite")
+        if storage not in ("sqlite", "postgres"):
+            raise SettingsError(
+                f"OCR_DAGSTER_STORAGE={storage!r} is not an instance storage: use sqlite or "
+                "postgres"
+            )
+        if storage == "postgres" and not (env.get(cls.PASSWORD_VARIABLE) or "").strip():
+            raise SettingsError(
+                f"OCR_DAGSTER_STORAGE=postgres needs {cls.PASSWORD_VARIABLE} in the environment "
+                "(the database password; never in a file)"
+            )
+        home = Path(get("OCR_DAGSTER_HOME", str(Path.home() / ".ocr-dagster" / environment)))
+        deployment = cls(
+            home=home.expanduser().resolve(),
+            storage=storage,
+            pg_host=get("OCR_DAGSTER_PG_HOST", "localhost"),
+            pg_port=whole("OCR_DAGSTER_PG_PORT", 5432),
+            pg_user=get("OCR_DAGSTER_PG_USER", "ocr_dagster"),
+            pg_db=get("OCR_DAGSTER_PG_DB", f"ocr_{environment}"),
+            log_bucket=(env.get("OCR_DAGSTER_LOG_BUCKET") or "").strip() or None,
+            log_prefix=get("OCR_DAGSTER_LOG_PREFIX", f"dagster/{environment}/compute-logs"),
+            max_runs=whole("OCR_DAGSTER_MAX_RUNS", 4),
+            host=get("OCR_DAGSTER_HOST", "127.0.0.1"),
+            port=whole("OCR_DAGSTER_PORT", 3000),
+            code_port=whole("OCR_DAGSTER_CODE_PORT", 4000),
+        )
+        if deployment.max_runs < 1:
+            raise SettingsError("OCR_DAGSTER_MAX_RUNS must be 1 or more")
+        return deployment
 
 
 @dataclass(frozen=True)
