@@ -21,7 +21,7 @@
 | OCR_TRIVIAL_COMPUTE | 0 | benchmarks only: region steps do no work (orchestration overhead) |
 | OCR_FAULTS | unset | fault suite only: a JSON fault plan (ocr_core.faults); refused outside qa |
 | OCR_CODE_REF | unset | the commit a deployment's code location runs (checked by deploy run) |
-| OCR_ENV_FILE | unset | files of these variables (``deploy/env/*.env``, ``:``-separated); the process's own win |
+| OCR_ENV_FILE | unset | env files (``deploy/env/*.env``, ``:``-separated); the process's own win |
 
 A deployment (``ocr-dagster deploy serve``, ``deploy/README.md``) reads its instance settings
 from the same files, by ``Deployment.from_env``:

@@ -46,7 +46,11 @@ class Postgres:
         import psycopg2
 
         connection = psycopg2.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password, dbname="postgres"
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname="postgres",
         )
         connection.autocommit = True
         try:
@@ -81,7 +85,9 @@ def _as_owner(command: list[str], owner: str | None) -> list[str]:
 
 
 @contextmanager
-def postgres_running(user: str = "ocr_dagster", password: str = "test-only-secret") -> Iterator[Postgres]:
+def postgres_running(
+    user: str = "ocr_dagster", password: str = "test-only-secret"
+) -> Iterator[Postgres]:
     """A new cluster with a password-authenticated superuser ``user`` on a free loopback port."""
     bindir = postgres_bin()
     owner = "postgres" if os.geteuid() == 0 else None
@@ -109,7 +115,17 @@ def postgres_running(user: str = "ocr_dagster", password: str = "test-only-secre
     options = f"-c listen_addresses={LOOPBACK} -c port={port} -k {base} -c fsync=off"
     subprocess.run(
         _as_owner(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(base / "log"),
+                "-w",
+                "start",
+            ],
             owner,
         ),
         check=True,
