@@ -605,3 +605,73 @@ def test_region_workers_fill_the_kernel_cache_before_regions(fake_coiled, test_l
     compute = ComputeResource(platform="coiled", environment="qa")
     assert "ocr-kernel-cache" in compute.run("region_risk", worker_plugins, log=test_log)
     assert "ocr-kernel-cache" not in compute.run("risk_pyramid", worker_plugins, log=test_log)
+
+
+# --- the DuckDB limits reach the task of each asset that opens connections ------------------
+
+_written_with: list = []
+_check_names: list[str] = []
+
+
+def writer_stub(*args):
+    """Stands in for an asset's writer on the cluster: records the DuckDBConfig it was given
+    and returns a summary whose checks all passed."""
+    from ocr_core.duck import DuckDBConfig
+
+    _written_with.extend(a for a in args if isinstance(a, DuckDBConfig))
+    return {
+        "checks": {name: {"passed": True, "details": {}} for name in _check_names},
+        **dict.fromkeys(("consolidated_uri", "partitioned_uri", "path"), "/nowhere"),
+        **dict.fromkeys(("buildings", "partitions", "bytes"), 0),
+    }
+
+
+DUCKDB_WRITERS = {
+    "buildings_geoparquet": (
+        "ocr_assets.phase02_aggregation",
+        "consolidate",
+        "write_buildings_geoparquet",
+    ),
+    "region_summary_stats": ("ocr_assets.phase02_aggregation", "aggregate", "write_summary_stats"),
+    "region_analysis_files": (
+        "ocr_assets.phase02_aggregation",
+        "aggregate",
+        "write_analysis_files",
+    ),
+    "regional_pmtiles": ("ocr_assets.phase03_tiles", "tiles", "build_regional_pmtiles"),
+    "building_tile_features": ("ocr_assets.phase03_tiles", "tiles", "export_building_features"),
+}
+
+
+@pytest.mark.parametrize("platform", ["coiled", "local"])
+@pytest.mark.parametrize("asset_name", sorted(DUCKDB_WRITERS))
+def test_each_duckdb_asset_hands_its_vms_limits_to_its_task(
+    fake_coiled, monkeypatch, tmp_path, asset_name, platform
+):
+    import importlib
+
+    from ocr_resources import InputCatalogResource, StorageResource, TippecanoeResource
+
+    assets_module, core_module, writer = DUCKDB_WRITERS[asset_name]
+    monkeypatch.setattr(importlib.import_module(f"ocr_core.{core_module}"), writer, writer_stub)
+    asset = getattr(importlib.import_module(assets_module), asset_name)
+    _written_with.clear()
+    _check_names[:] = [spec.name for spec in asset.check_specs]
+    result = dg.materialize(
+        [asset],
+        resources={
+            "storage": StorageResource(root=str(tmp_path)),
+            "catalog": InputCatalogResource(root=str(tmp_path)),
+            "duckdb": DuckDBResource(),
+            "tippecanoe": TippecanoeResource(),
+            "compute": ComputeResource(platform=platform),
+        },
+    )
+    assert result.success
+    [config] = _written_with
+    expected = DUCKDB_ASSETS[asset_name] if platform == "coiled" else ("4GB", None)
+    assert (config.memory_limit, config.threads) == expected
+    [mat] = result.asset_materializations_for_node(asset_name)
+    shown = mat.metadata["compute"].value
+    assert shown["duckdb_memory_limit"] == expected[0]
+    assert shown["duckdb_threads"] == (expected[1] or "all cores")
