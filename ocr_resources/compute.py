@@ -14,7 +14,7 @@ up (idle, within ``idle_timeout``) with an earlier build's code.
 
 Each Coiled worker offers its VM's memory as the Dask resource ``MEMORY`` (GiB, less a reserve)
 and a region task asks for ``REGION_TASK_GIB`` of it, so a worker runs only as many region tasks
-at once as its memory holds (7 on an m8g.2xlarge), whatever its thread count.
+at once as its memory holds, whatever its thread count.
 
 ``coiled`` and ``distributed`` are imported only inside methods, so loading the Dagster
 definitions stays fast and needs no Coiled credentials.
