@@ -45,12 +45,13 @@ def buildings_geoparquet(
 ):
     from ocr_core.consolidate import write_buildings_geoparquet
 
+    db = duckdb.config(compute.vm_for(context))
     s = yield from audited(
         context,
         compute,
         write_buildings_geoparquet,
         storage.storage(),
-        duckdb.config(),
+        db,
         accepts_shrink(context),
     )
     yield dg.MaterializeResult(
@@ -61,7 +62,7 @@ def buildings_geoparquet(
             "partitioned_uri": dg.MetadataValue.path(s["partitioned_uri"]),
             "partitions": s["partitions"],
             "summary": dg.MetadataValue.json(s),
-            "compute": compute.metadata_for(context),
+            "compute": compute.metadata_for(context, db),
         },
     )
 
@@ -91,8 +92,9 @@ def region_summary_stats(
 ):
     from ocr_core.aggregate import write_summary_stats
 
+    db = duckdb.config(compute.vm_for(context))
     s = yield from audited(
-        context, compute, write_summary_stats, storage.storage(), catalog.catalog(), duckdb.config()
+        context, compute, write_summary_stats, storage.storage(), catalog.catalog(), db
     )
     checks = s.pop("checks")
     yield dg.MaterializeResult(
@@ -105,7 +107,7 @@ def region_summary_stats(
                 if "risk_score_histograms" in (nation := s.get("nation") or {})
                 else {}
             ),
-            "compute": compute.metadata_for(context),
+            "compute": compute.metadata_for(context, db),
         },
     )
 
@@ -132,15 +134,14 @@ def region_analysis_files(
 ):
     from ocr_core.aggregate import write_analysis_files
 
-    s = yield from audited(
-        context, compute, write_analysis_files, storage.storage(), duckdb.config()
-    )
+    db = duckdb.config(compute.vm_for(context))
+    s = yield from audited(context, compute, write_analysis_files, storage.storage(), db)
     checks = s.pop("checks")
     yield dg.MaterializeResult(
         check_results=check_results(checks),
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().region_analysis_dir),
             "files": dg.MetadataValue.json(s),
-            "compute": compute.metadata_for(context),
+            "compute": compute.metadata_for(context, db),
         },
     )

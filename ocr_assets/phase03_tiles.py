@@ -29,14 +29,14 @@ def _pmtiles_checks(asset: str) -> list[dg.AssetCheckSpec]:
     )
 
 
-def _tiles_result(s: dict, compute: ComputeResource, context) -> dg.MaterializeResult:
+def _tiles_result(s: dict, compute: ComputeResource, context, db=None) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         check_results=check_results(s.pop("checks")),
-        metadata=_tiles_metadata(s, compute, context),
+        metadata=_tiles_metadata(s, compute, context, db),
     )
 
 
-def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
+def _tiles_metadata(s: dict, compute: ComputeResource, context, db=None) -> dict:
     return {
         "dagster/uri": dg.MetadataValue.path(s["path"]),
         "bytes": s["bytes"],
@@ -44,7 +44,7 @@ def _tiles_metadata(s: dict, compute: ComputeResource, context) -> dict:
         "zooms": dg.MetadataValue.json([s.get("min_zoom"), s.get("max_zoom")]),
         "layers": dg.MetadataValue.json(s.get("layers", [])),
         "summary": dg.MetadataValue.json(s),
-        "compute": compute.metadata_for(context),
+        "compute": compute.metadata_for(context, db),
     }
 
 
@@ -68,15 +68,11 @@ def regional_pmtiles(
 ):
     from ocr_core.tiles import build_regional_pmtiles
 
+    db = duckdb.config(compute.vm_for(context))
     s = yield from audited(
-        context,
-        compute,
-        build_regional_pmtiles,
-        storage.storage(),
-        tippecanoe.runner(),
-        duckdb.config(),
+        context, compute, build_regional_pmtiles, storage.storage(), tippecanoe.runner(), db
     )
-    yield _tiles_result(s, compute, context)
+    yield _tiles_result(s, compute, context, db)
 
 
 @dg.asset(
@@ -102,14 +98,14 @@ def building_tile_features(
 ):
     from ocr_core.tiles import export_building_features
 
-    s = yield from audited(
-        context, compute, export_building_features, storage.storage(), duckdb.config()
-    )
+    db = duckdb.config(compute.vm_for(context))
+    s = yield from audited(context, compute, export_building_features, storage.storage(), db)
     yield dg.MaterializeResult(
         check_results=check_results(s.pop("checks")),
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().tile_features_dir),
             "summary": dg.MetadataValue.json(s),
+            "compute": compute.metadata_for(context, db),
         },
     )
 

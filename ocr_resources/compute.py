@@ -6,9 +6,15 @@ reference repeated these literals in several places (ocr-pipeline §5 weakness 9
 cluster and returns its result. Inside ``fn``, dask/xarray computations use the same cluster
 (the task's worker client), so a region's raster work spreads over the cluster's workers.
 
-Coiled clusters are named per environment, cluster group and software environment, and are
-created with ``shutdown_on_close=False``: the ~400 region partition runs attach to one cluster
-instead of each booting its own VMs, and the cluster stops after ``idle_timeout`` without work.
+Coiled clusters are named per environment, cluster group and software environment *build*, and
+are created with ``shutdown_on_close=False``: the ~400 region partition runs attach to one
+cluster instead of each booting its own VMs, and the cluster stops after ``idle_timeout``
+without work. The build in the name keeps a deploy from attaching to a cluster that is still
+up (idle, within ``idle_timeout``) with an earlier build's code.
+
+Each Coiled worker offers its VM's memory as the Dask resource ``MEMORY`` (GiB, less a reserve)
+and a region task asks for ``REGION_TASK_GIB`` of it, so a worker runs only as many region tasks
+at once as its memory holds, whatever its thread count.
 
 ``coiled`` and ``distributed`` are imported only inside methods, so loading the Dagster
 definitions stays fast and needs no Coiled credentials.
@@ -26,7 +32,17 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import Field, ValidationInfo, field_validator
 
+from ocr_core.duck import DuckDBConfig
+from ocr_core.machines import (
+    MEMORY_RESOURCE,
+    REGION_TASK_GIB,
+    VMType,
+    region_tasks_per_worker,
+    vm_type,
+    worker_memory_gib,
+)
 from ocr_resources.settings import ENVIRONMENTS, PLATFORMS
+from ocr_resources.software_env import software_build
 
 T = TypeVar("T")
 
@@ -42,13 +58,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ComputeProfile:
-    """Coiled machine shape of one asset; ``cluster_group`` names the cluster it runs on."""
+    """Coiled machine shape of one asset; ``cluster_group`` names the cluster it runs on.
+    ``task_gib``: the memory each of its tasks reserves on a Coiled worker (None: no limit,
+    the asset is one task on a worker of its own)."""
 
     vm_type: str
     scheduler_vm_type: str
     cluster_group: str
     n_workers: int | tuple[int, int] = 1
     disk_gb: int | None = None
+    task_gib: float | None = None
+
+    @property
+    def vm(self) -> VMType:
+        return vm_type(self.vm_type)
 
 
 # n_workers: the region group is adaptive, [min, max]. It starts with one VM (a QA run of a
@@ -58,12 +81,15 @@ class ComputeProfile:
 # write), so it gets exactly one worker of the listed size.
 _REGION_WORKERS = (1, 40)
 REGION_GROUP = "region"
+_REGION = ComputeProfile(
+    "m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS, task_gib=REGION_TASK_GIB
+)
 
 PROFILES: dict[str, ComputeProfile] = {
-    "region_risk": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
-    "region_buildings": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
+    "region_risk": _REGION,
+    "region_buildings": _REGION,
     # the digest of every region's input windows reads what the region steps read
-    "region_inputs": ComputeProfile("m8g.2xlarge", "m8g.2xlarge", REGION_GROUP, _REGION_WORKERS),
+    "region_inputs": _REGION,
     "risk_pyramid": ComputeProfile("m8g.4xlarge", "m8g.4xlarge", "risk-pyramid"),
     "buildings_geoparquet": ComputeProfile("c8g.12xlarge", "c8g.12xlarge", "buildings-geoparquet"),
     "region_summary_stats": ComputeProfile("m8g.16xlarge", "m8g.16xlarge", "region-summary-stats"),
@@ -168,16 +194,32 @@ class ComputeResource(dg.ConfigurableResource):
             )
         return value
 
-    def cluster_name(self, asset_name: str) -> str:
-        """Deterministic, so concurrent runs of one group attach to the same cluster.
+    def software_build(self) -> str | None:
+        """The Coiled build of ``software`` (asked once per process); None with package sync.
+        A SoftwareBuildError when it has no finished build: better no cluster than one that
+        runs another build's code."""
+        return software_build(self.software) if self.software else None
 
-        A software environment adds a short hash of its name: runs of two code versions (two
-        PRs in qa) must not share workers that run the other version's code.
+    def cluster_name(self, asset_name: str) -> str:
+        """Deterministic, so concurrent runs of one group and build attach to the same cluster.
+
+        A software environment adds a short hash of its name and its build id: runs of two
+        code versions (two PRs in qa, or a rebuild of one name) must not share workers that run
+        the other version's code.
         """
         name = f"ocr-{self.environment}-{profile(asset_name).cluster_group}"
         if self.software:
             name += "-" + hashlib.sha256(self.software.encode()).hexdigest()[:8]
+            name += "-b" + self.software_build()
         return name
+
+    def vm(self, asset_name: str) -> VMType | None:
+        """The VM ``asset_name``'s task runs on; None locally (this machine, not a profile)."""
+        return None if self.platform == "local" else profile(asset_name).vm
+
+    def vm_for(self, context: dg.AssetExecutionContext) -> VMType | None:
+        """``vm`` of the asset being materialized (e.g. to size its DuckDB connections)."""
+        return self.vm(context.asset_key.to_user_string())
 
     def cluster_kwargs(self, asset_name: str) -> dict[str, Any]:
         """The exact keyword arguments given to ``coiled.Cluster`` for ``asset_name``."""
@@ -194,7 +236,13 @@ class ComputeResource(dg.ConfigurableResource):
                 "Environment": self.environment,
                 "ClusterGroup": p.cluster_group,
                 "Asset": asset_name,
+                **(
+                    {"SoftwareEnvironment": self.software, "SoftwareBuild": self.software_build()}
+                    if self.software
+                    else {}
+                ),
             },
+            "worker_options": {"resources": {MEMORY_RESOURCE: worker_memory_gib(p.vm)}},
             "arm": True,
             "idle_timeout": self.idle_timeout,
             "shutdown_on_close": False,
@@ -205,14 +253,22 @@ class ComputeResource(dg.ConfigurableResource):
             kwargs["software"] = self.software
         return kwargs
 
-    def describe(self, asset_name: str) -> dict[str, str | int]:
-        """Small JSON-able facts about where ``asset_name`` runs, for Dagster metadata."""
+    def describe(self, asset_name: str, duckdb: DuckDBConfig | None = None) -> dict[str, str | int]:
+        """Small JSON-able facts about where ``asset_name`` runs, for Dagster metadata; with the
+        DuckDB limits its connections used, when it opened any."""
         p = profile(asset_name)
+        limits: dict[str, str | int] = {}
+        if duckdb is not None:
+            limits = {
+                "duckdb_memory_limit": duckdb.memory_limit,
+                "duckdb_threads": duckdb.threads or "all cores",
+            }
         if self.platform == "local":
             return {
                 "compute_platform": "local",
                 "local_workers": self.local_workers,
                 "local_threads_per_worker": self.local_threads_per_worker,
+                **limits,
             }
         info: dict[str, str | int] = {
             "compute_platform": "coiled",
@@ -222,18 +278,27 @@ class ComputeResource(dg.ConfigurableResource):
             "n_workers": str(list(p.n_workers)) if isinstance(p.n_workers, tuple) else p.n_workers,
             "region": self.region,
             "software": self.software or "package sync",
+            "worker_memory_resource_gib": worker_memory_gib(p.vm),
+            **limits,
         }
+        if self.software:
+            info["software_build"] = self.software_build()
         if p.disk_gb is not None:
             info["worker_disk_gb"] = p.disk_gb
+        if p.task_gib is not None:
+            info["task_memory_gib"] = p.task_gib
+            info["tasks_per_worker"] = region_tasks_per_worker(p.vm, p.task_gib)
         return info
 
     def run_for(self, context: dg.AssetExecutionContext, fn: Callable[..., T], *args: Any) -> T:
         """``run`` for the asset being materialized (its key names the profile)."""
         return self.run(context.asset_key.to_user_string(), fn, *args, log=context.log)
 
-    def metadata_for(self, context: dg.AssetExecutionContext) -> dg.MetadataValue:
+    def metadata_for(
+        self, context: dg.AssetExecutionContext, duckdb: DuckDBConfig | None = None
+    ) -> dg.MetadataValue:
         """``describe`` of the asset being materialized, as Dagster metadata."""
-        return dg.MetadataValue.json(self.describe(context.asset_key.to_user_string()))
+        return dg.MetadataValue.json(self.describe(context.asset_key.to_user_string(), duckdb))
 
     def run(
         self,
@@ -299,9 +364,11 @@ class ComputeResource(dg.ConfigurableResource):
                 "COILED_SOFTWARE_ENV_NAME is not set: Coiled will fall back to package sync "
                 "of this Python environment (slower starts, not reproducible)"
             )
+        build = f", software {self.software} build {self.software_build()}" if self.software else ""
         log.info(
             f"{asset_name}: running on Coiled cluster {cluster_kwargs['name']} "
-            f"({cluster_kwargs['worker_vm_types'][0]}, n_workers={cluster_kwargs['n_workers']})"
+            f"({cluster_kwargs['worker_vm_types'][0]}, n_workers={cluster_kwargs['n_workers']}"
+            f"{build})"
         )
         cluster = coiled.Cluster(**cluster_kwargs)
         try:
@@ -310,8 +377,10 @@ class ComputeResource(dg.ConfigurableResource):
                 from ocr_core.kernel_cache import KernelCachePlugin
 
                 client.register_plugin(KernelCachePlugin(), name=KernelCachePlugin.name)
+            task_gib = profile(asset_name).task_gib
+            resources = {MEMORY_RESOURCE: task_gib} if task_gib is not None else None
             try:
-                return _gather(client, asset_name, fn, calls, kwargs)
+                return _gather(client, asset_name, fn, calls, kwargs, resources)
             finally:
                 client.close()
         finally:
@@ -320,8 +389,15 @@ class ComputeResource(dg.ConfigurableResource):
             cluster.close()
 
 
-def _gather(client, asset_name: str, fn, calls: list[tuple], kwargs: dict) -> list:
-    futures = [client.submit(_call, fn, args, kwargs, key=_task_key(asset_name)) for args in calls]
+def _gather(
+    client, asset_name: str, fn, calls: list[tuple], kwargs: dict, resources: dict | None = None
+) -> list:
+    """Submit one task per call (each holding ``resources`` of its worker while it runs) and
+    wait for all of them."""
+    futures = [
+        client.submit(_call, fn, args, kwargs, key=_task_key(asset_name), resources=resources)
+        for args in calls
+    ]
     return [f.result() for f in futures]
 
 

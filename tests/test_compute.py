@@ -1,8 +1,10 @@
-"""ComputeResource: real local Dask runs, and Coiled with only ``coiled.Cluster`` replaced.
+"""ComputeResource: real local Dask runs, and Coiled with only ``coiled.Cluster`` and the
+software environment API (tests/coiled_software_api.py) replaced.
 
 The fake ``coiled.Cluster`` checks its keyword arguments against the installed coiled signature,
 records them, and attaches to a real ``distributed.LocalCluster`` per cluster name (as Coiled
-attaches to an existing cluster of the same name), so the function really runs.
+attaches to an existing cluster of the same name), whose workers get ``worker_options`` as
+Coiled's do, so the function really runs.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
+from coiled_software_api import installed
 
+from ocr_core.machines import VM_TYPES
 from ocr_resources.compute import PROFILES, ComputeResource
+from ocr_resources.duckdb import DuckDBResource
+from ocr_resources.software_env import SoftwareBuildError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,6 +44,15 @@ EXPECTED = {
     "building_pmtiles": ("c8g.12xlarge", 250, "building-pmtiles", 1),
     "building_centroid_pmtiles": ("c8g.12xlarge", 250, "building-centroid-pmtiles", 1),
     "building_tile_features": ("c8g.12xlarge", 250, "building-tile-features", 1),
+}
+
+# AWS's documented sizes (vCPUs, GiB), written out again like EXPECTED.
+EXPECTED_VMS = {
+    "m8g.2xlarge": (8, 32),
+    "m8g.4xlarge": (16, 64),
+    "m8g.16xlarge": (64, 256),
+    "c8g.12xlarge": (48, 96),
+    "r8g.4xlarge": (16, 128),
 }
 
 
@@ -200,13 +215,22 @@ class FakeCoiledCluster:
                 dashboard_address=None,
                 scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.ERROR,
+                **kwargs.get("worker_options", {}),
             )
         self._backend = self.backends[name]
         self.shutdown_on_close = kwargs.get("shutdown_on_close")
 
     def get_client(self):
+        """A real client of the cluster, its ``submit`` keyword arguments recorded."""
         client = self._backend.get_client()
         self.clients.append(client)
+        submit = client.submit
+
+        def recording_submit(*args, **kwargs):
+            type(self).submits.append(kwargs)
+            return submit(*args, **kwargs)
+
+        client.submit = recording_submit
         return client
 
     def close(self, force_shutdown: bool = False, reason: str | None = None):
@@ -228,12 +252,18 @@ def fake_coiled(monkeypatch):
             "backends": {},
             "clients": [],
             "closes": [],
+            "submits": [],
         },
     )
     monkeypatch.setattr(coiled, "Cluster", fake)
     yield fake
     for backend in fake.backends.values():
         backend.close()
+
+
+@pytest.fixture
+def software_api(monkeypatch):
+    yield from installed(monkeypatch)
 
 
 @pytest.fixture
@@ -244,6 +274,7 @@ def test_log(caplog):
 
 def _expected_kwargs(asset: str, environment: str = "qa", name_suffix: str = "") -> dict:
     vm, disk, group, n_workers = EXPECTED[asset]
+    _, memory_gib = EXPECTED_VMS[vm]
     kwargs = {
         "name": f"ocr-{environment}-{group}{name_suffix}",
         "worker_vm_types": [vm],
@@ -257,6 +288,7 @@ def _expected_kwargs(asset: str, environment: str = "qa", name_suffix: str = "")
             "ClusterGroup": group,
             "Asset": asset,
         },
+        "worker_options": {"resources": {"MEMORY": memory_gib - 4}},
         "arm": True,
         "idle_timeout": "20 minutes",
         "shutdown_on_close": False,
@@ -281,26 +313,37 @@ def test_coiled_submits_exact_cluster_kwargs(fake_coiled, test_log, caplog, asse
     assert "software" not in fake_coiled.calls[0]
     assert [c.status for c in fake_coiled.clients] == ["closed"]
     assert fake_coiled.closes == [{"force_shutdown": False}]  # handle dropped, VMs kept
+    # region tasks hold 4 GiB of their worker's MEMORY; a single-task step needs no limit
+    region = EXPECTED[asset][2] == "region"
+    assert [s["resources"] for s in fake_coiled.submits] == [{"MEMORY": 4} if region else None]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "COILED_SOFTWARE_ENV_NAME is not set" in warnings[0].getMessage()
     assert "package sync" in warnings[0].getMessage()
 
 
-def test_coiled_passes_software_and_does_not_warn(fake_coiled, test_log, caplog):
+def test_coiled_passes_software_and_its_build_and_does_not_warn(
+    fake_coiled, software_api, test_log, caplog
+):
+    build = software_api.build("ocr-pr-42")
     compute = ComputeResource(platform="coiled", software="ocr-pr-42", environment="qa")
     assert compute.run("building_pmtiles", weighted_sum, [1.0], weight=1.0, log=test_log)[0] == 1.0
 
     [kwargs] = fake_coiled.calls
     assert kwargs["software"] == "ocr-pr-42"
     assert kwargs["name"].startswith("ocr-qa-building-pmtiles-")
+    assert kwargs["name"].endswith(f"-b{build}")
     assert kwargs["worker_disk_size"] == 250
-    expected = _expected_kwargs("building_pmtiles", name_suffix=kwargs["name"][-9:])
+    expected = _expected_kwargs("building_pmtiles", name_suffix=kwargs["name"][-14:])
+    expected["tags"] |= {"SoftwareEnvironment": "ocr-pr-42", "SoftwareBuild": str(build)}
     assert {k: v for k, v in kwargs.items() if k != "software"} == expected
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert f"software ocr-pr-42 build {build}" in caplog.text
 
 
-def test_coiled_cluster_name_is_per_software_environment():
+def test_coiled_cluster_name_is_per_software_environment(software_api):
+    software_api.build("ocr-pr-1")
+    software_api.build("ocr-pr-2")
     names = {
         ComputeResource(platform="coiled", software=s).cluster_name("region_risk")
         for s in ("ocr-pr-1", "ocr-pr-2", None)
@@ -310,7 +353,84 @@ def test_coiled_cluster_name_is_per_software_environment():
     assert again in names
 
 
-def test_region_assets_share_one_cluster(fake_coiled, test_log):
+def _new_process() -> None:
+    from ocr_resources.software_env import software_build
+
+    software_build.cache_clear()
+
+
+def test_cluster_name_is_per_build_of_one_software_environment(software_api):
+    """A rebuild under the same name is another cluster; the same build is the same one."""
+    compute = ComputeResource(platform="coiled", software="ocr-main")
+    software_api.build("ocr-main")
+    first = compute.cluster_name("region_risk")
+    assert compute.cluster_name("region_buildings") == first
+    assert len(software_api.list_calls) == 1  # resolved once per process
+
+    _new_process()
+    assert compute.cluster_name("region_risk") == first  # same build, another process
+
+    rebuilt = software_api.build("ocr-main")
+    assert compute.cluster_name("region_risk") == first  # this process keeps its build
+    _new_process()
+    second = compute.cluster_name("region_risk")
+    assert second != first
+    assert second.endswith(f"-b{rebuilt}")
+    assert second.rsplit("-", 1)[0] == first.rsplit("-", 1)[0]
+
+
+def test_a_deploy_after_a_rebuild_gets_its_own_cluster(fake_coiled, software_api, test_log):
+    """The previous deploy's cluster is still up (idle timeout): the new build must not
+    attach to it."""
+    compute = ComputeResource(platform="coiled", software="ocr-v1-2-0")
+    software_api.build("ocr-v1-2-0")
+    before = compute.run("region_risk", scheduler_address, log=test_log)
+    software_api.build("ocr-v1-2-0")
+    _new_process()
+    after = compute.run("region_risk", scheduler_address, log=test_log)
+    assert before != after
+    assert len(fake_coiled.backends) == 2
+    builds = [c["tags"]["SoftwareBuild"] for c in fake_coiled.calls]
+    assert builds[0] != builds[1]
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (None, "Coiled has no software environment 'ocr-pr-9'"),
+        ("building", "latest build 101 of software environment 'ocr-pr-9' is 'building'"),
+        ("error", "is 'error', not built"),
+    ],
+)
+def test_unresolved_build_fails_before_any_cluster(
+    fake_coiled, software_api, test_log, state, message
+):
+    if state is not None:
+        software_api.build("ocr-pr-9", state=state)
+    compute = ComputeResource(platform="coiled", software="ocr-pr-9")
+    with pytest.raises(SoftwareBuildError, match=message) as err:
+        compute.run("region_risk", where_am_i, log=test_log)
+    assert "python -m ocr_resources.software_env create pr-9" in str(err.value)
+    assert fake_coiled.calls == []
+
+
+def test_an_environment_without_a_build_fails_clearly(software_api):
+    software_api.aliases["ocr-x"] = {"id": 1, "name": "ocr-x", "latest_spec": None}
+    with pytest.raises(SoftwareBuildError, match="'ocr-x' has no build on Coiled"):
+        ComputeResource(platform="coiled", software="ocr-x").cluster_name("risk_pyramid")
+
+
+def test_workspace_qualified_software_is_looked_up_in_its_workspace(software_api):
+    software_api.build("ocr-main")
+    name = ComputeResource(platform="coiled", software="carbonplan/ocr-main").cluster_name(
+        "risk_pyramid"
+    )
+    assert name.endswith("-b101")
+    assert software_api.list_calls == [{"workspace": "carbonplan"}]
+
+
+def test_region_assets_share_one_cluster(fake_coiled, software_api, test_log):
+    software_api.build("ocr-main")
     compute = ComputeResource(platform="coiled", software="ocr-main")
     first = compute.run("region_risk", scheduler_address, log=test_log)
     second = compute.run("region_buildings", scheduler_address, log=test_log)
@@ -328,9 +448,10 @@ def test_coiled_exception_propagates_and_releases_client(fake_coiled, test_log):
     assert fake_coiled.closes == [{"force_shutdown": False}]
 
 
-def test_coiled_kwargs_match_installed_signature():
+def test_coiled_kwargs_match_installed_signature(software_api):
     import coiled
 
+    software_api.build("env")
     signature = inspect.signature(coiled.Cluster.__init__)
     for asset in PROFILES:
         kwargs = ComputeResource(platform="coiled", software="env").cluster_kwargs(asset)
@@ -338,7 +459,8 @@ def test_coiled_kwargs_match_installed_signature():
         assert set(kwargs) <= set(signature.parameters)
 
 
-def test_describe_is_small_json():
+def test_describe_is_small_json(software_api):
+    software_api.build("s")
     local = ComputeResource().describe("regional_pmtiles")
     assert local == {
         "compute_platform": "local",
@@ -353,8 +475,112 @@ def test_describe_is_small_json():
     assert "worker_disk_gb" not in region
     assert region["software"] == "s"
     assert region["cluster_name"].startswith("ocr-qa-region-")
-    for info in (local, pmtiles, region):
+    assert region["cluster_name"].endswith("-b101")
+    assert region["software_build"] == "101"
+    assert (region["worker_memory_resource_gib"], region["task_memory_gib"]) == (28, 4)
+    assert region["tasks_per_worker"] == 7
+    assert "tasks_per_worker" not in pmtiles
+    stats = ComputeResource(platform="coiled").describe(
+        "region_summary_stats", DuckDBResource().config(VM_TYPES["m8g.16xlarge"])
+    )
+    assert (stats["duckdb_memory_limit"], stats["duckdb_threads"]) == ("192GiB", 64)
+    local_db = ComputeResource().describe("region_summary_stats", DuckDBResource().config())
+    assert (local_db["duckdb_memory_limit"], local_db["duckdb_threads"]) == ("4GB", "all cores")
+    for info in (local, pmtiles, region, stats, local_db):
         assert json.loads(json.dumps(info)) == info
+
+
+# --- memory: region tasks per worker, DuckDB limits per VM -------------------------------------
+
+
+def test_every_profile_vm_has_its_documented_size():
+    used = {p.vm_type for p in PROFILES.values()} | {p.scheduler_vm_type for p in PROFILES.values()}
+    assert used <= set(VM_TYPES)
+    assert {name: (vm.vcpus, vm.memory_gib) for name, vm in VM_TYPES.items()} == EXPECTED_VMS
+
+
+_running = 0
+_most_running = 0
+_lock = threading.Lock()
+
+
+def hold_a_while(seconds: float) -> None:
+    global _running, _most_running
+    import time
+
+    with _lock:
+        _running += 1
+        _most_running = max(_most_running, _running)
+    time.sleep(seconds)
+    with _lock:
+        _running -= 1
+
+
+@pytest.mark.parametrize(("resources", "at_once"), [({"MEMORY": 4}, 7), (None, 8)])
+def test_worker_memory_bounds_region_tasks_at_once(resources, at_once):
+    """A real worker the size of an m8g.2xlarge (8 threads, 28 GiB of MEMORY): 12 region tasks,
+    at most 7 at a time; without the task resources its 8 threads would run 8."""
+    global _most_running
+    from distributed import LocalCluster
+
+    from ocr_resources.compute import _gather
+
+    _most_running = 0
+    coiled_kwargs = ComputeResource(platform="coiled").cluster_kwargs("region_risk")
+    worker_options = coiled_kwargs["worker_options"]
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=8,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+            **worker_options,
+        ) as cluster,
+        cluster.get_client() as client,
+    ):
+        _gather(client, "region_risk", hold_a_while, [(0.3,)] * 12, {}, resources)
+    assert _most_running == at_once
+
+
+def test_local_region_tasks_ask_for_no_worker_resources(local_clusters):
+    """Locally (no MEMORY resource on the workers) region tasks still run."""
+    pid, _ = ComputeResource(local_threads_per_worker=4).run("region_risk", where_am_i)
+    assert pid == os.getpid()
+    [(_, kwargs)] = local_clusters
+    assert "resources" not in kwargs
+
+
+DUCKDB_ASSETS = {
+    # asset: the DuckDB memory_limit and threads its VM gets on Coiled
+    "buildings_geoparquet": ("72GiB", 48),
+    "region_summary_stats": ("192GiB", 64),
+    "region_analysis_files": ("96GiB", 16),
+    "regional_pmtiles": ("72GiB", 48),
+    "building_tile_features": ("72GiB", 48),
+}
+
+
+@pytest.mark.parametrize("asset", sorted(DUCKDB_ASSETS))
+def test_duckdb_limits_follow_the_assets_vm_on_coiled(asset):
+    duckdb = DuckDBResource(temp_directory="/scratch")
+    coiled = duckdb.config(ComputeResource(platform="coiled").vm(asset))
+    assert (coiled.memory_limit, coiled.threads) == DUCKDB_ASSETS[asset]
+    assert coiled.temp_directory == "/scratch"
+    local = duckdb.config(ComputeResource().vm(asset))
+    assert (local.memory_limit, local.threads, local.temp_directory) == ("4GB", None, "/scratch")
+
+
+def test_duckdb_takes_the_limit_it_is_given():
+    import duckdb as duck
+
+    from ocr_core.machines import duckdb_memory_limit
+
+    con = duck.connect(
+        ":memory:", config={"memory_limit": duckdb_memory_limit(VM_TYPES["m8g.16xlarge"])}
+    )
+    assert con.sql("SELECT current_setting('memory_limit')").fetchone() == ("192.0 GiB",)
 
 
 def test_import_does_not_load_coiled_or_distributed():
@@ -379,3 +605,73 @@ def test_region_workers_fill_the_kernel_cache_before_regions(fake_coiled, test_l
     compute = ComputeResource(platform="coiled", environment="qa")
     assert "ocr-kernel-cache" in compute.run("region_risk", worker_plugins, log=test_log)
     assert "ocr-kernel-cache" not in compute.run("risk_pyramid", worker_plugins, log=test_log)
+
+
+# --- the DuckDB limits reach the task of each asset that opens connections ------------------
+
+_written_with: list = []
+_check_names: list[str] = []
+
+
+def writer_stub(*args):
+    """Stands in for an asset's writer on the cluster: records the DuckDBConfig it was given
+    and returns a summary whose checks all passed."""
+    from ocr_core.duck import DuckDBConfig
+
+    _written_with.extend(a for a in args if isinstance(a, DuckDBConfig))
+    return {
+        "checks": {name: {"passed": True, "details": {}} for name in _check_names},
+        **dict.fromkeys(("consolidated_uri", "partitioned_uri", "path"), "/nowhere"),
+        **dict.fromkeys(("buildings", "partitions", "bytes"), 0),
+    }
+
+
+DUCKDB_WRITERS = {
+    "buildings_geoparquet": (
+        "ocr_assets.phase02_aggregation",
+        "consolidate",
+        "write_buildings_geoparquet",
+    ),
+    "region_summary_stats": ("ocr_assets.phase02_aggregation", "aggregate", "write_summary_stats"),
+    "region_analysis_files": (
+        "ocr_assets.phase02_aggregation",
+        "aggregate",
+        "write_analysis_files",
+    ),
+    "regional_pmtiles": ("ocr_assets.phase03_tiles", "tiles", "build_regional_pmtiles"),
+    "building_tile_features": ("ocr_assets.phase03_tiles", "tiles", "export_building_features"),
+}
+
+
+@pytest.mark.parametrize("platform", ["coiled", "local"])
+@pytest.mark.parametrize("asset_name", sorted(DUCKDB_WRITERS))
+def test_each_duckdb_asset_hands_its_vms_limits_to_its_task(
+    fake_coiled, monkeypatch, tmp_path, asset_name, platform
+):
+    import importlib
+
+    from ocr_resources import InputCatalogResource, StorageResource, TippecanoeResource
+
+    assets_module, core_module, writer = DUCKDB_WRITERS[asset_name]
+    monkeypatch.setattr(importlib.import_module(f"ocr_core.{core_module}"), writer, writer_stub)
+    asset = getattr(importlib.import_module(assets_module), asset_name)
+    _written_with.clear()
+    _check_names[:] = [spec.name for spec in asset.check_specs]
+    result = dg.materialize(
+        [asset],
+        resources={
+            "storage": StorageResource(root=str(tmp_path)),
+            "catalog": InputCatalogResource(root=str(tmp_path)),
+            "duckdb": DuckDBResource(),
+            "tippecanoe": TippecanoeResource(),
+            "compute": ComputeResource(platform=platform),
+        },
+    )
+    assert result.success
+    [config] = _written_with
+    expected = DUCKDB_ASSETS[asset_name] if platform == "coiled" else ("4GB", None)
+    assert (config.memory_limit, config.threads) == expected
+    [mat] = result.asset_materializations_for_node(asset_name)
+    shown = mat.metadata["compute"].value
+    assert shown["duckdb_memory_limit"] == expected[0]
+    assert shown["duckdb_threads"] == (expected[1] or "all cores")
