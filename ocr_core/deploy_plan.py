@@ -115,7 +115,10 @@ def plan(
 
 def github_output_lines(result: dict) -> list[str]:
     """The plan as ``key=value`` lines for ``$GITHUB_OUTPUT``: booleans ``true``/``false``,
-    None empty, a region list space-separated (notes are left out)."""
+    None empty, a region list space-separated (notes are left out); and the whole plan as one
+    JSON line ``plan=…``, what the deploy jobs pass on to the environment's workflow."""
+    import json
+
     lines = []
     for key, value in result.items():
         if key == "notes":
@@ -131,6 +134,8 @@ def github_output_lines(result: dict) -> list[str]:
         if "\n" in text or "\r" in text:
             raise PlanError(f"plan value {key}={text!r} spans lines; GitHub outputs need one")
         lines.append(f"{key}={text}")
+    whole = {key: value for key, value in result.items() if key != "notes"}
+    lines.append(f"plan={json.dumps(whole, separators=(',', ':'))}")
     return lines
 
 

@@ -154,6 +154,7 @@ def test_cli_release_plans_production_of_its_version(tmp_path):
     assert written["environment"] == "production" and written["version"] == "1.2.3"
     assert written["regions"] == "all" and written["wipe"] == "false"
     assert written["deploy"] == "true" and written["pull_request"] == ""
+    assert json.loads(written["plan"]) == {k: v for k, v in result.items() if k != "notes"}
 
 
 def test_cli_unlabelled_pull_request_deploys_nothing(tmp_path):
