@@ -11,9 +11,6 @@ mutation — the qa runs one after the other, the staging run beside one of them
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -75,12 +72,18 @@ def test_the_fan_in_names_are_the_unpartitioned_phase_02_03_assets_and_the_jobs_
 
 
 def test_the_deployed_instance_keeps_the_coordinator_and_the_writer_limit(tmp_path):
-    """The deploy workflow's own command, run on the project's dagster.yaml."""
-    workflow = (PROJECT / ".github/workflows/deploy.yaml").read_text()
-    (command,) = re.findall(r"\.venv/bin/python -c '([^']*dagster\.yaml[^']*)'", workflow)
-    subprocess.run(
-        [sys.executable, "-c", command, str(tmp_path / "dagster.yaml")], cwd=PROJECT, check=True
-    )
+    """The instance file a qa deployment writes (its env file's run limit; SQLite here, the
+    PostgreSQL storage is tested in test_deploy_e2e.py) keeps the queue and the writer limit."""
+    from ocr_deploy.instance import write_instance
+    from ocr_resources.settings import Deployment, Settings
+
+    environ = {
+        "OCR_ENV_FILE": str(PROJECT / "deploy/env/ocr-coiled-s3.env"),
+        "OCR_DAGSTER_STORAGE": "sqlite",
+        "OCR_DAGSTER_HOME": str(tmp_path),
+    }
+    settings = Settings.from_env(environ)
+    write_instance(settings, Deployment.from_env(settings, environ))
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, FanInWriterRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
