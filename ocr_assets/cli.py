@@ -7,6 +7,7 @@
     ocr-dagster status                            # which regions and products are stale
     ocr-dagster summary                           # where every output is
     ocr-dagster check-inputs                      # every input of OCR_GRID, checked
+    ocr-dagster map [--port 3100]                 # the published outputs as a local web map
     ocr-dagster deploy plan [--event-name N] [--event-path P]   # what a GitHub event deploys
     ocr-dagster deploy wipe --environment E [--namespace NS]    # delete one namespace's outputs
 
@@ -358,6 +359,25 @@ def requested_regions(args: argparse.Namespace, grid) -> list[str]:
     return regions
 
 
+def serve_map(port: int) -> int:
+    """Serve the environment's published outputs as a web map on loopback until Ctrl-C or
+    SIGTERM."""
+    from ocr_core.map_server import describe, make_server
+    from ocr_resources.settings import PROJECT_DIR
+
+    server = make_server(_storage(), PROJECT_DIR / "web", port)
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        print(describe(server), flush=True)
+        server.serve_forever()
+    except (KeyboardInterrupt, Interrupted):
+        print("map server stopped", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+    return 0
+
+
 def deploy_plan(event_name: str | None, event_path: str | None) -> int:
     """Print the plan of a GitHub event as one JSON object; with ``$GITHUB_OUTPUT`` set, also
     append it there as ``key=value`` lines for the workflow's later jobs. The event defaults
@@ -454,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
         "check-inputs",
         help="open every input of the grid and check CRS, alignment, variables and values",
     )
+    from ocr_core.map_server import MAP_PORT
+
+    p_map = sub.add_parser("map", help="serve the published outputs as a web map on loopback")
+    p_map.add_argument("--port", type=int, default=MAP_PORT, help=f"default: {MAP_PORT}")
     p_deploy = sub.add_parser("deploy", help="plan a deployment from a GitHub event, or wipe")
     deploy = p_deploy.add_subparsers(dest="deploy_command", required=True)
     p_plan = deploy.add_parser("plan", help="print what a GitHub event deploys, as JSON")
@@ -509,6 +533,15 @@ def _dispatch(args) -> int:
         return check_inputs()
     if args.command == "status":
         return status()
+    if args.command == "map":
+        from ocr_core.map_server import MapError
+
+        check_roots(write_outputs=False)
+        try:
+            return serve_map(args.port)
+        except MapError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command == "deploy":
         if args.deploy_command == "plan":
             return deploy_plan(args.event_name, args.event_path)

@@ -209,6 +209,14 @@ class Storage:
         with self.filesystem().open(self.fs_path(uri), "rb") as f:
             return f.read()
 
+    def size(self, uri: str) -> int:
+        """Bytes in the file ``uri``."""
+        return int(self.filesystem().info(self.fs_path(uri))["size"])
+
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the file ``uri``: one ranged GET on S3."""
+        return self.filesystem().cat_file(self.fs_path(uri), start=start, end=end)
+
     def check_reachable(self, writable: bool = True) -> None:
         """Fail fast, before any work, if the root cannot be used: an S3 bucket that cannot be
         listed, a local root that is a file or (``writable``) cannot be written."""
