@@ -5,7 +5,7 @@
 "use strict";
 
 const BUILDING_ZOOM = 12; // buildings from here on, their centroids below
-const FOCUS_ZOOM = 13; // where layer=buildings takes you: the highest-risk building
+const FOCUS_ZOOM = 15; // where layer=buildings takes you (see focusOnBuildings)
 // Zoom bands of the regional fills: counties, then tracts, then blocks (if published).
 const REGION_ZOOMS = { counties: [0, 8], tracts: [8, 10], blocks: [10, BUILDING_ZOOM] };
 const TRANSPARENT = "rgba(0, 0, 0, 0)";
@@ -226,17 +226,21 @@ function whenIdle(map) {
   });
 }
 
-// layer=buildings: the building with the highest RPS of the scenario, at a building zoom.
+// layer=buildings: a building zoom where the buildings are densest (the 0.01° cell holding the
+// most centroids), else the middle of the view.
 async function focusOnBuildings(map) {
   await whenIdle(map);
-  let best = null;
+  const cells = new Map();
   if (map.getSource("centroids")) {
-    const key = keyOf("building_centroids", `rps_${year}`);
     for (const f of map.querySourceFeatures("centroids", { sourceLayer: "risk" })) {
-      if (!best || f.properties[key] > best.properties[key]) best = f;
+      const [lon, lat] = f.geometry.coordinates;
+      const key = `${Math.floor(lon / 0.01)},${Math.floor(lat / 0.01)}`;
+      const cell = cells.get(key) || { n: 0, lon: 0, lat: 0 };
+      cells.set(key, { n: cell.n + 1, lon: cell.lon + lon, lat: cell.lat + lat });
     }
   }
-  const center = best ? best.geometry.coordinates : map.getCenter();
+  const best = [...cells.values()].sort((a, b) => b.n - a.n)[0];
+  const center = best ? [best.lon / best.n, best.lat / best.n] : map.getCenter();
   map.jumpTo({ center, zoom: FOCUS_ZOOM });
 }
 
