@@ -436,6 +436,12 @@ def deploy_wipe(environment: str, namespace: str | None) -> int:
     return 0
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -477,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ocr_core.map_server import MAP_PORT
 
     p_map = sub.add_parser("map", help="serve the published outputs as a web map on loopback")
-    p_map.add_argument("--port", type=int, default=MAP_PORT, help=f"default: {MAP_PORT}")
+    p_map.add_argument("--port", type=_port, default=MAP_PORT, help=f"default: {MAP_PORT}")
     p_deploy = sub.add_parser("deploy", help="plan a deployment from a GitHub event, or wipe")
     deploy = p_deploy.add_subparsers(dest="deploy_command", required=True)
     p_plan = deploy.add_parser("plan", help="print what a GitHub event deploys, as JSON")

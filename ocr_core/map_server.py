@@ -20,6 +20,7 @@ versioned folder: the server follows its ``CURRENT`` pointer, checked again ever
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -240,20 +241,26 @@ class MapApp:
                 "./dev setup (it runs npm ci in web/)"
             )
         self._lock = threading.Lock()
-        self._pyramid: tuple[float, str, Pyramid | None] | None = None
+        self._pyramid: tuple[float, str | None, Pyramid | None] | None = None
 
     def pyramid(self) -> Pyramid | None:
-        """The published pyramid, reopened when its location changed (checked every few s)."""
+        """The published pyramid, reopened when it changed: a new version on S3, a new folder
+        swapped in locally (checked every few seconds)."""
         with self._lock:
             now = time.monotonic()
             if self._pyramid and now - self._pyramid[0] < POINTER_TTL_S:
                 return self._pyramid[2]
             location = self.storage.current_dir(self.storage.pyramid_uri)
-            if self._pyramid and self._pyramid[1] == location and self._pyramid[2] is not None:
+            try:
+                info = self.storage.filesystem().info(self.storage.fs_path(f"{location}/zarr.json"))
+                marker = f"{location} {info.get('mtime') or info.get('ETag')}"
+            except FileNotFoundError:
+                marker = None
+            if self._pyramid and self._pyramid[1] == marker:
                 pyramid = self._pyramid[2]
             else:
-                pyramid = open_pyramid(self.storage)
-            self._pyramid = (now, location, pyramid)
+                pyramid = open_pyramid(self.storage) if marker else None
+            self._pyramid = (now, marker, pyramid)
             return pyramid
 
     def tilesets(self) -> dict[str, str]:
@@ -329,10 +336,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         storage = self.server.app.storage
         uri = storage.pmtiles_uri(name)
-        if name not in TILESETS or not storage.exists(uri):
+        size = None
+        if name in TILESETS:
+            with contextlib.suppress(FileNotFoundError):
+                size = storage.size(uri)
+        if size is None:
             self._send(404, f"{name}.pmtiles is not published".encode(), "text/plain", head)
             return
-        size = storage.size(uri)
         try:
             span = byte_range(self.headers.get("Range"), size)
         except ValueError as exc:

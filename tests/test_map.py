@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_process import one_error_line, run_cli
 
 from ocr_core.map_server import colour_table, map_url
 from ocr_core.schema import RISK_SCORE_BOUNDARIES, risk_scores
@@ -287,6 +288,19 @@ def test_server_answers_with_the_outputs_and_their_names(local_map, published):
     assert get(f"{local_map}/pmtiles/nope.pmtiles")[0] == 404
     assert get(f"{local_map}/lib/maplibre-gl.js")[0] == 200  # from web/node_modules
     assert get(f"{local_map}/lib/pmtiles.js")[0] == 200
+
+
+def test_a_taken_port_or_a_bad_one_is_one_line(published, tmp_path):
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        line = one_error_line(
+            run_cli(tmp_path, "map", "--port", port, OCR_STORAGE_ROOT=published.root)
+        )
+    assert f"cannot listen on {LOOPBACK}:{port}" in line and "--port" in line
+    bad = run_cli(tmp_path, "map", "--port", "70000", OCR_STORAGE_ROOT=published.root)
+    assert bad.returncode == 2 and "is not a TCP port" in bad.stderr
 
 
 def _tile_pixel(z: int, lon: float, lat: float) -> tuple[int, int, int, int]:

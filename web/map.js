@@ -162,10 +162,16 @@ function legend() {
   });
 }
 
+function escapeHtml(text) {
+  const span = document.createElement("span");
+  span.textContent = String(text);
+  return span.innerHTML;
+}
+
 function format(value) {
   if (typeof value === "number" && !Number.isInteger(value)) return value.toPrecision(5);
   if (Array.isArray(value)) return value.map(format).join(", ");
-  return String(value);
+  return escapeHtml(value);
 }
 
 function histogram(name, counts) {
@@ -187,7 +193,7 @@ function popupHtml(feature) {
     if (name.startsWith("risk_score_") && Array.isArray(value)) hists.push(histogram(name, value));
     else rows.push([name, value]);
   }
-  const title = LAYER_TITLES[feature.layer.id] + (props.NAME ? ` — ${props.NAME}` : "");
+  const title = LAYER_TITLES[feature.layer.id] + (props.NAME ? ` — ${escapeHtml(props.NAME)}` : "");
   const table = rows.map(([n, v]) => `<tr><td class="name">${n}</td><td>${format(v)}</td></tr>`).join("");
   return `<div class="popup"><h2>${title}</h2><table>${table}</table>${hists.join("")}</div>`;
 }
