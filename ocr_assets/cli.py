@@ -286,12 +286,14 @@ def status() -> int:
 
 def summary() -> None:
     """Print where every output is, with counts and sizes."""
+    from ocr_core.map_server import map_url
     from ocr_core.report import outputs_report
 
     print(outputs_report(_storage(), current_settings().grid))
     print(
         "\nOpen the Dagster UI with `./dev ui` (http://127.0.0.1:3000) to browse lineage, "
-        "metadata, checks and previews."
+        "metadata, checks and previews; see the risk on a map with `./dev map` "
+        f"({map_url()})."
     )
 
 

@@ -70,9 +70,10 @@ class MapError(RuntimeError):
     """The map cannot be served (the libraries are missing, the port is taken)."""
 
 
-def map_url(layer: str, port: int = MAP_PORT) -> str:
-    """The map's view of one layer (``regions``, ``buildings``, ``centroids``, ``raster``)."""
-    return f"http://{LOOPBACK}:{port}/#layer={layer}"
+def map_url(layer: str | None = None, port: int = MAP_PORT) -> str:
+    """The map, or its view of one layer (``regions``, ``buildings``, ``centroids``,
+    ``raster``)."""
+    return f"http://{LOOPBACK}:{port}/" + (f"#layer={layer}" if layer else "")
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
