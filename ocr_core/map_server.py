@@ -253,8 +253,7 @@ class MapApp:
                 return self._pyramid[2]
             location = self.storage.current_dir(self.storage.pyramid_uri)
             try:
-                info = self.storage.filesystem().info(self.storage.fs_path(f"{location}/zarr.json"))
-                marker = f"{location} {info.get('mtime') or info.get('ETag')}"
+                marker = f"{location} {self.storage.file_version(f'{location}/zarr.json')[1]}"
             except FileNotFoundError:
                 marker = None
             if self._pyramid and self._pyramid[1] == marker:
@@ -337,22 +336,26 @@ class _Handler(BaseHTTPRequestHandler):
 
         storage = self.server.app.storage
         uri = storage.pmtiles_uri(name)
-        size = None
+        version = None
         if name in TILESETS:
             with contextlib.suppress(FileNotFoundError):
-                size = storage.size(uri)
-        if size is None:
+                version = storage.file_version(uri)
+        if version is None:
             self._send(404, f"{name}.pmtiles is not published".encode(), "text/plain", head)
             return
+        size, etag = version[0], f'"{version[1]}"'
+        if self.headers.get("If-Match") not in (None, "*", etag):  # republished meanwhile:
+            self._send(412, b"the tileset changed", "text/plain", head, {"ETag": etag})
+            return  # the PMTiles reader then starts again from the new header
         try:
             span = byte_range(self.headers.get("Range"), size)
         except ValueError as exc:
-            extra = {"Content-Range": f"bytes */{size}"}
+            extra = {"Content-Range": f"bytes */{size}", "ETag": etag}
             self._send(416, str(exc).encode(), "text/plain", head, extra)
             return
         start, end = span or (0, size)
         body = b"" if head else storage.read_range(uri, start, end)
-        extra = {"Accept-Ranges": "bytes"}
+        extra = {"Accept-Ranges": "bytes", "ETag": etag}
         if span:
             extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         self._send(206 if span else 200, body, "application/octet-stream", head, extra, end - start)

@@ -286,6 +286,17 @@ def test_server_answers_with_the_outputs_and_their_names(local_map, published):
     )
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(data)}"
     assert get(f"{local_map}/pmtiles/nope.pmtiles")[0] == 404
+
+    # the PMTiles reader sends the ETag back: a tileset replaced meanwhile answers 412 (it then
+    # rereads the header), the same one its range
+    path = published.pmtiles_uri("regions")
+    first = get(f"{local_map}/pmtiles/regions.pmtiles", {"Range": "bytes=0-126"})[1]["ETag"]
+    again = {"Range": "bytes=0-126", "If-Match": first}
+    assert get(f"{local_map}/pmtiles/regions.pmtiles", again)[0] == 206
+    stamp = os.stat(path).st_mtime + 10
+    os.utime(path, (stamp, stamp))  # as a publication's rename replaces it
+    status, headers, _ = get(f"{local_map}/pmtiles/regions.pmtiles", again)
+    assert status == 412 and headers["ETag"] != first
     assert get(f"{local_map}/lib/maplibre-gl.js")[0] == 200  # from web/node_modules
     assert get(f"{local_map}/lib/pmtiles.js")[0] == 200
 
