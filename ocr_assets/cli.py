@@ -7,6 +7,7 @@
     ocr-dagster status                            # which regions and products are stale
     ocr-dagster summary                           # where every output is
     ocr-dagster check-inputs                      # every input of OCR_GRID, checked
+    ocr-dagster map [--port 3100]                 # the published outputs as a local web map
     ocr-dagster deploy plan [--event-name N] [--event-path P]   # what a GitHub event deploys
     ocr-dagster deploy wipe --environment E [--namespace NS]    # delete one namespace's outputs
     ocr-dagster deploy serve code-server|daemon|webserver       # one service of a deployment
@@ -288,12 +289,14 @@ def status() -> int:
 
 def summary() -> None:
     """Print where every output is, with counts and sizes."""
+    from ocr_core.map_server import map_url
     from ocr_core.report import outputs_report
 
     print(outputs_report(_storage(), current_settings().grid))
     print(
         "\nOpen the Dagster UI with `./dev ui` (http://127.0.0.1:3000) to browse lineage, "
-        "metadata, checks and previews."
+        "metadata, checks and previews; see the risk on a map with `./dev map` "
+        f"({map_url()})."
     )
 
 
@@ -359,6 +362,25 @@ def requested_regions(args: argparse.Namespace, grid) -> list[str]:
     for note in notes:
         print(f"note: {note}", file=sys.stderr, flush=True)
     return regions
+
+
+def serve_map(port: int) -> int:
+    """Serve the environment's published outputs as a web map on loopback until Ctrl-C or
+    SIGTERM."""
+    from ocr_core.map_server import describe, make_server
+    from ocr_resources.settings import PROJECT_DIR
+
+    server = make_server(_storage(), PROJECT_DIR / "web", port)
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        print(describe(server), flush=True)
+        server.serve_forever()
+    except (KeyboardInterrupt, Interrupted):
+        print("map server stopped", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+    return 0
 
 
 def deploy_plan(event_name: str | None, event_path: str | None) -> int:
@@ -440,6 +462,12 @@ def deploy_run(args) -> int:
     return run(args.dagster_url, target, chosen, flags)
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-dagster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -478,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
         "check-inputs",
         help="open every input of the grid and check CRS, alignment, variables and values",
     )
+    from ocr_core.map_server import MAP_PORT
+
+    p_map = sub.add_parser("map", help="serve the published outputs as a web map on loopback")
+    p_map.add_argument("--port", type=_port, default=MAP_PORT, help=f"default: {MAP_PORT}")
     p_deploy = sub.add_parser("deploy", help="plan a deployment from a GitHub event, or wipe")
     deploy = p_deploy.add_subparsers(dest="deploy_command", required=True)
     p_plan = deploy.add_parser("plan", help="print what a GitHub event deploys, as JSON")
@@ -552,6 +584,15 @@ def _dispatch(args) -> int:
         return check_inputs()
     if args.command == "status":
         return status()
+    if args.command == "map":
+        from ocr_core.map_server import MapError
+
+        check_roots(write_outputs=False)
+        try:
+            return serve_map(args.port)
+        except MapError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command == "deploy":
         if args.deploy_command == "plan":
             return deploy_plan(args.event_name, args.event_path)

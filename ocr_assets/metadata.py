@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import dagster as dg
 
 
@@ -34,10 +32,9 @@ def flat_metadata(figures: dict, prefix: str = "") -> dict[str, dg.MetadataValue
 
 def histogram_table(histograms: dict[str, list[int]]) -> dg.MetadataValue:
     """The 11 risk-score bins of each scenario as a table with bars, for people."""
-    from ocr_core.schema import RISK_SCORE_BOUNDARIES
+    from ocr_core.schema import risk_score_labels
 
-    edges = (0.0, *RISK_SCORE_BOUNDARIES)
-    labels = ["0"] + [f"({a:g}, {b:g}]" for a, b in itertools.pairwise(edges)]
+    labels = risk_score_labels()
     names = list(histograms)
     top = max((max(h) for h in histograms.values()), default=0) or 1
     rows = [

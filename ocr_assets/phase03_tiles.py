@@ -29,16 +29,26 @@ def _pmtiles_checks(asset: str) -> list[dg.AssetCheckSpec]:
     )
 
 
-def _tiles_result(s: dict, compute: ComputeResource, context, db=None) -> dg.MaterializeResult:
+def _map_link(layer: str) -> dg.MetadataValue:
+    """The local map's view of what the asset published (``ocr-dagster map`` serves it)."""
+    from ocr_core.map_server import map_url
+
+    return dg.MetadataValue.url(map_url(layer))
+
+
+def _tiles_result(
+    s: dict, compute: ComputeResource, context, layer: str, db=None
+) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         check_results=check_results(s.pop("checks")),
-        metadata=_tiles_metadata(s, compute, context, db),
+        metadata=_tiles_metadata(s, compute, context, layer, db),
     )
 
 
-def _tiles_metadata(s: dict, compute: ComputeResource, context, db=None) -> dict:
+def _tiles_metadata(s: dict, compute: ComputeResource, context, layer: str, db=None) -> dict:
     return {
         "dagster/uri": dg.MetadataValue.path(s["path"]),
+        "map": _map_link(layer),
         "bytes": s["bytes"],
         "features": s.get("features", 0),
         "zooms": dg.MetadataValue.json([s.get("min_zoom"), s.get("max_zoom")]),
@@ -72,7 +82,7 @@ def regional_pmtiles(
     s = yield from audited(
         context, compute, build_regional_pmtiles, storage.storage(), tippecanoe.runner(), db
     )
-    yield _tiles_result(s, compute, context, db)
+    yield _tiles_result(s, compute, context, "regions", db)
 
 
 @dg.asset(
@@ -132,7 +142,7 @@ def building_pmtiles(
     s = yield from audited(
         context, compute, build_building_pmtiles, storage.storage(), tippecanoe.runner()
     )
-    yield _tiles_result(s, compute, context)
+    yield _tiles_result(s, compute, context, "buildings")
 
 
 @dg.asset(
@@ -158,7 +168,7 @@ def building_centroid_pmtiles(
     s = yield from audited(
         context, compute, build_centroid_pmtiles, storage.storage(), tippecanoe.runner()
     )
-    yield _tiles_result(s, compute, context)
+    yield _tiles_result(s, compute, context, "centroids")
 
 
 @dg.asset(
@@ -186,6 +196,7 @@ def risk_pyramid(
         check_results=check_results(s.pop("checks")),
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().pyramid_uri),
+            "map": _map_link("raster"),
             "levels": s.get("levels"),
             "summary": dg.MetadataValue.json(s),
             "compute": compute.metadata_for(context),

@@ -10,6 +10,8 @@ occurred). Risk score 0 is RPS exactly 0; score i ≥ 1 is RPS in (b[i-1], b[i]]
 
 from __future__ import annotations
 
+import itertools
+
 VALUE_RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("scott-et-al-2024-30m-4326", "BP"): (0.0, 1.0),
     ("scott-et-al-2024-30m-4326", "CRPS"): (0.0, 100.0),
@@ -28,15 +30,29 @@ MIN_BUILDING_ROWS = 1
 RISK_SCORE_BOUNDARIES = (0.01, 0.02, 0.035, 0.06, 0.1, 0.2, 0.5, 1, 3, 100)
 
 
+def risk_score_labels() -> list[str]:
+    """The 11 risk scores as RPS (%) intervals: "0", then "(a, b]" (tables, the map's legend)."""
+    edges = (0.0, *RISK_SCORE_BOUNDARIES)
+    return ["0"] + [f"({a:g}, {b:g}]" for a, b in itertools.pairwise(edges)]
+
+
+def risk_scores(rps):
+    """The risk score (0..10) of each RPS value; -1 for NaN and values above 100."""
+    import numpy as np
+
+    values = np.asarray(rps, dtype=np.float32)
+    bounds = np.asarray(RISK_SCORE_BOUNDARIES, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        scores = np.searchsorted(bounds, values, side="left") + 1  # first b >= value
+        scores[values == 0] = 0
+        scores[~np.isfinite(values) | (scores > bounds.size)] = -1
+    return scores
+
+
 def risk_score_histogram(rps) -> list[int]:
     """Counts of the 11 risk scores of RPS values (NaN and values above 100 not counted)."""
     import numpy as np
 
-    values = np.asarray(rps, dtype=np.float32)
-    values = values[np.isfinite(values)]
-    bounds = np.asarray(RISK_SCORE_BOUNDARIES, dtype=np.float32)
-    nonzero = values[values != 0]
-    scores = np.searchsorted(bounds, nonzero, side="left") + 1  # first b >= value
-    counts = np.bincount(scores[scores <= bounds.size], minlength=bounds.size + 1)
-    counts[0] = int(values.size - nonzero.size)
+    scores = risk_scores(rps)
+    counts = np.bincount(scores[scores >= 0], minlength=len(RISK_SCORE_BOUNDARIES) + 1)
     return [int(c) for c in counts]

@@ -209,6 +209,17 @@ class Storage:
         with self.filesystem().open(self.fs_path(uri), "rb") as f:
             return f.read()
 
+    def file_version(self, uri: str) -> tuple[int, str]:
+        """Size of the file ``uri`` and a tag that changes when it is replaced (the S3 ETag, the
+        local modification time); FileNotFoundError if there is none."""
+        info = self.filesystem().info(self.fs_path(uri))
+        tag = str(info.get("ETag") or info.get("mtime")).strip('"')
+        return int(info["size"]), f"{info['size']}-{tag}"
+
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the file ``uri``: one ranged GET on S3."""
+        return self.filesystem().cat_file(self.fs_path(uri), start=start, end=end)
+
     def check_reachable(self, writable: bool = True) -> None:
         """Fail fast, before any work, if the root cannot be used: an S3 bucket that cannot be
         listed, a local root that is a file or (``writable``) cannot be written."""

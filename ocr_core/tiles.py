@@ -75,7 +75,7 @@ REGIONAL_FLAGS = (
 # skipped by the summary step), every other level must exist.
 REGION_LEVELS = ("counties", "tracts", "blocks", "states", "nation")
 OPTIONAL_REGION_LEVELS = frozenset({"blocks"})
-# Name columns per level: property "9" = NAME, "10" = STUSPS.
+# Name columns per level (properties "9" NAME and "10" STUSPS of REGION_PROPERTIES).
 REGION_NAME_COLUMNS = {
     "counties": ("NAME",),
     "tracts": (),
@@ -83,7 +83,12 @@ REGION_NAME_COLUMNS = {
     "states": ("NAME", "STUSPS"),
     "nation": ("NAME",),
 }
-_NAME_KEYS = {"NAME": "9", "STUSPS": "10"}
+# Regional property keys are the positions in this tuple ("0" building_count … "10" STUSPS).
+REGION_PROPERTIES = (
+    "building_count", "rps_2011_mean", "rps_2047_mean", "rps_2011_median", "rps_2047_median",
+    "risk_score_2011_hist", "risk_score_2047_hist", "GEOID", "bbox", "NAME", "STUSPS",
+)  # fmt: skip
+TILESETS = ("regions", "buildings", "building_centroids")
 
 EXPORT_BATCH_ROWS = 100_000
 OUTPUT_TAIL_LINES = 200
@@ -192,6 +197,17 @@ class Tippecanoe:
 
 
 # --- PMTiles helpers -------------------------------------------------------------------------
+def property_names() -> dict[str, dict[str, str]]:
+    """The numeric property keys of each tileset and the column each one holds (for readers
+    such as the map, which shows the real names)."""
+    names = {
+        "regions": REGION_PROPERTIES,
+        "buildings": BUILDING_PROPERTIES,
+        "building_centroids": CENTROID_PROPERTIES,
+    }
+    return {tileset: {str(i): c for i, c in enumerate(cols)} for tileset, cols in names.items()}
+
+
 def pmtiles_info(path: str | os.PathLike) -> dict:
     """Zooms, bounds, layers and feature counts of a local .pmtiles (header and metadata)."""
     from pmtiles.reader import MmapSource, Reader
@@ -436,18 +452,15 @@ def build_centroid_pmtiles(storage: Storage, tippecanoe: Tippecanoe, log=None) -
 def regional_features_sql(level: str, source: str) -> str:
     """GeoJSON feature rows of one summary level (the same query for every level; only the
     name columns differ)."""
-    props = [
-        "'0': building_count",
-        f"'1': {_finite('rps_2011_mean')}",
-        f"'2': {_finite('rps_2047_mean')}",
-        f"'3': {_finite('rps_2011_median')}",
-        f"'4': {_finite('rps_2047_median')}",
-        f"'5': list_transform(risk_score_2011_hist, x -> {_finite('x')})",
-        f"'6': list_transform(risk_score_2047_hist, x -> {_finite('x')})",
-        "'7': GEOID",
-        "'8': [ST_XMin(geometry), ST_YMin(geometry), ST_XMax(geometry), ST_YMax(geometry)]",
-        *(f"'{_NAME_KEYS[c]}': {c}" for c in REGION_NAME_COLUMNS[level]),
-    ]
+    values = {
+        "building_count": "building_count",
+        **{c: _finite(c) for c in REGION_PROPERTIES[1:5]},
+        **{c: f"list_transform({c}, x -> {_finite('x')})" for c in REGION_PROPERTIES[5:7]},
+        "GEOID": "GEOID",
+        "bbox": "[ST_XMin(geometry), ST_YMin(geometry), ST_XMax(geometry), ST_YMax(geometry)]",
+        **{c: c for c in REGION_NAME_COLUMNS[level]},
+    }
+    props = [f"'{REGION_PROPERTIES.index(c)}': {expr}" for c, expr in values.items()]
     return f"""
         SELECT 'Feature' AS type, {{{", ".join(props)}}} AS properties,
                ST_AsGeoJSON(geometry) AS geometry

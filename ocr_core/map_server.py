@@ -1,0 +1,415 @@
+"""A local web map of one namespace's published outputs (``ocr-dagster map``, ``./dev map``).
+
+Pure module (no Dagster), standard library HTTP server. Everything it reads goes through
+``Storage``, so a local root and an ``s3://`` root are served alike:
+
+    /                          the page (web/index.html, web/map.js, web/map.css)
+    /lib/…                     MapLibre GL JS and the PMTiles decoder from web/node_modules
+    /config.json               what is published, the tiles' property names, the risk bins
+    /pmtiles/{name}.pmtiles    the three tilesets, with HTTP range requests (the PMTiles reader
+                               asks for byte ranges)
+    /pyramid.json              the pyramid's levels, bounds and zooms
+    /pyramid/{var}/{z}/{x}/{y}.png   the pyramid as Web Mercator tiles, coloured by risk score
+
+The pyramid is on the EPSG:4326 grid of the risk raster (``ocr_core.pyramid``): a raster tile
+is drawn by taking, for each of its pixels, the latitude of the pixel's centre through the
+inverse Mercator projection and the longitude linearly, and looking that point up (nearest) in
+the level whose pixel is the largest not coarser than the tile's. On S3 the pyramid is a
+versioned folder: the server follows its ``CURRENT`` pointer, checked again every few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from ocr_core.storage import Storage
+
+log = logging.getLogger(__name__)
+
+MAP_PORT = 3100  # ocr-dagster map's default port, and the port of the links in Dagster
+LOOPBACK = "127.0.0.1"
+TILE_SIZE = 256
+POINTER_TTL_S = 5.0  # how long the pyramid's resolved version is trusted before a new look
+# One colour per risk score 0..10 (score 0, RPS exactly 0, is drawn grey on buildings and
+# regions and left transparent on the raster).
+RISK_COLOURS = (
+    "#d9d9d9", "#fff3b0", "#fee391", "#fec44f", "#fe9929", "#f46d43",
+    "#e34a33", "#d7301f", "#b30000", "#7f0000", "#4a0033",
+)  # fmt: skip
+PYRAMID_CRS = "EPSG:4326"
+
+# Files of the page, and of the libraries npm installed (web/package-lock.json).
+PAGE_FILES = {
+    "/": "index.html",
+    "/map.js": "map.js",
+    "/map.css": "map.css",
+    "/lib/maplibre-gl.js": "node_modules/maplibre-gl/dist/maplibre-gl.js",
+    "/lib/maplibre-gl.css": "node_modules/maplibre-gl/dist/maplibre-gl.css",
+    "/lib/pmtiles.js": "node_modules/pmtiles/dist/pmtiles.js",
+}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+_PMTILES_PATH = re.compile(r"^/pmtiles/([a-z_]+)\.pmtiles$")
+_RASTER_PATH = re.compile(r"^/pyramid/([a-z0-9_]+)/(\d+)/(\d+)/(\d+)\.png$")
+
+
+class MapError(RuntimeError):
+    """The map cannot be served (the libraries are missing, the port is taken)."""
+
+
+def map_url(layer: str | None = None, port: int = MAP_PORT) -> str:
+    """The map, or its view of one layer (``regions``, ``buildings``, ``centroids``,
+    ``raster``)."""
+    return f"http://{LOOPBACK}:{port}/" + (f"#layer={layer}" if layer else "")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) of a single ``Range: bytes=…`` header; None without one;
+    ValueError if it cannot be satisfied or is not a single byte range."""
+    if not header:
+        return None
+    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    if not m or not (m.group(1) or m.group(2)):
+        raise ValueError(f"unsupported range {header!r}")
+    first, last = m.groups()
+    if not first:  # the last n bytes
+        start, end = max(0, size - int(last)), size
+    else:
+        start, end = int(first), min(size, int(last) + 1) if last else size
+    if start >= size or start >= end:
+        raise ValueError(f"range {header!r} outside a file of {size} bytes")
+    return start, end
+
+
+# --- the raster pyramid as map tiles -----------------------------------------------------------
+def tile_centres(z: int, x: int, y: int, size: int = TILE_SIZE):
+    """Longitudes (columns) and latitudes (rows, north first) of the pixel centres of the Web
+    Mercator tile z/x/y."""
+    import numpy as np
+
+    n = 2.0**z
+    k = (np.arange(size) + 0.5) / size
+    lon = (x + k) / n * 360.0 - 180.0
+    lat = np.degrees(np.arctan(np.sinh(np.pi * (1.0 - 2.0 * (y + k) / n))))
+    return lon, lat
+
+
+def colour_table():
+    """RGBA per risk score, index -1 (no value) last; score 0 transparent (see RISK_COLOURS)."""
+    import numpy as np
+
+    rgba = [(*bytes.fromhex(c[1:]), 255) for c in RISK_COLOURS]
+    rgba[0] = (0, 0, 0, 0)
+    return np.array([*rgba, (0, 0, 0, 0)], dtype=np.uint8)
+
+
+def encode_png(rgba) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Level:
+    """One pyramid level: its pixel-centre grid (regular in degrees) and its arrays."""
+
+    lat0: float
+    dlat: float
+    lon0: float
+    dlon: float
+    shape: tuple[int, int]
+    arrays: dict
+
+    def indices(self, lat, lon):
+        import numpy as np
+
+        i = np.floor((lat - self.lat0) / self.dlat + 0.5).astype(np.int64)
+        j = np.floor((lon - self.lon0) / self.dlon + 0.5).astype(np.int64)
+        return i, j
+
+
+class Pyramid:
+    """The published pyramid, read level by level, window by window (never a whole level)."""
+
+    def __init__(self, group, location: str):
+        crs = group.attrs.get("proj:code")
+        if crs != PYRAMID_CRS:
+            raise MapError(f"the pyramid at {location} is in {crs!r}; the map reads {PYRAMID_CRS}")
+        self.location = location
+        layout = group.attrs["multiscales"]["layout"]
+        self.levels: list[Level] = []
+        for entry in layout:
+            g = group[entry["asset"]]
+            lat, lon = g["latitude"][:], g["longitude"][:]
+            arrays = {name: arr for name, arr in g.arrays() if arr.ndim == 2}
+            self.levels.append(
+                Level(
+                    lat0=float(lat[0]),
+                    dlat=float((lat[-1] - lat[0]) / max(1, lat.size - 1)),
+                    lon0=float(lon[0]),
+                    dlon=float((lon[-1] - lon[0]) / max(1, lon.size - 1)),
+                    shape=(int(lat.size), int(lon.size)),
+                    arrays=arrays,
+                )
+            )
+        self.variables = sorted(self.levels[0].arrays)
+        self.colours = colour_table()
+
+    def info(self) -> dict:
+        top = self.levels[0]
+        lats = (top.lat0 - top.dlat / 2, top.lat0 + (top.shape[0] - 0.5) * top.dlat)
+        lons = (top.lon0 - top.dlon / 2, top.lon0 + (top.shape[1] - 0.5) * top.dlon)
+        return {
+            "location": self.location,
+            "crs": PYRAMID_CRS,
+            "variables": self.variables,
+            "bounds": [min(lons), min(lats), max(lons), max(lats)],
+            "levels": [{"shape": list(lv.shape), "pixel_deg": abs(lv.dlon)} for lv in self.levels],
+            "maxzoom": max(0, math.ceil(math.log2(360.0 / (TILE_SIZE * abs(top.dlon))))),
+            "tiles": "/pyramid/{variable}/{z}/{x}/{y}.png",
+        }
+
+    def level_for(self, z: int) -> int:
+        """The coarsest level whose pixels are no larger than the tile's at zoom z."""
+        tile_px = 360.0 / (TILE_SIZE * 2.0**z)
+        fine_enough = [k for k, lv in enumerate(self.levels) if abs(lv.dlon) <= tile_px * 1.0001]
+        return fine_enough[-1] if fine_enough else 0
+
+    def render(self, variable: str, z: int, x: int, y: int) -> bytes:
+        """The PNG of tile z/x/y of ``variable``, transparent where there is no risk."""
+        import numpy as np
+
+        from ocr_core.schema import risk_scores
+
+        level = self.levels[self.level_for(z)]
+        lon, lat = tile_centres(z, x, y)
+        i, j = level.indices(lat, lon)
+        rows = np.flatnonzero((i >= 0) & (i < level.shape[0]))
+        cols = np.flatnonzero((j >= 0) & (j < level.shape[1]))
+        scores = np.full((TILE_SIZE, TILE_SIZE), -1, dtype=np.int64)
+        if rows.size and cols.size:
+            i0, i1, j0, j1 = i[rows].min(), i[rows].max(), j[cols].min(), j[cols].max()
+            window = np.asarray(level.arrays[variable][i0 : i1 + 1, j0 : j1 + 1])
+            values = window[np.ix_(i[rows] - i0, j[cols] - j0)]
+            scores[np.ix_(rows, cols)] = risk_scores(values)
+        return encode_png(self.colours[scores])
+
+
+def open_pyramid(storage: Storage) -> Pyramid | None:
+    """The pyramid readers see now (on S3: the version ``CURRENT`` names), None if none is
+    published."""
+    import zarr
+    import zarr.storage
+
+    location = storage.current_dir(storage.pyramid_uri)
+    if not storage.exists(f"{location}/zarr.json"):
+        return None
+    if storage.is_s3:
+        store = zarr.storage.FsspecStore.from_url(
+            location, storage_options=storage.s3_options(), read_only=True
+        )
+    else:
+        store = zarr.storage.LocalStore(location, read_only=True)
+    return Pyramid(zarr.open_group(store, mode="r", zarr_format=3), location)
+
+
+# --- the server ---------------------------------------------------------------------------------
+class MapApp:
+    """What the server answers, for one storage namespace and one folder of web files."""
+
+    def __init__(self, storage: Storage, web_dir: Path):
+        self.storage = storage
+        self.web_dir = Path(web_dir)
+        missing = [p for p in PAGE_FILES.values() if not (self.web_dir / p).is_file()]
+        if missing:
+            raise MapError(
+                f"the map's files are missing in {self.web_dir}: {', '.join(missing)}; run "
+                "./dev setup (it runs npm ci in web/)"
+            )
+        self._lock = threading.Lock()
+        self._pyramid: tuple[float, str | None, Pyramid | None] | None = None
+
+    def pyramid(self) -> Pyramid | None:
+        """The published pyramid, reopened when it changed: a new version on S3, a new folder
+        swapped in locally (checked every few seconds)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._pyramid and now - self._pyramid[0] < POINTER_TTL_S:
+                return self._pyramid[2]
+            location = self.storage.current_dir(self.storage.pyramid_uri)
+            try:
+                marker = f"{location} {self.storage.file_version(f'{location}/zarr.json')[1]}"
+            except FileNotFoundError:
+                marker = None
+            if self._pyramid and self._pyramid[1] == marker:
+                pyramid = self._pyramid[2]
+            else:
+                pyramid = open_pyramid(self.storage) if marker else None
+            self._pyramid = (now, marker, pyramid)
+            return pyramid
+
+    def tilesets(self) -> dict[str, str]:
+        """The published tilesets and their URLs on this server."""
+        from ocr_core.tiles import TILESETS
+
+        return {
+            name: f"/pmtiles/{name}.pmtiles"
+            for name in TILESETS
+            if self.storage.exists(self.storage.pmtiles_uri(name))
+        }
+
+    def config(self) -> dict:
+        from ocr_core.schema import RISK_SCORE_BOUNDARIES, risk_score_labels
+        from ocr_core.tiles import REGION_LEVELS, property_names
+
+        pyramid = self.pyramid()
+        return {
+            "root": self.storage.root,
+            "namespace": self.storage.namespace,
+            "risk_score_boundaries": list(RISK_SCORE_BOUNDARIES),
+            "risk_score_labels": risk_score_labels(),
+            "risk_colours": list(RISK_COLOURS),
+            "properties": property_names(),
+            "region_levels": list(REGION_LEVELS),
+            "tilesets": self.tilesets(),
+            "pyramid": pyramid.info() if pyramid else None,
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the tiles come as many small range requests
+    server: _Server
+
+    def log_message(self, format, *args):
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_HEAD(self):
+        self._answer(head=True)
+
+    def do_GET(self):
+        self._answer(head=False)
+
+    def _answer(self, head: bool) -> None:
+        app = self.server.app
+        path = self.path.split("?", 1)[0]
+        try:
+            if path in PAGE_FILES:
+                file = app.web_dir / PAGE_FILES[path]
+                self._send(200, file.read_bytes(), CONTENT_TYPES[file.suffix], head)
+            elif path == "/config.json":
+                self._json(app.config(), head)
+            elif path == "/pyramid.json":
+                pyramid = app.pyramid()
+                if pyramid is None:
+                    self._send(404, b"no pyramid is published", "text/plain", head)
+                else:
+                    self._json(pyramid.info(), head)
+            elif m := _PMTILES_PATH.match(path):
+                self._pmtiles(m.group(1), head)
+            elif m := _RASTER_PATH.match(path):
+                self._raster(m.group(1), *map(int, m.groups()[1:]), head=head)
+            else:
+                self._send(404, b"not found", "text/plain", head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as exc:  # the page shows what failed, the server goes on
+            log.exception("%s failed", path)
+            self._send(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain", head)
+
+    def _pmtiles(self, name: str, head: bool) -> None:
+        from ocr_core.tiles import TILESETS
+
+        storage = self.server.app.storage
+        uri = storage.pmtiles_uri(name)
+        version = None
+        if name in TILESETS:
+            with contextlib.suppress(FileNotFoundError):
+                version = storage.file_version(uri)
+        if version is None:
+            self._send(404, f"{name}.pmtiles is not published".encode(), "text/plain", head)
+            return
+        size, etag = version[0], f'"{version[1]}"'
+        if self.headers.get("If-Match") not in (None, "*", etag):  # republished meanwhile:
+            self._send(412, b"the tileset changed", "text/plain", head, {"ETag": etag})
+            return  # the PMTiles reader then starts again from the new header
+        try:
+            span = byte_range(self.headers.get("Range"), size)
+        except ValueError as exc:
+            extra = {"Content-Range": f"bytes */{size}", "ETag": etag}
+            self._send(416, str(exc).encode(), "text/plain", head, extra)
+            return
+        start, end = span or (0, size)
+        body = b"" if head else storage.read_range(uri, start, end)
+        extra = {"Accept-Ranges": "bytes", "ETag": etag}
+        if span:
+            extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        self._send(206 if span else 200, body, "application/octet-stream", head, extra, end - start)
+
+    def _raster(self, variable: str, z: int, x: int, y: int, head: bool) -> None:
+        pyramid = self.server.app.pyramid()
+        inside = z <= 30 and 0 <= x < 2**z and 0 <= y < 2**z
+        if pyramid is None or variable not in pyramid.variables or not inside:
+            self._send(404, b"no such pyramid tile", "text/plain", head)
+            return
+        self._send(200, pyramid.render(variable, z, x, y), "image/png", head)
+
+    def _json(self, doc: dict, head: bool) -> None:
+        self._send(200, json.dumps(doc).encode(), "application/json", head)
+
+    def _send(self, status, body, ctype, head, extra=None, length=None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.send_header("Cache-Control", "no-cache")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: MapApp
+
+
+def make_server(
+    storage: Storage, web_dir: Path, port: int = MAP_PORT, host: str = LOOPBACK
+) -> ThreadingHTTPServer:
+    """A server of the map on ``host:port`` (not started: call ``serve_forever``)."""
+    app = MapApp(storage, web_dir)
+    try:
+        server = _Server((host, port), _Handler)
+    except OSError as exc:
+        raise MapError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port"
+        ) from exc
+    server.app = app
+    return server
+
+
+def describe(server: ThreadingHTTPServer) -> str:
+    """One line: where the map is and what it shows."""
+    app: MapApp = server.app  # type: ignore[attr-defined]
+    host, port = server.server_address[:2]
+    tilesets = ", ".join(app.tilesets()) or "no tiles (run ./dev demo first)"
+    pyramid = "the pyramid" if app.pyramid() else "no pyramid"
+    return (
+        f"Map of {app.storage.root} ({app.storage.namespace}) on http://{host}:{port}/ — "
+        f"{tilesets}; {pyramid}. Ctrl-C stops it."
+    )
