@@ -49,20 +49,6 @@ def _defs():
     return build_defs(current_settings())
 
 
-def _storage():
-    from ocr_core.storage import Storage
-
-    s = current_settings()
-    return Storage(
-        s.storage_root,
-        s.environment,
-        s.version,
-        s.s3_endpoint_url,
-        s.s3_region,
-        pull_request=s.pull_request,
-    )
-
-
 def _input_storage():
     from ocr_core.storage import Storage
 
@@ -78,7 +64,7 @@ def _input_storage():
 def check_roots(write_outputs: bool = True, write_inputs: bool = False) -> None:
     """The roots usable before anything is submitted (StorageError: one line naming the
     variable); the S3 input root is left to the steps that read it."""
-    _storage().check_reachable(writable=write_outputs)
+    current_settings().storage().check_reachable(writable=write_outputs)
     inputs = _input_storage()
     if not inputs.is_s3:
         inputs.check_reachable(writable=write_inputs)
@@ -292,7 +278,7 @@ def summary() -> None:
     from ocr_core.map_server import map_url
     from ocr_core.report import outputs_report
 
-    print(outputs_report(_storage(), current_settings().grid))
+    print(outputs_report(current_settings().storage(), current_settings().grid))
     print(
         "\nOpen the Dagster UI with `./dev ui` (http://127.0.0.1:3000) to browse lineage, "
         "metadata, checks and previews; see the risk on a map with `./dev map` "
@@ -370,7 +356,7 @@ def serve_map(port: int) -> int:
     from ocr_core.map_server import describe, make_server
     from ocr_resources.settings import PROJECT_DIR
 
-    server = make_server(_storage(), PROJECT_DIR / "web", port)
+    server = make_server(current_settings().storage(), PROJECT_DIR / "web", port)
     previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
         print(describe(server), flush=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
+from ocr_core.errors import first_line
 from ocr_resources.settings import PROJECT_DIR
 
 WORKSPACE = PROJECT_DIR / "workspace.yaml"
@@ -238,7 +239,7 @@ def failure_lines(instance, run_id: str) -> list[str]:
             cause = data.user_failure_data.description
         else:
             cause = _root_cause(data.error) if data.error else "failed"
-        lines.append(f"{event.step_key}{where}: {_first_line(cause)}")
+        lines.append(f"{event.step_key}{where}: {first_line(cause)}")
     for record in instance.get_records_for_run(
         run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
     ).records:
@@ -246,7 +247,7 @@ def failure_lines(instance, run_id: str) -> list[str]:
         if not data.passed:
             lines.append(
                 f"check {data.check_name} of {data.asset_key.to_user_string()} failed: "
-                f"{_first_line(data.description or '')}"
+                f"{first_line(data.description or '')}"
             )
     if lines:
         return lines
@@ -257,7 +258,7 @@ def failure_lines(instance, run_id: str) -> list[str]:
         run_id, of_type={DagsterEventType.RUN_FAILURE, DagsterEventType.ENGINE_EVENT}
     ).records:
         event = record.event_log_entry.dagster_event
-        message = _first_line(event.message or record.event_log_entry.user_message or "")
+        message = first_line(event.message or record.event_log_entry.user_message or "")
         if event.event_type == DagsterEventType.RUN_FAILURE:
             reason = reason or message
         elif any(word in message for word in DEATH_WORDS):
@@ -272,10 +273,6 @@ def _root_cause(error) -> str:
     while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     return error.message
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.strip().splitlines() if line.strip()), text)
 
 
 class Progress:
@@ -385,7 +382,7 @@ def follow_backfill(
         else:
             _record(instance, outcome, rid, run)
     if backfill.failure_count and backfill.error:
-        outcome.failed["backfill"] = _first_line(backfill.error.message)
+        outcome.failed["backfill"] = first_line(backfill.error.message)
     return outcome
 
 

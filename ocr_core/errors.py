@@ -104,3 +104,8 @@ def summary(exc: BaseException, limit: int = 500) -> str:
     first = next((line for line in lines if line), "")
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of a message (a traceback's or a log event's), stripped."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), str(text))

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ocr_core.errors import first_line
 from ocr_core.fan_ins import FAN_INS
 from ocr_deploy.graphql import DeployError, GraphQL
 from ocr_deploy.instance import LOCATION_NAME
@@ -179,7 +180,7 @@ def check_location(client: GraphQL, target: Target) -> dict[str, str]:
     if location.get("__typename") != "RepositoryLocation":
         raise DeployError(
             f"code location {LOCATION_NAME!r} of {client.url} does not load: "
-            f"{_first_line(location.get('message', entry['loadStatus']))}: see its code server"
+            f"{first_line(location.get('message', entry['loadStatus']))}: see its code server"
         )
     repository = next(r for r in location["repositories"] if r["name"] == REPOSITORY)
     job = next((j for j in repository["jobs"] if j["name"] == FACTS_JOB), {})
@@ -263,7 +264,7 @@ def launch(client: GraphQL, namespace: str, regions: Sequence[str], assets: Sequ
     result = client(LAUNCH, {"params": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         detail = result.get("message") or result.get("invalidStepKey") or result["__typename"]
-        raise DeployError(f"the deploy's backfill was not launched: {_first_line(detail)}")
+        raise DeployError(f"the deploy's backfill was not launched: {first_line(detail)}")
     return result["backfillId"]
 
 
@@ -314,16 +315,12 @@ def failure_lines(client: GraphQL, runs: Sequence[dict]) -> list[str]:
         for event in steps:
             error = event.get("error") or {}
             cause = (error.get("cause") or {}).get("message") or error.get("message") or "?"
-            lines.append(f"FAILED {event['stepKey']}{subject}: {_first_line(cause)}")
+            lines.append(f"FAILED {event['stepKey']}{subject}: {first_line(cause)}")
         if not steps:
             run_failure = next((e for e in events if e["__typename"] == "RunFailureEvent"), {})
             message = run_failure.get("message") or run["status"].lower()
-            lines.append(f"FAILED run {run['runId'][:8]}{subject}: {_first_line(message)}")
+            lines.append(f"FAILED run {run['runId'][:8]}{subject}: {first_line(message)}")
     return lines
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), str(text))
 
 
 class _Interrupted(Exception):
@@ -381,7 +378,8 @@ def deploy_run(
                 f"regions {', '.join(unknown)} are not partitions of the deployment at {url}"
             )
         chosen = list(regions)
-    assets = [*REGION_ASSETS, *products(flags)] if chosen else products(flags)
+    built = products(flags)
+    assets = [*REGION_ASSETS, *built] if chosen else built
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted)}
     backfill_id = None
     try:
@@ -392,7 +390,7 @@ def deploy_run(
             raise DeployError(_busy_message(client, target, first[0]))
         echo(
             f"deploy of {target.namespace}: backfill {backfill_id} of {len(chosen)} regions and "
-            f"{len(products(flags))} products, {client.url}/runs/b/{backfill_id}"
+            f"{len(built)} products, {client.url}/runs/b/{backfill_id}"
         )
         followed = _follow(client, backfill_id, len(chosen), Progress(stream), poll_s)
     except (KeyboardInterrupt, _Interrupted) as exc:

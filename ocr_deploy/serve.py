@@ -118,7 +118,6 @@ def serve(service: str) -> None:
         raise ValueError(f"unknown service {service!r}: use one of {', '.join(SERVICES)}")
     settings, deployment, environ = prepare(dict(os.environ))
     home = write_instance(settings, deployment)
-    os.environ["DAGSTER_HOME"] = str(home)
     create_schema(deployment, environ)
     if service != "code-server":
         wait_for_code_server(deployment)

@@ -65,6 +65,34 @@ class SettingsError(ValueError):
     """A configuration value that cannot work; the message names the variable and the fix."""
 
 
+class _Variables:
+    """Reads variables: blank is unset; a value not of its kind is a SettingsError naming it."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value.strip() if value and value.strip() else None
+
+    def whole(self, name: str, default: int | None) -> int | None:
+        value = self.text(name)
+        try:
+            return int(value) if value is not None else default
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a whole number") from None
+
+    def switch(self, name: str) -> bool | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={value!r} is not a switch: use 1 or 0")
+
+
 @dataclass(frozen=True)
 class Settings:
     environment: str = "qa"
@@ -166,29 +194,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = with_env_file(os.environ if environ is None else environ)
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value.strip() if value and value.strip() else None
-
-        def whole(name: str, default: int | None) -> int | None:
-            value = get(name)
-            try:
-                return int(value) if value is not None else default
-            except ValueError:
-                raise SettingsError(f"{name}={value!r} is not a whole number") from None
-
-        def switch(name: str) -> bool | None:
-            value = get(name)
-            if value is None:
-                return None
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise SettingsError(f"{name}={value!r} is not a switch: use 1 or 0")
-
+        variables = _Variables(with_env_file(os.environ if environ is None else environ))
+        get, whole, switch = variables.text, variables.whole, variables.switch
         root = get("OCR_STORAGE_ROOT")
         environment = get("OCR_ENVIRONMENT") or "qa"
         if get("OCR_FAULTS") and environment in ("staging", "production"):
@@ -297,45 +304,33 @@ class Deployment:
 
     @classmethod
     def from_env(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> Deployment:
-        env = with_env_file(os.environ if environ is None else environ)
-
-        def get(name: str, default: str) -> str:
-            value = (env.get(name) or "").strip()
-            return value or default
-
-        def whole(name: str, default: int) -> int:
-            value = get(name, str(default))
-            try:
-                return int(value)
-            except ValueError:
-                raise SettingsError(f"{name}={value!r} is not a whole number") from None
-
+        v = _Variables(with_env_file(os.environ if environ is None else environ))
         environment = settings.environment
-        storage = get("OCR_DAGSTER_STORAGE", "sqlite")
+        storage = v.text("OCR_DAGSTER_STORAGE") or cls.storage
         if storage not in ("sqlite", "postgres"):
             raise SettingsError(
                 f"OCR_DAGSTER_STORAGE={storage!r} is not an instance storage: use sqlite or "
                 "postgres"
             )
-        if storage == "postgres" and not (env.get(cls.PASSWORD_VARIABLE) or "").strip():
+        if storage == "postgres" and not v.text(cls.PASSWORD_VARIABLE):
             raise SettingsError(
                 f"OCR_DAGSTER_STORAGE=postgres needs {cls.PASSWORD_VARIABLE} in the environment "
                 "(the database password; never in a file)"
             )
-        home = Path(get("OCR_DAGSTER_HOME", str(Path.home() / ".ocr-dagster" / environment)))
+        home = Path(v.text("OCR_DAGSTER_HOME") or Path.home() / ".ocr-dagster" / environment)
         deployment = cls(
             home=home.expanduser().resolve(),
             storage=storage,
-            pg_host=get("OCR_DAGSTER_PG_HOST", "localhost"),
-            pg_port=whole("OCR_DAGSTER_PG_PORT", 5432),
-            pg_user=get("OCR_DAGSTER_PG_USER", "ocr_dagster"),
-            pg_db=get("OCR_DAGSTER_PG_DB", f"ocr_{environment}"),
-            log_bucket=(env.get("OCR_DAGSTER_LOG_BUCKET") or "").strip() or None,
-            log_prefix=get("OCR_DAGSTER_LOG_PREFIX", f"dagster/{environment}/compute-logs"),
-            max_runs=whole("OCR_DAGSTER_MAX_RUNS", 4),
-            host=get("OCR_DAGSTER_HOST", "127.0.0.1"),
-            port=whole("OCR_DAGSTER_PORT", 3000),
-            code_port=whole("OCR_DAGSTER_CODE_PORT", 4000),
+            pg_host=v.text("OCR_DAGSTER_PG_HOST") or cls.pg_host,
+            pg_port=v.whole("OCR_DAGSTER_PG_PORT", cls.pg_port),
+            pg_user=v.text("OCR_DAGSTER_PG_USER") or cls.pg_user,
+            pg_db=v.text("OCR_DAGSTER_PG_DB") or f"ocr_{environment}",
+            log_bucket=v.text("OCR_DAGSTER_LOG_BUCKET"),
+            log_prefix=v.text("OCR_DAGSTER_LOG_PREFIX") or f"dagster/{environment}/compute-logs",
+            max_runs=v.whole("OCR_DAGSTER_MAX_RUNS", cls.max_runs),
+            host=v.text("OCR_DAGSTER_HOST") or cls.host,
+            port=v.whole("OCR_DAGSTER_PORT", cls.port),
+            code_port=v.whole("OCR_DAGSTER_CODE_PORT", cls.code_port),
         )
         if deployment.max_runs < 1:
             raise SettingsError("OCR_DAGSTER_MAX_RUNS must be 1 or more")

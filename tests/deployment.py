@@ -4,9 +4,6 @@ session; stopped by process group at the end."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from processes import stop_group
 
 from ocr_deploy.graphql import DeployError, GraphQL
 
@@ -29,12 +28,6 @@ query Health {
   instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } }
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -74,12 +67,7 @@ class Deployment:
         proc = self.procs.pop(service, None)
         if proc is None or proc.poll() is not None:
             return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
     def check_alive(self) -> None:
         for service, proc in self.procs.items():

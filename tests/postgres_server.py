@@ -8,7 +8,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from processes import free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -73,12 +74,6 @@ class Postgres:
             connection.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
 def _as_owner(command: list[str], owner: str | None) -> list[str]:
     # The server refuses to run as root: as root, run it as the package's postgres user.
     return ["runuser", "-u", owner, "--", *command] if owner else command
@@ -99,7 +94,7 @@ def postgres_running(
         ids = pwd.getpwnam(owner)
         os.chown(base, ids.pw_uid, ids.pw_gid)
         os.chown(pwfile, ids.pw_uid, ids.pw_gid)
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         _as_owner(
             [

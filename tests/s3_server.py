@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from processes import free_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -26,12 +27,6 @@ FAKE_AWS_ENV = {
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 def _moto_command(port: int) -> list[str]:
@@ -59,7 +54,7 @@ def _wait_until_answers(url: str, proc: subprocess.Popen, timeout: float = 30.0)
 def s3_server_running() -> Iterator[str]:
     """Start the server; yield its endpoint URL with fake AWS credentials (and loopback out of
     any proxy) in the environment; stop it by process id and restore the environment."""
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://{LOOPBACK}:{port}"
     saved = dict(os.environ)
     os.environ.update(FAKE_AWS_ENV)

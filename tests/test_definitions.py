@@ -2,8 +2,6 @@
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+from processes import free_port, stop_group
 
 from ocr_assets.definitions import defs
 from ocr_core.grid import DEMO
@@ -134,12 +133,6 @@ def test_loading_definitions_imports_no_heavy_library():
     assert out == "[]"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _graphql(port: int, query: str) -> dict:
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
@@ -152,7 +145,7 @@ def _graphql(port: int, query: str) -> dict:
 
 def test_webserver_serves_the_graph(tmp_path):
     """The real webserver loads workspace.yaml and shows the partitioned region assets."""
-    port = _free_port()
+    port = free_port()
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
@@ -183,5 +176,4 @@ def test_webserver_serves_the_graph(tmp_path):
         assert nodes["region_risk"]["partitionKeys"] == list(DEMO.valid_region_ids)
         assert {"region_buildings", "scott_2024", "census_polygons"} <= set(nodes)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_group(proc, timeout=30)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from deployment import Deployment, deployment_running, free_port
+from deployment import Deployment, deployment_running
 from postgres_server import postgres_running
+from processes import free_port
 
 from ocr_core.fan_ins import FAN_INS
 from ocr_core.storage import LAYOUT_PREFIXES, TENSOR_PREFIX, VECTOR_PREFIX

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_process import one_error_line, run_cli
+from processes import free_port, stop_group
 
 from ocr_core.map_server import colour_table, map_url
 from ocr_core.schema import RISK_SCORE_BOUNDARIES, risk_scores
@@ -129,12 +129,6 @@ def artifacts() -> Path:
 
 
 # --- the server ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
 def get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
     """Status, headers and body of a GET (an error status is returned, not raised)."""
     req = urllib.request.Request(url, headers=headers or {})
@@ -149,7 +143,7 @@ def get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
 def map_server(root: str, **env: str) -> Iterator[str]:
     """``ocr-dagster map`` on a free loopback port in its own process group, serving ``root``;
     yields its URL, then stops the group by its id."""
-    port = _free_port()
+    port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
     base |= {"PYTHONPATH": str(PROJECT), "PYTHONDONTWRITEBYTECODE": "1", "OCR_STORAGE_ROOT": root}
     log = io.BytesIO()
@@ -178,12 +172,7 @@ def map_server(root: str, **env: str) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, timeout=10)
         proc.stdout.close()
 
 

@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+from processes import free_port, stop_group
 
 from ocr_assets.automation import SENSOR
 from ocr_core import fan_ins
@@ -121,12 +120,6 @@ FAILED_RUN = {"FAILURE", "CANCELED", "CANCELING"}
 FAILED_BACKFILL = {"FAILED", "COMPLETED_FAILED", "CANCELED", "CANCELING", "FAILING"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
 def _tail(path: Path, lines: int = 60) -> str:
     if not path.exists():
         return f"({path} not written)"
@@ -201,22 +194,6 @@ def wait_until(what: str, probe, timeout: float, interval: float = 2.0):
         time.sleep(interval)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a process started in its own session, with everything it started."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    # Run workers and code servers share the group; make sure none outlives the test.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, demo_inputs_root):
     """``dagster-webserver`` and ``dagster-daemon`` on loopback (as ``./dev ui``), on a fresh
@@ -241,7 +218,7 @@ def serving(tmp: Path, demo_inputs_root: Path):
         NO_PROXY=",".join(filter(None, [os.environ.get("NO_PROXY"), LOOPBACK])),
         no_proxy=",".join(filter(None, [os.environ.get("no_proxy"), LOOPBACK])),
     )
-    port = _free_port()
+    port = free_port()
     ui = UI(
         port=port,
         home=home,
@@ -272,7 +249,7 @@ def serving(tmp: Path, demo_inputs_root: Path):
         yield ui
     finally:
         for proc in ui.procs.values():
-            _stop(proc)
+            stop_group(proc, timeout=30)
 
 
 def _wait_until_serving(ui: UI) -> None:
