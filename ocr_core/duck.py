@@ -49,6 +49,11 @@ def spatial_extension_path() -> str:
     return str(path)
 
 
+def sql_literal(value: str) -> str:
+    """A SQL string literal of ``value`` (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def sql_file(uri: str) -> str:
     """SQL literal naming one file for DuckDB's readers, read as that file and never as a
     pattern. Local paths are given as they are (DuckDB opens an existing path as is); an s3://
@@ -56,7 +61,7 @@ def sql_file(uri: str) -> str:
     are escaped."""
     if uri.startswith("s3://"):
         uri = glob.escape(uri)
-    return "'" + uri.replace("'", "''") + "'"
+    return sql_literal(uri)
 
 
 def sql_files(uris: list[str]) -> str:
@@ -65,7 +70,10 @@ def sql_files(uris: list[str]) -> str:
 
 
 def connect(config: DuckDBConfig | None = None, storage: Storage | None = None):
-    """An in-memory connection with spatial loaded, limits applied and S3 registered."""
+    """An in-memory connection with spatial loaded, limits applied and S3 registered.
+
+    DuckDB connections are context managers: use ``with connect(...) as con:`` so the
+    connection (and its spill files) is closed on every path."""
     import duckdb
 
     config = config or DuckDBConfig()
