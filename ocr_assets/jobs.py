@@ -2,14 +2,13 @@
 
 ``process_regions`` is partitioned (one run per region; backfill it for many regions); the
 fan-ins after it are materialized by the daemon's automation (``automation.py``), so the other
-jobs are for reruns by hand: the aggregation and tiles, and the optional steps of the seed
-(--write-regional-stats, --create-pyramid).
+jobs are for reruns by hand: the aggregation and tiles, and the optional analysis files and
+pyramid (``--write-regional-stats``, ``--create-pyramid``).
 """
 
 import dagster as dg
 
 from ocr_assets import inputs, phase02_aggregation, phase03_tiles
-from ocr_assets.partitions import region_partitions
 from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_INPUTS, REGION_RISK
 from ocr_resources.run_coordinator import ENVIRONMENT_TAG, NAMESPACE_TAG
 from ocr_resources.settings import Settings
@@ -49,7 +48,6 @@ def jobs(settings: Settings) -> list:
         dg.define_asset_job(
             "process_regions",
             selection=dg.AssetSelection.assets(REGION_RISK, REGION_BUILDINGS),
-            partitions_def=region_partitions(settings.grid),
             description="Phase 01 for one region partition (backfill it to run many regions).",
             tags=tags,
         ),

@@ -1,7 +1,7 @@
 """Where outputs live and how they are written: the reference's layout, local or S3, atomic writes.
 
 ``Storage`` is a small picklable value, so the same object travels to Dask workers (local or
-Coiled) that write outputs themselves. Layout per environment and version (ocr-pipeline §3.5),
+Coiled) that write outputs themselves. Layout per environment and version (docs/data.md),
 derived in one place so no two settings can collide:
 
     {root}/output/fire-risk/tensor/{env}[/v{ver}]/ocr.icechunk
