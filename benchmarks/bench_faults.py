@@ -23,7 +23,7 @@ def main() -> int:
     from fault_suite import run_suite, table
     from s3_server import s3_server_running
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--kills", type=int, default=10, help="kill trials per kill category")
     parser.add_argument("--seed", type=int, default=10, help="seed of the random kill points")
     args = parser.parse_args()

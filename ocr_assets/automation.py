@@ -11,6 +11,8 @@ for a computed parent to update, not for a missing output or a new input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 SENSOR = "ocr_pipeline_automation"
@@ -30,7 +32,7 @@ def after_upstream(inputs_group: str) -> dg.AutomationCondition:
     ).with_label("after_upstream_done")
 
 
-def with_automation(assets: list, keys: set[dg.AssetKey], inputs_group: str) -> list:
+def with_automation(assets: Sequence, keys: set[dg.AssetKey], inputs_group: str) -> list:
     """``assets`` with the fan-in condition set on the specs whose key is in ``keys``."""
     condition = after_upstream(inputs_group)
     return list(

@@ -26,12 +26,17 @@ def automated_keys(settings: Settings) -> set[dg.AssetKey]:
     return {key for key in keys if optional.get(key, True)}
 
 
+def fan_in_assets() -> list[dg.AssetsDefinition]:
+    """The assets of phases 02 and 03: unpartitioned, each built from all the regions."""
+    loaded = dg.load_assets_from_modules([phase02_aggregation, phase03_tiles])
+    return [asset for asset in loaded if isinstance(asset, dg.AssetsDefinition)]
+
+
 def build_defs(settings: Settings) -> dg.Definitions:
     """Assets partitioned by the settings' grid, fan-ins that follow the regions, jobs tagged
     with its environment, resources pointed at its storage, inputs and compute platform. The
     environment is also the code location's metadata: the run coordinator reads it for runs
     without the tag (the UI's "Materialize", the automation's)."""
-    downstream = dg.load_assets_from_modules([phase02_aggregation, phase03_tiles])
     return dg.Definitions(
         assets=[
             *inputs.input_assets(settings.grid),
@@ -42,7 +47,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 settings.regions_per_run,
                 settings.region_retry_delay_s,
             ),
-            *with_automation(downstream, automated_keys(settings), inputs.GROUP),
+            *with_automation(fan_in_assets(), automated_keys(settings), inputs.GROUP),
         ],
         asset_checks=[
             inputs.input_checks,

@@ -44,8 +44,9 @@ class PipelineStatus:
 
 
 def _resolver(instance, asset_graph):
-    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._core.definitions.temporal_context import TemporalContext
     from dagster._time import get_current_datetime
 
     view = AssetGraphView(

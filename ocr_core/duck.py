@@ -79,7 +79,7 @@ def connect(config: DuckDBConfig | None = None, storage: Storage | None = None):
     config = config or DuckDBConfig()
     temp = config.temp_directory or os.path.join(tempfile.gettempdir(), "ocr-duckdb")
     os.makedirs(temp, exist_ok=True)
-    settings = {
+    settings: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": "false",
         "autoload_known_extensions": "false",
         "memory_limit": config.memory_limit,

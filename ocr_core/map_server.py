@@ -293,7 +293,7 @@ class MapApp:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the tiles come as many small range requests
-    server: _Server
+    server: _Server  # pyright: ignore[reportIncompatibleVariableOverride]  (narrows the base's)
 
     def log_message(self, format, *args):
         log.debug("%s %s", self.address_string(), format % args)

@@ -252,14 +252,14 @@ def _publish_folder_local(st: Stage, path: Path, uri: str) -> None:
 def _abort_multipart(storage: Storage, key: str) -> None:
     """Abort unfinished multipart uploads of ``key`` (a killed upload's invisible leftovers)."""
     bucket, _, name = key.partition("/")
-    client = _s3_client(storage)
+    client = s3_client(storage)
     uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=name).get("Uploads", [])
     for up in uploads:
         if up["Key"] == name:
             client.abort_multipart_upload(Bucket=bucket, Key=name, UploadId=up["UploadId"])
 
 
-def _s3_client(storage: Storage):
+def s3_client(storage: Storage):
     import boto3
 
     return boto3.client("s3", endpoint_url=storage.s3_endpoint_url, region_name=storage.s3_region)
@@ -336,7 +336,7 @@ def prune_versions(storage: Storage, uri: str, keep: set[str]) -> list[str]:
 def delete_keys(storage: Storage, keys: list[str]) -> None:
     """Delete S3 objects by exact key, 1000 a request (fsspec's ``rm`` would read ``[x]`` or
     ``*`` in a key as a pattern)."""
-    client = _s3_client(storage)
+    client = s3_client(storage)
     for start in range(0, len(keys), 1000):
         batch = keys[start : start + 1000]
         bucket = batch[0].split("/", 1)[0]

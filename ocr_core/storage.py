@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, cast
 
 # Semantic Versioning 2.0.0, without a leading "v" (OCR_VERSION, release tags).
 SEMVER_RE = re.compile(
@@ -206,8 +207,7 @@ class Storage:
         return [f"s3://{p}" for p in keep] if self.is_s3 else keep
 
     def read_bytes(self, uri: str) -> bytes:
-        with self.filesystem().open(self.fs_path(uri), "rb") as f:
-            return f.read()
+        return cast(bytes, self.filesystem().cat_file(self.fs_path(uri)))
 
     def file_version(self, uri: str) -> tuple[int, str]:
         """Size of the file ``uri`` and a tag that changes when it is replaced (the S3 ETag, the
@@ -218,7 +218,7 @@ class Storage:
 
     def read_range(self, uri: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of the file ``uri``: one ranged GET on S3."""
-        return self.filesystem().cat_file(self.fs_path(uri), start=start, end=end)
+        return cast(bytes, self.filesystem().cat_file(self.fs_path(uri), start=start, end=end))
 
     def check_reachable(self, writable: bool = True) -> None:
         """Fail fast, before any work, if the root cannot be used: an S3 bucket that cannot be
@@ -289,7 +289,7 @@ class Storage:
         uri = uri or self.icechunk_uri
         if uri.startswith("s3://"):
             bucket, _, prefix = uri[len("s3://") :].partition("/")
-            kwargs = {"bucket": bucket, "prefix": prefix, "region": self.s3_region}
+            kwargs: dict[str, Any] = {"bucket": bucket, "prefix": prefix, "region": self.s3_region}
             if self.s3_endpoint_url:
                 kwargs |= {
                     "endpoint_url": self.s3_endpoint_url,

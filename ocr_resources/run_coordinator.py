@@ -27,7 +27,7 @@ def fan_in_writer(
     asset_names: Iterable[str],
     tags: Mapping[str, str],
     location_environment: str | None,
-    location_name: str,
+    location_name: str | None,
 ) -> str | None:
     """The environment whose fan-ins a run writes (None if it materializes no fan-in): its
     ``ocr/environment`` tag, else its code location's environment, else the location's name."""
@@ -52,14 +52,15 @@ def location_environment(context: SubmitRunContext) -> str | None:
     (``DagsterInstance.submit_run`` admits only runs with a code location.)"""
     origin = context.dagster_run.remote_job_origin
     workspace = context.workspace
-    if not workspace.has_code_location(origin.location_name):
+    if origin is None or not workspace.has_code_location(origin.location_name):
         return None
     location = workspace.get_code_location(origin.location_name)
     repository = origin.repository_origin.repository_name
     if not location.has_repository(repository):
         return None
-    value = location.get_repository(repository).repository_snap.metadata.get(ENVIRONMENT_TAG)
-    return value.value if value is not None else None
+    metadata = location.get_repository(repository).repository_snap.metadata or {}
+    value = metadata.get(ENVIRONMENT_TAG)
+    return str(value.value) if value is not None else None
 
 
 class FanInWriterRunCoordinator(QueuedRunCoordinator):
@@ -71,7 +72,7 @@ class FanInWriterRunCoordinator(QueuedRunCoordinator):
             run_asset_names(self._instance, run),
             run.tags,
             location_environment(context),
-            run.remote_job_origin.location_name,
+            run.remote_job_origin.location_name if run.remote_job_origin else None,
         )
         if writer and run.tags.get(WRITER_TAG) != writer:
             self._instance.add_run_tags(run.run_id, {WRITER_TAG: writer})

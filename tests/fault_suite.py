@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REGIONS = ("y2_x1", "y2_x2", "y2_x3")  # contiguous: one partition range holds them
@@ -139,7 +140,7 @@ def orphans(storage) -> list[str]:
         base = storage.fs_path(uri).rstrip("/")
         keys = fs.find(base) if fs.exists(base) else []
         found += [k for k in keys if k[len(base) + 1 :].split("/", 1)[0] not in keep]
-    client = publish._s3_client(storage)
+    client = publish.s3_client(storage)
     bucket = storage.root[len("s3://") :].split("/", 1)[0]
     found += [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
     return found
@@ -287,6 +288,7 @@ def kill_trials(
     new outputs differ; half at a named point of the publication, half after a random delay
     within the step's clean duration. Then a clean rerun must give the new version exactly and
     leave no orphan."""
+    kwargs: dict[str, Any]
     for i in range(trials):
         step = steps[i % len(steps)]
         region = rng.choice(REGIONS) if step == "region" else None
@@ -358,7 +360,7 @@ def _prepare_step(ws: Workspace, storage, step: str, version: str) -> None:
         shutil.copytree(folder, target)
 
 
-def clean_states(ws: Workspace, make_storage: Callable[[str], object]) -> tuple[dict, dict]:
+def clean_states(ws: Workspace, make_storage: Callable[[str], Any]) -> tuple[dict, dict]:
     """The complete published state of versions A and B, each from clean runs in its own
     root; and the seconds per step (for the random kill delays)."""
     states, seconds = {}, {}
@@ -545,7 +547,7 @@ def idempotency_category(ws: Workspace) -> Category:
             ("consolidation twice", [phase02_aggregation.buildings_geoparquet], None),
         ):
             case = cat.add(Case(cat.name, label))
-            states = []
+            states, successes = [], []
             for _ in range(2):
                 result = dg.materialize(
                     assets,
@@ -555,6 +557,7 @@ def idempotency_category(ws: Workspace) -> Category:
                     raise_on_error=False,
                 )
                 states.append(published(storage))
+                successes.append(result.success)
             clean = published(Storage(str(ws.base / "clean-a")))
             case.lost, case.corrupted = compare(clean, states[-1])
             case.corrupted += sum(1 for k in clean if states[0][k] != states[1][k])
@@ -564,7 +567,7 @@ def idempotency_category(ws: Workspace) -> Category:
                 f"consolidated rows {details['consolidated']['rows']} of {details['region_rows']}"
             )
             case.passed = (
-                result.success and ok and not (case.lost or case.corrupted or case.orphans)
+                all(successes) and ok and not (case.lost or case.corrupted or case.orphans)
             )
     return cat
 
@@ -605,17 +608,78 @@ def _input_mutations() -> dict[str, tuple[str, Callable]]:
     }
 
 
-def bad_input_category(ws: Workspace) -> Category:
-    """Each bad input in a copy of the inputs, run against the fully published root: a failed
-    run with one clear line, not retried, and every published output byte-identical."""
-    import dagster as dg
+BadInput = tuple[str, Callable[[], Path], list, "dict | None"]  # name, prepare, assets, plan
+
+
+def _bad_input_cases(ws: Workspace, fresh_inputs: Callable[[str], Path]) -> list[BadInput]:
+    """Every bad input: a schema violation, a corrupt or shrunk buildings file, a missing
+    dataset, a computed value out of range, a missing census level."""
     import pyarrow.parquet as pq
     from input_edits import rewrite_dataset
     from test_input_validation import BUILDING_CASES
 
     from ocr_assets import phase02_aggregation
     from ocr_core.catalog import spec
-    from ocr_core.process_region import BUILDINGS
+    from ocr_core.schema import BUILDINGS, GEOGRAPHY, WIND_DISTRIBUTION
+
+    def shrink(path: Path) -> None:
+        table = pq.read_table(path)
+        pq.write_table(table.take(list(range(0, table.num_rows, 4))), path)
+
+    def mutated(name: str, dataset: str, mutate) -> Callable[[], Path]:
+        def prepare() -> Path:
+            path = fresh_inputs(name)
+            rewrite_dataset(path, dataset, mutate)
+            return path
+
+        return prepare
+
+    def corrupted(name: str, corrupt) -> Callable[[], Path]:
+        def prepare() -> Path:
+            path = fresh_inputs(name)
+            corrupt(path / spec(BUILDINGS).prefix)
+            return path
+
+        return prepare
+
+    def removed(name: str, dataset: str) -> Callable[[], Path]:
+        def prepare() -> Path:
+            path = fresh_inputs(name)
+            target = path / spec(dataset).prefix
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+            return path
+
+        return prepare
+
+    region_step = [_region_step()]
+    cases: list[BadInput] = [
+        (name, mutated(name, dataset, mutate), region_step, None)
+        for name, (dataset, mutate) in _input_mutations().items()
+    ]
+    building_cases = {**BUILDING_CASES, "buildings_shrunk_to_a_quarter": (shrink, [])}
+    cases += [
+        (name, corrupted(name, corrupt), region_step, None)
+        for name, (corrupt, _) in building_cases.items()
+    ]
+    cases += [
+        ("missing_dataset", removed("missing_dataset", WIND_DISTRIBUTION), region_step, None),
+        ("computed_bp_out_of_range", lambda: ws.inputs["A"], region_step,
+         {"corrupt_regions": {REGIONS[0]: {"bp_2011": 1.5}}}),
+        ("missing_census_counties",
+         removed("missing_census", GEOGRAPHY["counties"].census_dataset),
+         [phase02_aggregation.region_summary_stats], None),
+    ]  # fmt: skip
+    return cases
+
+
+def bad_input_category(ws: Workspace) -> Category:
+    """Each bad input in a copy of the inputs, run against the fully published root: a failed
+    run with one clear line, not retried, and every published output byte-identical."""
+    import dagster as dg
+
     from ocr_core.storage import Storage
 
     cat = Category("bad inputs")
@@ -628,50 +692,8 @@ def bad_input_category(ws: Workspace) -> Category:
         shutil.copytree(ws.inputs["A"], path)
         return path
 
-    def shrink(path: Path) -> None:
-        table = pq.read_table(path)
-        pq.write_table(table.take(list(range(0, table.num_rows, 4))), path)
-
-    cases: list[tuple[str, Callable[[], Path], list, dict | None]] = []
-    for name, (dataset, mutate) in _input_mutations().items():
-
-        def prepare(name=name, dataset=dataset, mutate=mutate) -> Path:
-            path = fresh_inputs(name)
-            rewrite_dataset(path, dataset, mutate)
-            return path
-
-        cases.append((name, prepare, [_region_step()], None))
-    for name, (corrupt, _) in {
-        **BUILDING_CASES,
-        "buildings_shrunk_to_a_quarter": (shrink, []),
-    }.items():
-
-        def prepare(name=name, corrupt=corrupt) -> Path:
-            path = fresh_inputs(name)
-            corrupt(path / spec(BUILDINGS).prefix)
-            return path
-
-        cases.append((name, prepare, [_region_step()], None))
-
-    def missing_dataset() -> Path:
-        path = fresh_inputs("missing_dataset")
-        shutil.rmtree(path / spec("conus404-ffwi-p99-wind-direction-distribution-30m-4326").prefix)
-        return path
-
-    def missing_census() -> Path:
-        path = fresh_inputs("missing_census")
-        (path / spec("us-census-counties").prefix).unlink()
-        return path
-
-    cases += [
-        ("missing_dataset", missing_dataset, [_region_step()], None),
-        ("computed_bp_out_of_range", lambda: ws.inputs["A"], [_region_step()],
-         {"corrupt_regions": {region: {"bp_2011": 1.5}}}),
-        ("missing_census_counties", missing_census, [phase02_aggregation.region_summary_stats],
-         None),
-    ]  # fmt: skip
     with dg.instance_for_test() as instance:
-        for name, prepare, assets, plan in cases:
+        for name, prepare, assets, plan in _bad_input_cases(ws, fresh_inputs):
             case = cat.add(Case(cat.name, name))
             inputs = prepare()
             before = published(storage)
@@ -754,7 +776,7 @@ def _tampered_region_file(ws: Workspace, storage, root: str) -> Case:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ocr_assets import phase02_aggregation, phase03_tiles
+    from ocr_assets.definitions import fan_in_assets
 
     case = Case("bad inputs", "region file with bp_2011 = 1.5")
     path = Path(storage.region_geoparquet_uri(REGIONS[1]))
@@ -767,7 +789,7 @@ def _tampered_region_file(ws: Workspace, storage, root: str) -> Case:
     before = published(storage)
     with dg.instance_for_test() as instance:
         optional = {"region_analysis_files", "risk_pyramid"}
-        fan_ins = dg.load_assets_from_modules([phase02_aggregation, phase03_tiles])
+        fan_ins = fan_in_assets()
         result = dg.materialize(
             [a for a in fan_ins if a.key.to_user_string() not in optional],
             instance=instance,
@@ -852,6 +874,7 @@ def s3_category(
             if ws.step(step, storage.root, "A")[0] != 0:
                 raise RuntimeError(f"{step} on S3 did not finish")
         points = ("publish.upload", "publish.upload", "publish.pointer")
+        kwargs: dict[str, Any]
         for i in range(trials):
             step = ("consolidate", "summary")[i % 2]
             unit = (storage.root, step)

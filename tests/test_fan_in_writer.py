@@ -43,20 +43,20 @@ def test_only_runs_with_a_fan_in_get_a_writer_the_tag_first_then_the_location():
 def test_the_fan_in_names_are_the_unpartitioned_phase_02_03_assets_and_the_jobs_that_build_them(
     tmp_path,
 ):
-    from ocr_assets import phase02_aggregation, phase03_tiles
-    from ocr_assets.definitions import build_defs
+    from ocr_assets.definitions import build_defs, fan_in_assets
     from ocr_resources.settings import Settings
 
-    downstream = dg.load_assets_from_modules([phase02_aggregation, phase03_tiles])
+    downstream = fan_in_assets()
     assert {a.key.to_user_string() for a in downstream} == FAN_INS
     assert all(a.partitions_def is None for a in downstream)
 
     defs = build_defs(Settings(environment="staging"))
     environment = defs.metadata[ENVIRONMENT_TAG].value
     assert environment == "staging"
+    assert isinstance(environment, str)
     writers = {}
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        for job in defs.jobs:
+        for job in defs.jobs or []:
             run = instance.create_run_for_job(defs.resolve_job_def(job.name))
             writers[job.name] = fan_in_writer(
                 run_asset_names(instance, run), run.tags, environment, "ocr"
@@ -87,6 +87,7 @@ def test_the_deployed_instance_keeps_the_coordinator_and_the_writer_limit(tmp_pa
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, FanInWriterRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
+    assert queue is not None
     assert queue.max_concurrent_runs == 16
     limits = {limit["key"]: limit for limit in queue.tag_concurrency_limits}
     assert limits["dagster/backfill"]["limit"] == 16
@@ -126,7 +127,7 @@ def _launch(context, job: str, assets: list[str] | None, tags: dict[str, str]) -
     from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
     from dagster_graphql.test.utils import execute_dagster_graphql
 
-    selector = {
+    selector: dict[str, object] = {
         "repositoryLocationName": LOCATION,
         "repositoryName": "__repository__",
         "pipelineName": job,

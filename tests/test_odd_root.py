@@ -13,8 +13,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from ocr_assets import phase02_aggregation, phase03_tiles
-from ocr_assets.definitions import build_defs
+from ocr_assets.definitions import build_defs, fan_in_assets
 from ocr_core import checks, raster_store
 from ocr_core.report import outputs_report
 from ocr_core.storage import Storage
@@ -82,8 +81,7 @@ def test_building_counts_reconcile(odd_root):
     assert tiles["layer_features"]["risk"] == buildings
 
     # the blocking checks ran in the fan-in run and passed; run again, they agree
-    fan_ins = dg.load_assets_from_modules([phase02_aggregation, phase03_tiles])
-    declared = {spec.name for asset in fan_ins for spec in asset.check_specs}
+    declared = {spec.name for asset in fan_in_assets() for spec in asset.check_specs}
     assert {e.check_name for e in evaluations} == declared and len(declared) == 8
     assert all(e.passed for e in evaluations)
     passed, details = checks.consolidated_matches_regions(storage)

@@ -43,6 +43,7 @@ def test_a_killed_writers_stage_is_swept_and_a_live_one_kept(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None
     live = Path(holder.stdout.readline().strip())
     assert live.parent == area and (live / "half.parquet").exists()
     assert publish.sweep(area) == []  # its writer holds the lock
@@ -97,6 +98,12 @@ def test_the_two_rename_fallback_is_restored_by_the_next_sweep(tmp_path):
     assert (target / "old").read_bytes() == b"old" and not dead.exists()
 
 
+def pointer_version(storage: Storage, uri: str) -> str:
+    pointer = publish.read_pointer(storage, uri)
+    assert pointer is not None, f"{uri} was never published"
+    return pointer["version"]
+
+
 def test_s3_folder_versions_behind_a_pointer(s3_server, s3_bucket):
     storage = Storage(s3_bucket, s3_endpoint_url=s3_server, s3_region="us-east-1")
     uri = storage.join("output/ds")
@@ -104,7 +111,7 @@ def test_s3_folder_versions_behind_a_pointer(s3_server, s3_bucket):
     for i in range(3):
         with storage.atomic_local_dir(uri) as folder:
             _tree(folder, {f"part={i}/data_0.parquet": b"x" * (i + 1), "_common_metadata": b"m"})
-        versions.append(publish.read_pointer(storage, uri)["version"])
+        versions.append(pointer_version(storage, uri))
         current = storage.current_dir(uri)
         assert storage.read_bytes(f"{current}/part={i}/data_0.parquet") == b"x" * (i + 1)
     fs = storage.filesystem()
@@ -116,7 +123,7 @@ def test_s3_folder_versions_behind_a_pointer(s3_server, s3_bucket):
     with pytest.raises(RuntimeError, match="boom"), storage.atomic_local_dir(uri) as folder:
         _tree(folder, {"half": b"h"})
         raise RuntimeError("boom")
-    assert publish.read_pointer(storage, uri)["version"] == versions[-1]
+    assert pointer_version(storage, uri) == versions[-1]
 
 
 def test_an_audit_failure_names_the_check_and_figures_and_survives_pickling():

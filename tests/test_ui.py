@@ -20,11 +20,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 from processes import free_port, stop_group
 
 from ocr_assets.automation import SENSOR
@@ -43,7 +44,7 @@ CHROMIUM_ARGS = [
 ]
 # Wide enough that the lineage graphs fit at a zoom where Dagster draws full asset nodes
 # (status, partitions, "Unsynced" tag) rather than bare names.
-VIEWPORT = {"width": 2560, "height": 1600}
+VIEWPORT: ViewportSize = {"width": 2560, "height": 1600}
 
 REGION_KEYS = ("region_risk", "region_buildings")
 N_REGIONS = 12  # the demo grid
@@ -602,7 +603,7 @@ def asset_node(page: Page, key: str):
     return page.locator("foreignObject").filter(has=page.get_by_text(key, exact=True))
 
 
-def expect_graph_state(page: Page, n_materialized: int, unsynced: set[str] = frozenset()):
+def expect_graph_state(page: Page, n_materialized: int, unsynced: Collection[str] = ()):
     """Every fan-in drawn materialized, the regions with their share of partitions, and the
     "Unsynced" tag on exactly the assets in ``unsynced``."""
     for key in (*REGION_KEYS, *FAN_INS):
@@ -714,7 +715,9 @@ def launch_backfill_by_clicking(screen: Screen, partitions) -> str:
     notifications = page.get_by_role("region", name=re.compile("Notifications"))
     toast = notifications.get_by_text(re.compile(r"Created backfill \w+"))
     expect(toast).to_be_visible()
-    backfill_id = re.search(r"Created backfill (\w+)", toast.inner_text()).group(1)
+    created = re.search(r"Created backfill (\w+)", toast.inner_text())
+    assert created, toast.inner_text()
+    backfill_id = created.group(1)
     notifications.get_by_role("link", name="View", exact=True).click()  # an AnchorButton
     expect(page).to_have_url(re.compile(rf"/runs/b/{backfill_id}"))
     return backfill_id

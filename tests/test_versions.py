@@ -9,6 +9,7 @@ method's code version, or nothing. ``pipeline_status`` (what ``ocr-dagster statu
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +19,7 @@ from test_input_validation import _set_30m
 
 from ocr_assets.definitions import build_defs
 from ocr_assets.staleness import pipeline_status
-from ocr_core.process_region import SCOTT
+from ocr_core.schema import SCOTT_2024 as SCOTT
 from ocr_resources.settings import Settings
 
 REGION = "y2_x1"  # the region whose input a test edits (module name read by _set_30m)
@@ -68,7 +69,12 @@ class State:
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("region_risk"), asset_partitions=[region]),
             limit=1,
         ).records
-        return records[0].asset_materialization.metadata["snapshot_id"].value
+        return str(latest_materialization(records).metadata["snapshot_id"].value)
+
+
+def latest_materialization(records) -> dg.AssetMaterialization:
+    assert records and records[0].asset_materialization is not None
+    return records[0].asset_materialization
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +91,7 @@ def built(demo_inputs_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def state(built, tmp_path) -> State:
+def state(built, tmp_path) -> Iterator[State]:
     shutil.copytree(built, tmp_path / "state")
     s = State(tmp_path / "state")
     yield s
@@ -142,7 +148,7 @@ def _data_version(state: State, key: str, region: str) -> str:
     records = state.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[region]), limit=1
     ).records
-    return records[0].asset_materialization.tags["dagster/data_version"]
+    return (latest_materialization(records).tags or {})["dagster/data_version"]
 
 
 def test_a_run_of_two_regions_records_each_with_its_own_version(state):
