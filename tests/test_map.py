@@ -35,7 +35,8 @@ import pytest
 from cli_process import one_error_line, run_cli
 from processes import free_port, stop_group
 
-from ocr_core.map_server import colour_table, map_url
+from ocr_core.map_raster import colour_table
+from ocr_core.map_server import map_url
 from ocr_core.schema import RISK_SCORE_BOUNDARIES, risk_scores
 from ocr_core.storage import Storage
 from ocr_core.tiles import BUILDING_PROPERTIES, TILESETS, property_names
