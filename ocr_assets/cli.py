@@ -376,7 +376,7 @@ def deploy_plan(event_name: str | None, event_path: str | None) -> int:
     import json
     from pathlib import Path
 
-    from ocr_core.deploy_plan import github_output_lines, plan
+    from ocr_deploy.plan import github_output_lines, plan
     from ocr_resources.settings import GitHubRun
 
     run = GitHubRun.from_env()
@@ -406,7 +406,7 @@ def deploy_wipe(environment: str, namespace: str | None) -> int:
     """Delete the outputs of one namespace of ``environment`` under OCR_STORAGE_ROOT (its own,
     or ``--namespace`` such as ``qa/pr-12``) and print each entry removed."""
     from ocr_core.storage import Storage
-    from ocr_core.wipe import PRODUCTION_REFUSED, WipeError, wipe_namespace
+    from ocr_deploy.wipe import PRODUCTION_REFUSED, WipeError, wipe_namespace
 
     if environment == "production":
         raise WipeError(PRODUCTION_REFUSED)

@@ -42,7 +42,7 @@ from ocr_core.machines import (
     worker_memory_gib,
 )
 from ocr_resources.settings import ENVIRONMENTS, PLATFORMS
-from ocr_resources.software_env import software_build
+from ocr_deploy.software_env import software_build
 
 T = TypeVar("T")
 

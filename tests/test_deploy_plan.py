@@ -2,7 +2,7 @@
 
 Events are payload files shaped like the ones GitHub writes to ``$GITHUB_EVENT_PATH``; the
 release, a bad tag and an unlabelled PR go through ``ocr-dagster deploy plan`` in a fresh
-process, the rest through ``ocr_core.deploy_plan.plan``. Wipes run on a root holding files of
+process, the rest through ``ocr_deploy.plan.plan``. Wipes run on a root holding files of
 qa, staging, production, two PR namespaces and a versioned qa namespace, and compare every
 file that must stay byte for byte.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from cli_process import one_error_line, run_cli
 
-from ocr_core.deploy_plan import PlanError, plan
+from ocr_deploy.plan import PlanError, plan
 from ocr_core.publish import staging_root
 from ocr_core.storage import Storage
-from ocr_core.wipe import WipeError, wipe_namespace
+from ocr_deploy.wipe import WipeError, wipe_namespace
 from ocr_resources.settings import Settings, SettingsError
 
 SHA = "4f1c2b3a9d8e7f60112233445566778899aabbcc"

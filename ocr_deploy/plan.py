@@ -1,8 +1,8 @@
 """What a GitHub event deploys: one plan per event, for the deploy workflow's later jobs.
 
 Pure: the event's name and payload in, a JSON-able dict out (``ocr-dagster deploy plan`` prints
-it and writes it to ``$GITHUB_OUTPUT``). The rules follow the reference workflow (ocr-pipeline
-§3.6); where it is silent the choice is marked *chosen*.
+it and writes it to ``$GITHUB_OUTPUT``). The rules follow the reference's deploy workflow
+(docs/operations.md); where it is silent the choice is marked *chosen*.
 
 - pull_request opened, reopened or synchronize with the label ``e2e`` or ``QA/QC`` (or
   ``[e2e]`` in its title or body): qa in the PR's own namespace ``qa/pr-N``, the 15 QA regions,
