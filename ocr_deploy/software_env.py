@@ -15,9 +15,13 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from ocr_deploy.plan import software_env_name
-from ocr_resources.settings import PROJECT_DIR
+
+# The frozen dependencies a software environment installs (not from ocr_resources.settings:
+# ocr_resources imports this module through its compute resource).
+REQUIREMENTS_LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
 
 
 class SoftwareBuildError(RuntimeError):
@@ -62,7 +66,7 @@ def create_software_env(source: str) -> tuple[str, str]:
     name = software_env_name(source)
     pip = [
         line.strip()
-        for line in (PROJECT_DIR / "requirements.lock").read_text().splitlines()
+        for line in REQUIREMENTS_LOCK.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     # Waits for the build and raises coiled's BuildError if it fails, so the alias's state
