@@ -192,9 +192,6 @@ class Settings:
         """Where this environment's outputs go: qa, qa/pr-N, staging or production/vX.Y.Z."""
         return self.storage().namespace
 
-    def with_(self, **changes) -> Settings:
-        return replace(self, **changes)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         variables = Variables(with_env_file(os.environ if environ is None else environ))
