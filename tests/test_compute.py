@@ -24,9 +24,9 @@ import pytest
 from coiled_software_api import installed
 
 from ocr_core.machines import VM_TYPES
+from ocr_deploy.software_env import SoftwareBuildError
 from ocr_resources.compute import PROFILES, ComputeResource
 from ocr_resources.duckdb import DuckDBResource
-from ocr_deploy.software_env import SoftwareBuildError
 
 REPO = Path(__file__).resolve().parent.parent
 
