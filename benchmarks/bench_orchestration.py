@@ -59,10 +59,17 @@ def _step_seconds(instance, run_ids, step: str | None = None) -> float:
     return total
 
 
+def _run_seconds(instance, run_id: str) -> float:
+    """A finished run's wall time, start to end."""
+    record = instance.get_run_record_by_id(run_id)
+    assert record is not None and record.start_time and record.end_time, run_id
+    return record.end_time - record.start_time
+
+
 def _backfill(session, regions: list[str], label: str) -> None:
     """Backfill ``regions`` through the daemon, wait, print the overhead figures."""
     from ocr_assets.definitions import build_defs
-    from ocr_assets.launch import Progress, backfill_runs, follow_backfill
+    from ocr_assets.follow import Progress, backfill_runs, follow_backfill
     from ocr_assets.phase01_regions import REGION_BUILDINGS, REGION_RISK
     from ocr_core.grid import get_grid
     from ocr_resources.settings import current_settings
@@ -92,7 +99,8 @@ def _report(label: str, n: int, wall: float, compute: float) -> None:
 
 def bench_demo(base: Path) -> None:
     from ocr_assets.definitions import automated_keys, build_defs
-    from ocr_assets.launch import Progress, Session, fan_in_runs, follow_fan_ins, follow_runs
+    from ocr_assets.follow import Progress, fan_in_runs, follow_fan_ins, follow_runs
+    from ocr_assets.launch import Session
     from ocr_core.grid import get_grid
     from ocr_resources.settings import current_settings
 
@@ -108,8 +116,7 @@ def bench_demo(base: Path) -> None:
         if not follow_fan_ins(session.instance, keys, since, Progress()).ok:
             raise SystemExit("fan-ins failed")
         (run,) = [r for r in fan_in_runs(session.instance, keys, since)]
-        record = session.instance.get_run_record_by_id(run.run_id)
-        daemon_wall = record.end_time - record.start_time
+        daemon_wall = _run_seconds(session.instance, run.run_id)
         tiles = [
             _step_seconds(session.instance, [run.run_id], s)
             for s in ("building_pmtiles", "building_centroid_pmtiles")
@@ -118,8 +125,7 @@ def bench_demo(base: Path) -> None:
         job_run = session.submit_job("aggregate_and_tile")
         if not follow_runs(session.instance, [job_run], "aggregate_and_tile", Progress()).ok:
             raise SystemExit("aggregate_and_tile failed")
-        record = session.instance.get_run_record_by_id(job_run)
-        launched = record.end_time - record.start_time
+        launched = _run_seconds(session.instance, job_run)
     job = build_defs(current_settings()).resolve_job_def("aggregate_and_tile")
     import dagster as dg
 
@@ -155,7 +161,7 @@ def bench_trivial(base: Path, n: int, per_run: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--demo", action="store_true", help="the 12 demo regions, real compute")
     parser.add_argument("--trivial", type=int, default=0, help="N trivial CONUS partitions")
     parser.add_argument("--regions-per-run", type=int, default=8, help="K for --trivial")

@@ -1,7 +1,9 @@
 """What brings an environment's Dagster deployment up, and the commands CI calls to deploy.
 
-``instance`` writes a deployment's instance and workspace files, ``serve`` starts one of its
-services (code location, daemon, webserver), ``graphql`` talks to a running webserver and
-``run`` launches and follows a deployment's runs through it (``ocr-dagster deploy run``).
-``deploy/README.md`` says how a host runs them.
+``commands`` is ``ocr-dagster deploy …``: ``plan`` says what a GitHub event deploys, ``wipe``
+deletes one namespace's outputs, ``serve`` starts one service of a deployment (code location,
+daemon, webserver) with the instance and workspace files of ``instance`` and the settings of
+``deployment``, and ``run`` launches and follows a deploy through the deployment's GraphQL API
+(``graphql``, ``queries``). ``software_env`` builds the Coiled software environment a
+deployment's clusters run. ``deploy/README.md`` says how a host runs them.
 """

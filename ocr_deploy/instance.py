@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from ocr_resources.settings import PROJECT_DIR, Deployment, Settings
+from ocr_deploy.deployment import Deployment
+from ocr_resources.settings import PROJECT_DIR, Settings
 
 BASE_INSTANCE = PROJECT_DIR / "dagster.yaml"
 LOCATION_NAME = "ocr"

@@ -24,10 +24,31 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ocr_assets.follow import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    IN_PROGRESS_RUN,
+    Interrupted,
+    Progress,
+    raise_interrupted,
+)
 from ocr_core.errors import first_line
 from ocr_core.fan_ins import FAN_INS
 from ocr_deploy.graphql import DeployError, GraphQL
 from ocr_deploy.instance import LOCATION_NAME
+from ocr_deploy.queries import (
+    ACTIVE_BACKFILLS,
+    CANCEL,
+    FAILURES,
+    LAUNCH,
+    MATERIALIZED,
+    NAMESPACE_RUNS,
+    PARTITION_KEYS,
+    PROGRESS,
+    RELOAD,
+    TERMINATE,
+)
 from ocr_resources.run_coordinator import ENVIRONMENT_TAG, NAMESPACE_TAG
 
 REGION_ASSETS = ("region_risk", "region_buildings")
@@ -37,100 +58,6 @@ REPOSITORY = "__repository__"
 FACTS_JOB = "aggregate_and_tile"  # its tags are the location's facts (ocr_assets.jobs)
 DONE_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 ACTIVE_BACKFILL = {"REQUESTED", "CANCELING", "FAILING"}
-ACTIVE_RUN = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING", "MANAGED"}
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-RELOAD = """
-mutation Reload($name: String!) {
-  reloadRepositoryLocation(repositoryLocationName: $name) {
-    __typename
-    ... on WorkspaceLocationEntry {
-      loadStatus
-      locationOrLoadError {
-        __typename
-        ... on RepositoryLocation { repositories { name jobs { name tags { key value } } } }
-        ... on PythonError { message }
-      }
-    }
-    ... on RepositoryLocationNotFound { message }
-    ... on ReloadNotSupported { message }
-    ... on UnauthorizedError { message }
-    ... on PythonError { message }
-  }
-}
-"""
-PARTITION_KEYS = """
-query Keys($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
-  __typename ... on AssetNode { partitionKeys } } }
-"""
-ACTIVE_BACKFILLS = """
-query Active { partitionBackfillsOrError(status: REQUESTED, limit: 100) {
-  __typename ... on PartitionBackfills { results { id timestamp tags { key value } } } } }
-"""
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-  __typename
-  ... on LaunchBackfillSuccess { backfillId }
-  ... on PartitionSetNotFoundError { message }
-  ... on PartitionKeysNotFoundError { message }
-  ... on InvalidStepError { invalidStepKey }
-  ... on InvalidOutputError { invalidOutputName }
-  ... on UnauthorizedError { message }
-  ... on PythonError { message }
-} }
-"""
-PROGRESS = """
-query Progress($id: String!, $tags: [ExecutionTag!]) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      status
-      error { message }
-      assetBackfillData { assetBackfillStatuses {
-        __typename
-        ... on AssetPartitionsStatusCounts {
-          assetKey { path } numPartitionsTargeted numPartitionsInProgress
-          numPartitionsMaterialized numPartitionsFailed
-        }
-        ... on UnpartitionedAssetStatus { assetKey { path } inProgress materialized failed }
-      } }
-    }
-    ... on PythonError { message }
-  }
-  runsOrError(filter: {tags: $tags}) {
-    __typename ... on Runs { results { runId status tags { key value } } }
-  }
-}
-"""
-NAMESPACE_RUNS = """
-query Done($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags, statuses: [SUCCESS]}) {
-  __typename ... on Runs { results { runId } } } }
-"""
-MATERIALIZED = """
-query Materialized($keys: [AssetKeyInput!], $partitions: [String!]) {
-  assetNodes(assetKeys: $keys) {
-    assetKey { path } assetMaterializations(partitions: $partitions) { partition runId }
-  }
-}
-"""
-FAILURES = """
-query Failures($runId: ID!) { logsForRun(runId: $runId) {
-  __typename
-  ... on EventConnection { events {
-    __typename
-    ... on ExecutionStepFailureEvent { stepKey error { message cause { message } } }
-    ... on RunFailureEvent { message }
-  } }
-} }
-"""
-CANCEL = """
-mutation Cancel($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }
-"""
-TERMINATE = """
-mutation Terminate($ids: [String!]!) {
-  terminateRuns(runIds: $ids, terminatePolicy: SAFE_TERMINATE) { __typename }
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -323,14 +250,6 @@ def failure_lines(client: GraphQL, runs: Sequence[dict]) -> list[str]:
     return lines
 
 
-class _Interrupted(Exception):
-    pass
-
-
-def _raise_interrupted(signum, frame):
-    raise _Interrupted(signal.Signals(signum).name)
-
-
 def cancel(client: GraphQL, backfill_id: str, wait_s: float = 90) -> int:
     """Cancel the backfill and terminate its runs; the number of runs terminated."""
     client(CANCEL, {"id": backfill_id})
@@ -338,7 +257,7 @@ def cancel(client: GraphQL, backfill_id: str, wait_s: float = 90) -> int:
     terminated: set[str] = set()
     while True:
         runs = poll(client, backfill_id).runs
-        active = [r["runId"] for r in runs if r["status"] in ACTIVE_RUN]
+        active = [r["runId"] for r in runs if r["status"] in IN_PROGRESS_RUN]
         fresh = [r for r in active if r not in terminated]
         if fresh:
             client(TERMINATE, {"ids": fresh})
@@ -358,29 +277,15 @@ def deploy_run(
     stream=sys.stderr,
 ) -> int:
     """Launch and follow one deploy; the exit status (0 only if everything materialized)."""
-    from ocr_assets.launch import Progress
-
     client = GraphQL(url)
     check_location(client, target)
     busy = active_deploys(client, target.namespace)
     if busy:
         raise DeployError(_busy_message(client, target, busy[0]))
-    every = all_regions(client)
-    if regions == "all":
-        chosen = every
-    elif regions == "missing":
-        chosen = missing_regions(client, target.namespace, every)
-        echo(f"{len(chosen)} of {len(every)} regions have no successful run of {target.namespace}")
-    else:
-        unknown = sorted(set(regions) - set(every))
-        if unknown:
-            raise DeployError(
-                f"regions {', '.join(unknown)} are not partitions of the deployment at {url}"
-            )
-        chosen = list(regions)
+    chosen = _chosen_regions(client, target, regions, echo)
     built = products(flags)
     assets = [*REGION_ASSETS, *built] if chosen else built
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupted)}
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupted)}
     backfill_id = None
     try:
         backfill_id = launch(client, target.namespace, chosen, assets)
@@ -393,7 +298,7 @@ def deploy_run(
             f"{len(built)} products, {client.url}/runs/b/{backfill_id}"
         )
         followed = _follow(client, backfill_id, len(chosen), Progress(stream), poll_s)
-    except (KeyboardInterrupt, _Interrupted) as exc:
+    except (KeyboardInterrupt, Interrupted) as exc:
         if backfill_id is None:
             return EXIT_INTERRUPTED
         n = cancel(client, backfill_id)
@@ -408,6 +313,26 @@ def deploy_run(
         echo(line)
     echo(summary(followed, len(chosen)))
     return EXIT_OK if followed.ok else EXIT_FAILED
+
+
+def _chosen_regions(
+    client: GraphQL, target: Target, regions: Sequence[str] | str, echo: Callable[[str], None]
+) -> list[str]:
+    """The partitions a deploy launches: every one (``all``), the ones without a successful run
+    of the namespace (``missing``), or the given ids, each a partition of the deployment."""
+    every = all_regions(client)
+    if regions == "all":
+        return every
+    if regions == "missing":
+        chosen = missing_regions(client, target.namespace, every)
+        echo(f"{len(chosen)} of {len(every)} regions have no successful run of {target.namespace}")
+        return chosen
+    unknown = sorted(set(regions) - set(every))
+    if unknown:
+        raise DeployError(
+            f"regions {', '.join(unknown)} are not partitions of the deployment at {client.url}"
+        )
+    return list(regions)
 
 
 def _busy_message(client: GraphQL, target: Target, other: dict) -> str:

@@ -22,9 +22,11 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
+from ocr_deploy.deployment import Deployment
 from ocr_deploy.instance import LOCATION_NAME, write_instance
-from ocr_resources.settings import Deployment, Settings, with_env_file
+from ocr_resources.settings import Settings, with_env_file
 
 SERVICES = ("code-server", "daemon", "webserver")
 CODE_SERVER_WAIT_S = 600
@@ -112,7 +114,7 @@ def wait_for_code_server(deployment: Deployment, timeout_s: float = CODE_SERVER_
         time.sleep(0.5)
 
 
-def serve(service: str) -> None:
+def serve(service: str) -> NoReturn:
     """Write the deployment's files, make its tables, then become the service's process."""
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}: use one of {', '.join(SERVICES)}")

@@ -41,8 +41,8 @@ from ocr_core.machines import (
     vm_type,
     worker_memory_gib,
 )
+from ocr_deploy.software_env import software_build
 from ocr_resources.settings import ENVIRONMENTS, PLATFORMS
-from ocr_resources.software_env import software_build
 
 T = TypeVar("T")
 

@@ -23,25 +23,12 @@
 | OCR_CODE_REF | unset | the commit a deployment's code location runs (checked by deploy run) |
 | OCR_ENV_FILE | unset | env files (``deploy/env/*.env``, ``:``-separated); the process's own win |
 
-A deployment (``ocr-dagster deploy serve``, ``deploy/README.md``) reads its instance settings
-from the same files, by ``Deployment.from_env``:
-
-| variable | default | meaning |
-|---|---|---|
-| OCR_DAGSTER_HOME | ~/.ocr-dagster/<environment> | the instance folder the services share |
-| OCR_DAGSTER_STORAGE | sqlite | sqlite (local use) or postgres (deployed environments) |
-| OCR_DAGSTER_PG_HOST, _PORT, _USER, _DB | localhost, 5432, ocr_dagster, ocr_<env> | PostgreSQL |
-| OCR_DAGSTER_PG_PASSWORD | unset | the database password: only ever from the environment |
-| OCR_DAGSTER_LOG_BUCKET, _PREFIX | unset, dagster/<environment>/compute-logs | S3 logs |
-| OCR_DAGSTER_MAX_RUNS | 4 | runs in progress at once (each region run is one process) |
-| OCR_DAGSTER_HOST, OCR_DAGSTER_PORT | 127.0.0.1, 3000 | where the webserver listens |
-| OCR_DAGSTER_CODE_PORT | 4000 | the code location's gRPC port (on loopback) |
+A deployment's own variables (OCR_DAGSTER_*: its instance storage, logs, limits and ports) are
+read from the same env files by ``ocr_deploy.deployment.Deployment``, and GitHub's variables of
+a workflow run by ``ocr_deploy.deployment.GitHubRun``.
 
 Secrets (the database password, AWS and Coiled credentials) come only from the process
 environment: an env file that sets one is refused.
-
-GitHub's own variables of a workflow run (GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, GITHUB_SHA,
-GITHUB_OUTPUT) are read here too, by ``GitHubRun.from_env``, for ``ocr-dagster deploy plan``.
 """
 
 from __future__ import annotations
@@ -51,6 +38,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import overload
 
 from ocr_core.storage import SEMVER_RE, Storage
 
@@ -65,7 +53,7 @@ class SettingsError(ValueError):
     """A configuration value that cannot work; the message names the variable and the fix."""
 
 
-class _Variables:
+class Variables:
     """Reads variables: blank is unset; a value not of its kind is a SettingsError naming it."""
 
     def __init__(self, env: Mapping[str, str]):
@@ -75,6 +63,10 @@ class _Variables:
         value = self.env.get(name)
         return value.strip() if value and value.strip() else None
 
+    @overload
+    def whole(self, name: str, default: int) -> int: ...
+    @overload
+    def whole(self, name: str, default: None) -> int | None: ...
     def whole(self, name: str, default: int | None) -> int | None:
         value = self.text(name)
         try:
@@ -125,11 +117,17 @@ class Settings:
         return self.grid == "demo" if self.create_pyramid is None else self.create_pyramid
 
     def __post_init__(self) -> None:
-        if self.environment not in ENVIRONMENTS:
-            raise SettingsError(
-                f"OCR_ENVIRONMENT={self.environment!r} is not an environment: use one of "
-                f"{', '.join(ENVIRONMENTS)} (lower case)"
-            )
+        _check_name("OCR_ENVIRONMENT", self.environment, ENVIRONMENTS, "an environment")
+        self._check_namespace()
+        _check_name("OCR_GRID", self.grid, GRID_NAMES, "a grid")
+        _check_name("OCR_PLATFORM", self.platform, PLATFORMS, "a platform")
+        self._check_limits()
+        _check_root("OCR_STORAGE_ROOT", self.storage_root)
+        if self.input_root is not None:
+            _check_root("OCR_INPUT_ROOT", self.input_root)
+
+    def _check_namespace(self) -> None:
+        """The version and pull request name a namespace the environment can have."""
         if self.version is not None and not SEMVER_RE.match(self.version):
             raise SettingsError(
                 f"OCR_VERSION={self.version!r} is not a semantic version like 1.2.3 "
@@ -148,34 +146,26 @@ class Settings:
                 "OCR_ENVIRONMENT=production needs OCR_VERSION (e.g. 1.2.3): production "
                 "outputs are versioned so a release never overwrites another"
             )
-        if self.grid not in GRID_NAMES:
-            raise SettingsError(
-                f"OCR_GRID={self.grid!r} is not a grid: use one of {', '.join(GRID_NAMES)}"
-            )
-        if self.platform not in PLATFORMS:
-            raise SettingsError(
-                f"OCR_PLATFORM={self.platform!r} is not a platform: use one of "
-                f"{', '.join(PLATFORMS)}"
-            )
-        if self.regions_per_run < 1:
-            raise SettingsError("OCR_REGIONS_PER_RUN must be 1 or more")
-        if self.automation_interval_s < 1:
-            raise SettingsError("OCR_AUTOMATION_INTERVAL_S must be 1 or more")
-        if self.region_max_retries < 0:
-            raise SettingsError("OCR_REGION_MAX_RETRIES must be 0 or more")
-        if self.region_retry_delay_s < 0:
-            raise SettingsError("OCR_REGION_RETRY_DELAY_S must be 0 or more")
-        _check_root("OCR_STORAGE_ROOT", self.storage_root)
-        if self.input_root is not None:
-            _check_root("OCR_INPUT_ROOT", self.input_root)
+
+    def _check_limits(self) -> None:
+        for variable, value, least in (
+            ("OCR_REGIONS_PER_RUN", self.regions_per_run, 1),
+            ("OCR_AUTOMATION_INTERVAL_S", self.automation_interval_s, 1),
+            ("OCR_REGION_MAX_RETRIES", self.region_max_retries, 0),
+            ("OCR_REGION_RETRY_DELAY_S", self.region_retry_delay_s, 0),
+        ):
+            if value < least:
+                raise SettingsError(f"{variable} must be {least} or more")
 
     @property
     def inputs_root(self) -> str:
         return self.input_root or self.storage_root
 
-    def storage(self) -> Storage:
-        """The output storage of this environment's namespace."""
-        return Storage(
+    def storage(self, namespace: str | None = None, environment: str | None = None) -> Storage:
+        """The output storage of this environment's namespace; or of ``namespace`` of
+        ``environment`` (default: this one), e.g. ``qa/pr-12`` of qa, its own namespace if
+        only ``environment`` is given (ValueError for a namespace not of that environment)."""
+        own = Storage(
             root=self.storage_root,
             environment=self.environment,
             version=self.version,
@@ -183,48 +173,58 @@ class Settings:
             s3_region=self.s3_region,
             pull_request=self.pull_request,
         )
+        if namespace is None and environment is None:
+            return own
+        environment = environment or self.environment
+        return replace(own, environment=environment).with_namespace(namespace or environment)
+
+    def input_storage(self) -> Storage:
+        """Where the input catalog's stores live (OCR_INPUT_ROOT, else OCR_STORAGE_ROOT)."""
+        return Storage(
+            root=self.inputs_root,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            variable="OCR_INPUT_ROOT",
+        )
 
     @property
     def namespace(self) -> str:
         """Where this environment's outputs go: qa, qa/pr-N, staging or production/vX.Y.Z."""
         return self.storage().namespace
 
-    def with_(self, **changes) -> Settings:
-        return replace(self, **changes)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        variables = _Variables(with_env_file(os.environ if environ is None else environ))
+        variables = Variables(with_env_file(os.environ if environ is None else environ))
         get, whole, switch = variables.text, variables.whole, variables.switch
-        root = get("OCR_STORAGE_ROOT")
-        environment = get("OCR_ENVIRONMENT") or "qa"
+        root, input_root = get("OCR_STORAGE_ROOT"), get("OCR_INPUT_ROOT")
+        environment = get("OCR_ENVIRONMENT") or cls.environment
         if get("OCR_FAULTS") and environment in ("staging", "production"):
             raise SettingsError(
                 f"OCR_FAULTS is set in OCR_ENVIRONMENT={environment}: fault injection is for "
                 "the fault suite only and refused in staging and production. Fix: unset it."
             )
         try:
-            retry_delay = float(get("OCR_REGION_RETRY_DELAY_S") or 5)
+            retry_delay = float(get("OCR_REGION_RETRY_DELAY_S") or cls.region_retry_delay_s)
         except ValueError:
             raise SettingsError("OCR_REGION_RETRY_DELAY_S is not a number of seconds") from None
         return cls(
             environment=environment,
             version=get("OCR_VERSION"),
             pull_request=whole("OCR_PULL_REQUEST", None),
-            storage_root=_absolute(root) if root else str(DEFAULT_LOCAL_ROOT),
-            input_root=_absolute(get("OCR_INPUT_ROOT")) if get("OCR_INPUT_ROOT") else None,
-            grid=get("OCR_GRID") or "demo",
-            platform=get("OCR_PLATFORM") or "local",
-            region_max_retries=whole("OCR_REGION_MAX_RETRIES", 2),
+            storage_root=_absolute(root) if root else cls.storage_root,
+            input_root=_absolute(input_root) if input_root else None,
+            grid=get("OCR_GRID") or cls.grid,
+            platform=get("OCR_PLATFORM") or cls.platform,
+            region_max_retries=whole("OCR_REGION_MAX_RETRIES", cls.region_max_retries),
             region_retry_delay_s=retry_delay,
             s3_endpoint_url=get("OCR_S3_ENDPOINT_URL"),
-            s3_region=get("OCR_S3_REGION") or "us-west-2",
+            s3_region=get("OCR_S3_REGION") or cls.s3_region,
             coiled_software=get("COILED_SOFTWARE_ENV_NAME"),
             write_regional_stats=switch("OCR_WRITE_REGIONAL_STATS"),
             create_pyramid=switch("OCR_CREATE_PYRAMID"),
-            automation_interval_s=whole("OCR_AUTOMATION_INTERVAL_S", 10),
+            automation_interval_s=whole("OCR_AUTOMATION_INTERVAL_S", cls.automation_interval_s),
             trivial_compute=bool(switch("OCR_TRIVIAL_COMPUTE")),
-            regions_per_run=whole("OCR_REGIONS_PER_RUN", 1),
+            regions_per_run=whole("OCR_REGIONS_PER_RUN", cls.regions_per_run),
             code_ref=get("OCR_CODE_REF"),
         )
 
@@ -280,92 +280,18 @@ def with_env_file(environ: Mapping[str, str]) -> Mapping[str, str]:
     return {**values, **environ}
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """A Dagster deployment's own settings: its instance storage, logs, limits and ports.
-
-    One deployment per environment; its code location serves one namespace at a time (qa,
-    or a PR's qa/pr-N; production/vX.Y.Z of the release deployed), set by the deploy."""
-
-    home: Path
-    storage: str = "sqlite"
-    pg_host: str = "localhost"
-    pg_port: int = 5432
-    pg_user: str = "ocr_dagster"
-    pg_db: str = "ocr_qa"
-    log_bucket: str | None = None
-    log_prefix: str = "dagster/qa/compute-logs"
-    max_runs: int = 4
-    host: str = "127.0.0.1"
-    port: int = 3000
-    code_port: int = 4000
-
-    PASSWORD_VARIABLE = "OCR_DAGSTER_PG_PASSWORD"
-
-    @classmethod
-    def from_env(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> Deployment:
-        v = _Variables(with_env_file(os.environ if environ is None else environ))
-        environment = settings.environment
-        storage = v.text("OCR_DAGSTER_STORAGE") or cls.storage
-        if storage not in ("sqlite", "postgres"):
-            raise SettingsError(
-                f"OCR_DAGSTER_STORAGE={storage!r} is not an instance storage: use sqlite or "
-                "postgres"
-            )
-        if storage == "postgres" and not v.text(cls.PASSWORD_VARIABLE):
-            raise SettingsError(
-                f"OCR_DAGSTER_STORAGE=postgres needs {cls.PASSWORD_VARIABLE} in the environment "
-                "(the database password; never in a file)"
-            )
-        home = Path(v.text("OCR_DAGSTER_HOME") or Path.home() / ".ocr-dagster" / environment)
-        deployment = cls(
-            home=home.expanduser().resolve(),
-            storage=storage,
-            pg_host=v.text("OCR_DAGSTER_PG_HOST") or cls.pg_host,
-            pg_port=v.whole("OCR_DAGSTER_PG_PORT", cls.pg_port),
-            pg_user=v.text("OCR_DAGSTER_PG_USER") or cls.pg_user,
-            pg_db=v.text("OCR_DAGSTER_PG_DB") or f"ocr_{environment}",
-            log_bucket=v.text("OCR_DAGSTER_LOG_BUCKET"),
-            log_prefix=v.text("OCR_DAGSTER_LOG_PREFIX") or f"dagster/{environment}/compute-logs",
-            max_runs=v.whole("OCR_DAGSTER_MAX_RUNS", cls.max_runs),
-            host=v.text("OCR_DAGSTER_HOST") or cls.host,
-            port=v.whole("OCR_DAGSTER_PORT", cls.port),
-            code_port=v.whole("OCR_DAGSTER_CODE_PORT", cls.code_port),
-        )
-        if deployment.max_runs < 1:
-            raise SettingsError("OCR_DAGSTER_MAX_RUNS must be 1 or more")
-        return deployment
-
-
-@dataclass(frozen=True)
-class GitHubRun:
-    """What GitHub Actions tells a step about its run: the event and where outputs go."""
-
-    event_name: str | None = None
-    event_path: str | None = None
-    sha: str | None = None
-    output_path: str | None = None  # GITHUB_OUTPUT: the file of the step's key=value outputs
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GitHubRun:
-        env = os.environ if environ is None else environ
-        return cls(
-            *(
-                env.get(name, "").strip() or None
-                for name in (
-                    "GITHUB_EVENT_NAME",
-                    "GITHUB_EVENT_PATH",
-                    "GITHUB_SHA",
-                    "GITHUB_OUTPUT",
-                )
-            )
-        )
-
-
 # A bucket name as S3 accepts it: 3-63 lower-case letters, digits, '.' and '-', starting and
 # ending with a letter or digit, no '..', not an IP address.
 S3_BUCKET_RE = re.compile(r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _check_name(variable: str, value: str, names: tuple[str, ...], kind: str) -> None:
+    if value not in names:
+        case = " (lower case)" if variable == "OCR_ENVIRONMENT" else ""
+        raise SettingsError(
+            f"{variable}={value!r} is not {kind}: use one of {', '.join(names)}{case}"
+        )
 
 
 def _looks_like_url(value: str) -> bool:

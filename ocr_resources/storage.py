@@ -7,6 +7,7 @@ import dagster as dg
 from ocr_core.catalog import InputCatalog
 from ocr_core.grid import Grid, get_grid
 from ocr_core.storage import Storage
+from ocr_resources.settings import Settings
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -20,16 +21,17 @@ class StorageResource(dg.ConfigurableResource):
     s3_region: str = "us-west-2"
 
     def storage(self) -> Storage:
-        return Storage(
-            root=self.root,
+        settings = Settings(
+            storage_root=self.root,
             environment=self.environment,
             version=self.version,
+            pull_request=self.pull_request,
             s3_endpoint_url=self.s3_endpoint_url,
             s3_region=self.s3_region,
-            pull_request=self.pull_request,
         )
+        return settings.storage()
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:  # noqa: ARG002 (Dagster's signature)
         # Fail before any step does work if the root cannot be written.
         self.storage().check_reachable()
 
@@ -47,17 +49,15 @@ class InputCatalogResource(dg.ConfigurableResource):
         return get_grid(self.grid)
 
     def storage(self) -> Storage:
-        return Storage(
-            root=self.root,
-            s3_endpoint_url=self.s3_endpoint_url,
-            s3_region=self.s3_region,
-            variable="OCR_INPUT_ROOT",
+        settings = Settings(
+            input_root=self.root, s3_endpoint_url=self.s3_endpoint_url, s3_region=self.s3_region
         )
+        return settings.input_storage()
 
     def catalog(self) -> InputCatalog:
         return InputCatalog(self.storage())
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:  # noqa: ARG002 (Dagster's signature)
         # A local input root that is a file fails here, not as a missing dataset; writing is
         # checked where inputs are written (demo_inputs).
         storage = self.storage()

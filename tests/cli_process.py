@@ -11,7 +11,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(
-    cwd: Path, *args: str, strip: tuple[str, ...] = ("OCR_",), **env: str
+    cwd: Path, *args: str, strip: tuple[str, ...] | str = ("OCR_",), **env: str
 ) -> subprocess.CompletedProcess:
     """``python -m ocr_assets.cli args`` in ``cwd``, with this environment less the variables
     starting with ``strip``, plus ``env``."""

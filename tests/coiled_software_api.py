@@ -48,7 +48,7 @@ def installed(monkeypatch):
     body: ``yield from installed(monkeypatch)``)."""
     import coiled
 
-    from ocr_resources.software_env import software_build
+    from ocr_deploy.software_env import software_build
 
     api = FakeSoftwareAPI(coiled)
     monkeypatch.setattr(coiled, "list_software_environments", api.list_software_environments)

@@ -36,6 +36,7 @@ class Deployment:
     home: Path
     url: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    start_s: float = 0.0  # how long the services took to come up healthy
 
     @property
     def graphql(self) -> GraphQL:
@@ -110,10 +111,12 @@ def deployment_running(env: dict[str, str]) -> Iterator[Deployment]:
     home = Path(env["OCR_DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     deployment = Deployment(env, home, f"http://{LOOPBACK}:{env['OCR_DAGSTER_PORT']}")
+    started = time.monotonic()
     try:
         for service in SERVICES:
             deployment.start(service)
         deployment.wait_healthy()
+        deployment.start_s = time.monotonic() - started
         yield deployment
     finally:
         for service in reversed(SERVICES):

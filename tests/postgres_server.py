@@ -69,7 +69,9 @@ class Postgres:
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql)
-                return int(cursor.fetchone()[0])
+                row = cursor.fetchone()
+                assert row is not None, sql
+                return int(row[0])
         finally:
             connection.close()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from cli_process import one_error_line, run_cli
 
-from ocr_assets.cli import build_parser, requested_regions
+from ocr_assets.cli import requested_regions
+from ocr_assets.cli_parser import build_parser
 from ocr_core.grid import CONUS, DEMO, RegionIdError
 
 

@@ -24,9 +24,9 @@ import pytest
 from coiled_software_api import installed
 
 from ocr_core.machines import VM_TYPES
+from ocr_deploy.software_env import SoftwareBuildError
 from ocr_resources.compute import PROFILES, ComputeResource
 from ocr_resources.duckdb import DuckDBResource
-from ocr_resources.software_env import SoftwareBuildError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -354,7 +354,7 @@ def test_coiled_cluster_name_is_per_software_environment(software_api):
 
 
 def _new_process() -> None:
-    from ocr_resources.software_env import software_build
+    from ocr_deploy.software_env import software_build
 
     software_build.cache_clear()
 
@@ -410,7 +410,7 @@ def test_unresolved_build_fails_before_any_cluster(
     compute = ComputeResource(platform="coiled", software="ocr-pr-9")
     with pytest.raises(SoftwareBuildError, match=message) as err:
         compute.run("region_risk", where_am_i, log=test_log)
-    assert "python -m ocr_resources.software_env create pr-9" in str(err.value)
+    assert "python -m ocr_deploy.software_env create pr-9" in str(err.value)
     assert fake_coiled.calls == []
 
 

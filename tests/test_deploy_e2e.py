@@ -69,41 +69,44 @@ def _cli(*args: str, env: dict, **kwargs) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def qa(s3_server, demo_inputs_root, tmp_path_factory):
+def qa_postgres():
+    """The qa deployment's PostgreSQL server, with its database."""
+    with postgres_running(password=PASSWORD) as pg:
+        pg.create_database("ocr_qa")
+        yield pg
+
+
+@pytest.fixture(scope="module")
+def qa(s3_server, demo_inputs_root, tmp_path_factory, qa_postgres):
     """The qa deployment on the demo grid (local Dask), outputs and compute logs on S3."""
     s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
-    with postgres_running(password=PASSWORD) as pg:
-        pg.create_database("ocr_qa")
-        home = tmp_path_factory.mktemp("qa-deployment")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OCR_", "DAGSTER_"))}
-        env.update(
-            {
-                "OCR_ENV_FILE": str(ENV_FILES / "ocr-coiled-s3.env"),
-                # what this machine cannot reach: the demo grid on local Dask, S3 on loopback
-                "OCR_GRID": "demo",
-                "OCR_PLATFORM": "local",
-                "OCR_STORAGE_ROOT": f"s3://{BUCKET}",
-                "OCR_INPUT_ROOT": str(demo_inputs_root),
-                "OCR_S3_ENDPOINT_URL": s3_server,
-                "OCR_S3_REGION": "us-east-1",
-                "OCR_DAGSTER_HOME": str(home),
-                "OCR_DAGSTER_PG_HOST": pg.host,
-                "OCR_DAGSTER_PG_PORT": str(pg.port),
-                "OCR_DAGSTER_LOG_BUCKET": BUCKET,
-                "OCR_DAGSTER_PORT": str(free_port()),
-                "OCR_DAGSTER_CODE_PORT": str(free_port()),
-                "OCR_WRITE_REGIONAL_STATS": "0",
-                "OCR_CREATE_PYRAMID": "0",
-                "OCR_CODE_REF": CODE_REF,
-                "OCR_DAGSTER_PG_PASSWORD": PASSWORD,
-            }
-        )
-        started = time.monotonic()
-        with deployment_running(env) as deployment:
-            deployment.start_s = time.monotonic() - started
-            deployment.pg = pg
-            yield deployment
+    home = tmp_path_factory.mktemp("qa-deployment")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCR_", "DAGSTER_"))}
+    env.update(
+        {
+            "OCR_ENV_FILE": str(ENV_FILES / "ocr-coiled-s3.env"),
+            # what this machine cannot reach: the demo grid on local Dask, S3 on loopback
+            "OCR_GRID": "demo",
+            "OCR_PLATFORM": "local",
+            "OCR_STORAGE_ROOT": f"s3://{BUCKET}",
+            "OCR_INPUT_ROOT": str(demo_inputs_root),
+            "OCR_S3_ENDPOINT_URL": s3_server,
+            "OCR_S3_REGION": "us-east-1",
+            "OCR_DAGSTER_HOME": str(home),
+            "OCR_DAGSTER_PG_HOST": qa_postgres.host,
+            "OCR_DAGSTER_PG_PORT": str(qa_postgres.port),
+            "OCR_DAGSTER_LOG_BUCKET": BUCKET,
+            "OCR_DAGSTER_PORT": str(free_port()),
+            "OCR_DAGSTER_CODE_PORT": str(free_port()),
+            "OCR_WRITE_REGIONAL_STATS": "0",
+            "OCR_CREATE_PYRAMID": "0",
+            "OCR_CODE_REF": CODE_REF,
+            "OCR_DAGSTER_PG_PASSWORD": PASSWORD,
+        }
+    )
+    with deployment_running(env) as deployment:
+        yield deployment
 
 
 def _runner_env(qa: Deployment) -> dict:
@@ -139,7 +142,7 @@ def test_one_deploy_completes_and_the_other_is_refused(two_deploys):
     assert "another deploy of qa is in progress" in refused and "refused" in refused
 
 
-def test_what_the_deployment_recorded_reads_back_from_postgres(qa, two_deploys):
+def test_what_the_deployment_recorded_reads_back_from_postgres(qa, qa_postgres, two_deploys):
     data = qa.graphql(
         READ_BACK,
         {
@@ -168,7 +171,7 @@ def test_what_the_deployment_recorded_reads_back_from_postgres(qa, two_deploys):
             execution = check["executionForLatestMaterialization"]
             assert execution["status"] == "SUCCEEDED", (node["assetKey"], check)
     # The store behind the API is PostgreSQL: the runs are rows of its database.
-    assert qa.pg.count("ocr_qa", "SELECT count(*) FROM runs") == len(runs)
+    assert qa_postgres.count("ocr_qa", "SELECT count(*) FROM runs") == len(runs)
     assert "postgres" in data["instance"]["info"].lower()
     # The secret is referenced, never written: not in the instance file, the UI, the logs.
     assert PASSWORD not in (qa.home / "dagster.yaml").read_text()

@@ -2,7 +2,7 @@
 
 Events are payload files shaped like the ones GitHub writes to ``$GITHUB_EVENT_PATH``; the
 release, a bad tag and an unlabelled PR go through ``ocr-dagster deploy plan`` in a fresh
-process, the rest through ``ocr_core.deploy_plan.plan``. Wipes run on a root holding files of
+process, the rest through ``ocr_deploy.plan.plan``. Wipes run on a root holding files of
 qa, staging, production, two PR namespaces and a versioned qa namespace, and compare every
 file that must stay byte for byte.
 """
@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 import pytest
 from cli_process import one_error_line, run_cli
 
-from ocr_core.deploy_plan import PlanError, plan
 from ocr_core.publish import staging_root
 from ocr_core.storage import Storage
-from ocr_core.wipe import WipeError, wipe_namespace
+from ocr_deploy.plan import PlanError, plan
+from ocr_deploy.wipe import WipeError, wipe_namespace
 from ocr_resources.settings import Settings, SettingsError
 
 SHA = "4f1c2b3a9d8e7f60112233445566778899aabbcc"
@@ -158,7 +159,7 @@ def test_cli_release_plans_production_of_its_version(tmp_path):
 
 
 def test_cli_unlabelled_pull_request_deploys_nothing(tmp_path):
-    event = _file(tmp_path, "pr", pull_request_event("opened", labels=["documentation"]))
+    event = str(_file(tmp_path, "pr", pull_request_event("opened", labels=["documentation"])))
     proc = _cli(tmp_path, "deploy", "plan", "--event-name", "pull_request", "--event-path", event)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -167,7 +168,7 @@ def test_cli_unlabelled_pull_request_deploys_nothing(tmp_path):
 
 
 def test_cli_release_tag_that_is_not_semver_is_one_line(tmp_path):
-    event = _file(tmp_path, "release", release_event("release-7"))
+    event = str(_file(tmp_path, "release", release_event("release-7")))
     proc = _cli(tmp_path, "deploy", "plan", "--event-name", "release", "--event-path", event)
     line = one_error_line(proc)
     assert "'release-7'" in line and "vX.Y.Z" in line
@@ -359,7 +360,7 @@ def _populate(root: str, s3: dict | None = None) -> dict[str, list[str]]:
 def _snapshot(storage: Storage) -> dict[str, bytes]:
     fs = storage.filesystem()
     base = storage.fs_path(storage.root)
-    return {key: fs.cat_file(key) for key in fs.find(base)}
+    return {key: cast(bytes, fs.cat_file(key)) for key in fs.find(base)}
 
 
 def _keys(storage: Storage, uris: list[str]) -> set[str]:

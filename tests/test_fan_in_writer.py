@@ -74,8 +74,9 @@ def test_the_fan_in_names_are_the_unpartitioned_phase_02_03_assets_and_the_jobs_
 def test_the_deployed_instance_keeps_the_coordinator_and_the_writer_limit(tmp_path):
     """The instance file a qa deployment writes (its env file's run limit; SQLite here, the
     PostgreSQL storage is tested in test_deploy_e2e.py) keeps the queue and the writer limit."""
+    from ocr_deploy.deployment import Deployment
     from ocr_deploy.instance import write_instance
-    from ocr_resources.settings import Deployment, Settings
+    from ocr_resources.settings import Settings
 
     environ = {
         "OCR_ENV_FILE": str(PROJECT / "deploy/env/ocr-coiled-s3.env"),

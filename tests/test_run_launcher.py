@@ -68,7 +68,7 @@ def test_a_dead_worker_is_reported_failed(instance):
     assert run_worker_pid(instance, run.run_id) == proc.pid
     result = _launcher(instance).check_run_worker_health(run)
     assert result.status == WorkerStatus.FAILED
-    assert f"process {proc.pid} is gone" in result.msg
+    assert result.msg is not None and f"process {proc.pid} is gone" in result.msg
 
 
 def test_a_live_worker_is_running(instance):

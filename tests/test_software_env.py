@@ -4,7 +4,7 @@ lookup run against Coiled's API faked at its two calls (tests/coiled_software_ap
 import pytest
 from coiled_software_api import installed
 
-from ocr_resources.software_env import (
+from ocr_deploy.software_env import (
     SoftwareBuildError,
     create_software_env,
     latest_build,
@@ -63,7 +63,7 @@ def test_a_rebuild_is_a_new_build_of_the_same_name(software_api, capsys):
 def test_latest_build_refuses_what_a_cluster_cannot_run(alias, message):
     with pytest.raises(SoftwareBuildError, match=message) as err:
         latest_build(alias, "ocr-main")
-    assert "python -m ocr_resources.software_env create main" in str(err.value)
+    assert "python -m ocr_deploy.software_env create main" in str(err.value)
 
 
 def test_latest_build_of_a_finished_build():

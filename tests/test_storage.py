@@ -122,7 +122,7 @@ def test_storage_variable_is_a_label_not_part_of_the_location():
 def test_resources_check_their_roots_before_any_step(tmp_path):
     import dagster as dg
 
-    from ocr_assets.launch import failure_lines
+    from ocr_assets.follow import failure_lines
     from ocr_resources import InputCatalogResource, StorageResource
 
     calls = []

@@ -1,13 +1,13 @@
 """The Coiled software environment of a deployment: its name, how it is created, and its build.
 
-Names follow the reference: ``ocr-<slug>`` (``ocr_core.deploy_plan.software_env_name``); the
+Names follow the reference: ``ocr-<slug>`` (``ocr_deploy.plan.software_env_name``); the
 deploy plan chooses the source, one per build (``ocr-<pr or branch>-<sha7>``, ``ocr-<tag>``).
 One name can still be rebuilt (a re-run deploy, a release tag moved), so a cluster's identity
 takes the *build*: ``software_build`` resolves the build a new cluster of that name would get.
 
-    python -m ocr_resources.software_env name <ref>      # print the name
-    python -m ocr_resources.software_env create <ref>    # create it on Coiled (ARM), print
-                                                         # "<name> build <build id>"
+    python -m ocr_deploy.software_env name <ref>      # print the name
+    python -m ocr_deploy.software_env create <ref>    # create it on Coiled (ARM), print
+                                                      # "<name> build <build id>"
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ocr_core.deploy_plan import software_env_name
+from ocr_deploy.plan import software_env_name
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The frozen dependencies a software environment installs (not from ocr_resources.settings:
+# ocr_resources imports this module through its compute resource).
+REQUIREMENTS_LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
 
 
 class SoftwareBuildError(RuntimeError):
@@ -31,7 +33,7 @@ def latest_build(alias: Mapping | None, name: str, *, built: bool = True) -> str
     returns it (``list_software_environments`` values, ``create_software_environment``'s
     result: ``latest_spec.latest_build.{id, state}``). ``built``: the build must be finished,
     since a cluster must not start on anything else."""
-    fix = f"create it: python -m ocr_resources.software_env create {name.removeprefix('ocr-')}"
+    fix = f"create it: python -m ocr_deploy.software_env create {name.removeprefix('ocr-')}"
     if not alias:
         raise SoftwareBuildError(f"Coiled has no software environment {name!r}: {fix}")
     build = (alias.get("latest_spec") or {}).get("latest_build") or {}
@@ -64,7 +66,7 @@ def create_software_env(source: str) -> tuple[str, str]:
     name = software_env_name(source)
     pip = [
         line.strip()
-        for line in (PROJECT_DIR / "requirements.lock").read_text().splitlines()
+        for line in REQUIREMENTS_LOCK.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     # Waits for the build and raises coiled's BuildError if it fails, so the alias's state
@@ -78,7 +80,7 @@ def create_software_env(source: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in ("name", "create"):
-        raise SystemExit("usage: python -m ocr_resources.software_env (name|create) <ref>")
+        raise SystemExit("usage: python -m ocr_deploy.software_env (name|create) <ref>")
     if args[0] == "name":
         print(software_env_name(args[1]))
     else:

@@ -1,8 +1,8 @@
 """What a GitHub event deploys: one plan per event, for the deploy workflow's later jobs.
 
 Pure: the event's name and payload in, a JSON-able dict out (``ocr-dagster deploy plan`` prints
-it and writes it to ``$GITHUB_OUTPUT``). The rules follow the reference workflow (ocr-pipeline
-§3.6); where it is silent the choice is marked *chosen*.
+it and writes it to ``$GITHUB_OUTPUT``). The rules follow the reference's deploy workflow
+(docs/operations.md); where it is silent the choice is marked *chosen*.
 
 - pull_request opened, reopened or synchronize with the label ``e2e`` or ``QA/QC`` (or
   ``[e2e]`` in its title or body): qa in the PR's own namespace ``qa/pr-N``, the 15 QA regions,
@@ -209,19 +209,8 @@ def _pull_request(payload: dict, sha: str | None, grid: str) -> dict:
             )
     elif action not in PR_ACTIONS:
         return _nothing(f"pull request #{number} {action}: nothing to deploy")
-    regions, notes = _regions(QA_REGIONS, grid, "the QA regions")
-    return _result(
-        deploy=True,
-        environment="qa",
-        pull_request=number,
-        regions=regions,
-        wipe=True,
-        stats=True,
-        software_env=_software_env(str(number), ref),
-        ref=ref,
-        reason=f"pull request #{number} ({action}) is labelled for QA",
-        notes=notes,
-    )
+    reason = f"pull request #{number} ({action}) is labelled for QA"
+    return _build("qa", QA_REGIONS, grid, str(number), ref, reason, pull_request=number)
 
 
 def _push(payload: dict, sha: str | None, grid: str) -> dict:
@@ -229,17 +218,33 @@ def _push(payload: dict, sha: str | None, grid: str) -> dict:
     sha = sha or payload.get("after")
     if ref_name != "refs/heads/main" or payload.get("deleted"):
         return _nothing(f"push to {ref_name or 'an unknown ref'}: only main deploys (staging)")
-    regions, notes = _regions(STAGING_REGIONS, grid, "the staging regions")
+    return _build("staging", STAGING_REGIONS, grid, "main", sha, "push to main deploys staging")
+
+
+def _build(
+    environment: str,
+    regions: tuple[str, ...],
+    grid: str,
+    source: str,
+    ref: str | None,
+    reason: str,
+    pull_request: int | None = None,
+) -> dict:
+    """A branch build's deployment of the environment's fixed regions: wiped first, with the
+    statistics; the pyramid too, except for a pull request's QA namespace."""
+    what = "the QA regions" if environment == "qa" else f"the {environment} regions"
+    chosen, notes = _regions(regions, grid, what)
     return _result(
         deploy=True,
-        environment="staging",
-        regions=regions,
+        environment=environment,
+        pull_request=pull_request,
+        regions=chosen,
         wipe=True,
         stats=True,
-        pyramid=True,
-        software_env=_software_env("main", sha),
-        ref=sha,
-        reason="push to main deploys staging",
+        pyramid=pull_request is None,
+        software_env=_software_env(source, ref),
+        ref=ref,
+        reason=reason,
         notes=notes,
     )
 
