@@ -7,8 +7,9 @@ fractions summing to 1 with a NaN corner and some all-zero pixels), then in one 
     (b) the production region task (what the region_risk asset runs: ``region_wind_bp`` on
         the hazard inputs, which it then releases, then the pass-through variables and
         ``region_outputs``; first, so its peak RSS is not inflated by (a)'s leftovers)
-    (a) ocr_core.risk.straightforward_region_risk: per direction and iteration a full 81 × 81
-        cv2.filter2D on the whole buffered array, numpy masking, composite as one broadcast
+    (a) straightforward_region_risk (tests/straightforward_method.py, the tests' oracle): per
+        direction and iteration a full 81 × 81 cv2.filter2D on the whole buffered array,
+        numpy masking, composite as one broadcast
 
 and prints wall time, peak RSS (sampled, whole process, inputs included), the ratio (a)/(b),
 the max abs difference of every output variable with NaN-pattern equality, the stage
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # ocr_core, and tests.straightforward_method as the baseline
 
 GiB = 2**30
 
@@ -50,7 +51,8 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
 
     from ocr_core.grid import get_grid
     from ocr_core.reproject import label_window, source_window, window_chunks
-    from ocr_core.risk import SCENARIOS, RegionInputs, smoothing_window
+    from ocr_core.risk import RegionInputs, smoothing_window
+    from ocr_core.schema import SCENARIO_YEARS
 
     rng = np.random.default_rng(seed)
     grid = get_grid("conus")
@@ -82,7 +84,7 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
     ii, jj = np.indices(shape)
     corner = (shape[0] - 1 - ii) / shape[0] + jj / shape[1] < 0.3  # NW corner: ocean
     bp270 = {}
-    for k, scenario in enumerate(SCENARIOS):
+    for k, scenario in enumerate(SCENARIO_YEARS):
         change = 1 + 0.3 * k * ndimage.gaussian_filter(rng.random(shape), 5.0)
         bp = np.where(base > 0, 0.0005 + 0.08 * base * change, 0.0)
         bp[corner] = np.nan
@@ -127,13 +129,13 @@ def make_pass_through(shape: tuple[int, int], seed: int = 0) -> dict:
     """Synthetic CRPS, RPS and 30 m Riley BP of a region (the variables passed through)."""
     import numpy as np
 
-    from ocr_core.risk import SCENARIOS
+    from ocr_core.schema import SCENARIO_YEARS
 
     rng = np.random.default_rng(seed + 1000)
     return {
         "crps": rng.random(shape, dtype=np.float32) * 100,
         "rps": rng.random(shape, dtype=np.float32) * 5,
-        "riley30": {s: rng.random(shape, dtype=np.float32) * 0.05 for s in SCENARIOS},
+        "riley30": {s: rng.random(shape, dtype=np.float32) * 0.05 for s in SCENARIO_YEARS},
     }
 
 
@@ -225,7 +227,7 @@ def fresh_process_first_call(cold: bool) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of a region's area")
     ap.add_argument("--skip-straightforward", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
@@ -239,13 +241,14 @@ def main() -> None:
 
     from ocr_core import fast_kernels
     from ocr_core.risk import (
-        DIRECTIONS,
         centre_pixel_sizes,
+        kernel_set,
         make_kernel,
         plan_region,
         region_wind_bp,
-        straightforward_region_risk,
     )
+    from ocr_core.schema import WIND_DIRECTIONS
+    from tests.straightforward_method import straightforward_region_risk
 
     print(f"machine: {machine()}, numba threads {numba.get_num_threads()}")
     t0 = time.perf_counter()
@@ -264,13 +267,14 @@ def main() -> None:
     ny, nx = inp.lat.size, inp.lon.size
     r0, r1, c0, c1 = inp.region
     dx, dy = centre_pixel_sizes(inp)
-    runs = [fast_kernels.decompose_kernel(make_kernel(d, dx, dy)) for d in DIRECTIONS]
-    plan = plan_region(inp, fast_kernels.pack_kernels(runs).reach)
+    ks = kernel_set([make_kernel(d, dx, dy) for d in WIND_DIRECTIONS])
+    assert ks is not None, "the wind kernels are runs of one weight"
+    plan = plan_region(inp, ks.reach)
     s0, s1, sc0, sc1 = plan.source
     print(
         f"input: buffered {ny} × {nx} px ({ny * nx / 1e6:.1f} Mpx, {(ny - r1 + r0) // 2} px of "
         f"buffer), region {r1 - r0} × {c1 - c0} px; 270 m window {inp.y270.size} × "
-        f"{inp.x270.size} in chunks {[len(c) for c in inp.chunks270]}; the fast path reads "
+        f"{inp.x270.size} in chunks {[len(c) for c in inp.chunks270 or ()]}; the fast path reads "
         f"{s1 - s0} × {sc1 - sc0} px ({(s1 - s0) * (sc1 - sc0) / (ny * nx):.0%}); hazard "
         f"inputs {input_bytes(inp) / GiB:.2f} GiB; generated in {time.perf_counter() - t0:.1f} s"
     )
@@ -337,9 +341,9 @@ def main() -> None:
 
 
 def _dispatchers(module):
-    import numba
+    from numba.core.registry import CPUDispatcher
 
-    return [v for v in vars(module).values() if isinstance(v, numba.core.registry.CPUDispatcher)]
+    return [v for v in vars(module).values() if isinstance(v, CPUDispatcher)]
 
 
 def report(label: str, wall: float, mem) -> None:
