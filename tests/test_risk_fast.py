@@ -12,6 +12,7 @@ import reference_method as R
 import straightforward_method as S
 from pyproj import Transformer
 from scipy import ndimage
+from synthetic_region import PS, grid_coordinates
 
 from ocr_core import fast_kernels as fk
 from ocr_core import reproject as RP
@@ -19,7 +20,6 @@ from ocr_core import risk as P
 from ocr_core.risk import RegionInputs
 from ocr_core.schema import OUTPUT_VARIABLES, SCENARIO_YEARS, WIND_DIRECTIONS
 
-PS = 0.00030799387843671866  # CONUS pixel size, degrees
 TOL = 1e-6
 
 
@@ -219,12 +219,7 @@ def test_spread_falls_back_for_unstructured_kernel():
 def make_inputs(ny, nx, region, seed=0, bp="field", lat0=34.0, lon0=-118.8):
     """Synthetic RegionInputs: 30 m buffered grid and a 270 m EPSG:5070 window covering it."""
     rng = np.random.default_rng(seed)
-    lat = lat0 + PS * (np.arange(ny) + 0.5)
-    lon = lon0 + PS * (np.arange(nx) + 0.5)
-    tr = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
-    cx, cy = tr.transform(*np.meshgrid([lon[0], lon[-1]], [lat[0], lat[-1]]))
-    x270 = np.arange(cx.min() - 3 * 270 + 37.3, cx.max() + 3 * 270, 270.0) + 135
-    y270 = (np.arange(cy.min() - 3 * 270 + 101.9, cy.max() + 3 * 270, 270.0) + 135)[::-1]
+    lat, lon, x270, y270 = grid_coordinates(ny, nx, lat0, lon0)
     shape = (y270.size, x270.size)
     bp270 = {}
     for k, scen in enumerate(SCENARIO_YEARS):
