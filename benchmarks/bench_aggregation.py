@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ocr_core.risk import OUTPUT_VARIABLES
+from ocr_core.schema import OUTPUT_VARIABLES
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,9 @@ fractions summing to 1 with a NaN corner and some all-zero pixels), then in one 
     (b) the production region task (what the region_risk asset runs: ``region_wind_bp`` on
         the hazard inputs, which it then releases, then the pass-through variables and
         ``region_outputs``; first, so its peak RSS is not inflated by (a)'s leftovers)
-    (a) ocr_core.risk.straightforward_region_risk: per direction and iteration a full 81 × 81
-        cv2.filter2D on the whole buffered array, numpy masking, composite as one broadcast
+    (a) straightforward_region_risk (tests/straightforward_method.py, the tests' oracle): per
+        direction and iteration a full 81 × 81 cv2.filter2D on the whole buffered array,
+        numpy masking, composite as one broadcast
 
 and prints wall time, peak RSS (sampled, whole process, inputs included), the ratio (a)/(b),
 the max abs difference of every output variable with NaN-pattern equality, the stage
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # ocr_core, and tests.straightforward_method as the baseline
 
 GiB = 2**30
 
@@ -50,7 +51,8 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
 
     from ocr_core.grid import get_grid
     from ocr_core.reproject import label_window, source_window, window_chunks
-    from ocr_core.risk import SCENARIOS, RegionInputs, smoothing_window
+    from ocr_core.risk import RegionInputs, smoothing_window
+    from ocr_core.schema import SCENARIO_YEARS
 
     rng = np.random.default_rng(seed)
     grid = get_grid("conus")
@@ -82,7 +84,7 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
     ii, jj = np.indices(shape)
     corner = (shape[0] - 1 - ii) / shape[0] + jj / shape[1] < 0.3  # NW corner: ocean
     bp270 = {}
-    for k, scenario in enumerate(SCENARIOS):
+    for k, scenario in enumerate(SCENARIO_YEARS):
         change = 1 + 0.3 * k * ndimage.gaussian_filter(rng.random(shape), 5.0)
         bp = np.where(base > 0, 0.0005 + 0.08 * base * change, 0.0)
         bp[corner] = np.nan
@@ -127,13 +129,13 @@ def make_pass_through(shape: tuple[int, int], seed: int = 0) -> dict:
     """Synthetic CRPS, RPS and 30 m Riley BP of a region (the variables passed through)."""
     import numpy as np
 
-    from ocr_core.risk import SCENARIOS
+    from ocr_core.schema import SCENARIO_YEARS
 
     rng = np.random.default_rng(seed + 1000)
     return {
         "crps": rng.random(shape, dtype=np.float32) * 100,
         "rps": rng.random(shape, dtype=np.float32) * 5,
-        "riley30": {s: rng.random(shape, dtype=np.float32) * 0.05 for s in SCENARIOS},
+        "riley30": {s: rng.random(shape, dtype=np.float32) * 0.05 for s in SCENARIO_YEARS},
     }
 
 
@@ -225,7 +227,7 @@ def fresh_process_first_call(cold: bool) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of a region's area")
     ap.add_argument("--skip-straightforward", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
@@ -238,14 +240,7 @@ def main() -> None:
     import numba
 
     from ocr_core import fast_kernels
-    from ocr_core.risk import (
-        DIRECTIONS,
-        centre_pixel_sizes,
-        make_kernel,
-        plan_region,
-        region_wind_bp,
-        straightforward_region_risk,
-    )
+    from ocr_core.risk import region_wind_bp
 
     print(f"machine: {machine()}, numba threads {numba.get_num_threads()}")
     t0 = time.perf_counter()
@@ -261,19 +256,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     inp = make_region_inputs(area=args.scale)
-    ny, nx = inp.lat.size, inp.lon.size
-    r0, r1, c0, c1 = inp.region
-    dx, dy = centre_pixel_sizes(inp)
-    runs = [fast_kernels.decompose_kernel(make_kernel(d, dx, dy)) for d in DIRECTIONS]
-    plan = plan_region(inp, fast_kernels.pack_kernels(runs).reach)
-    s0, s1, sc0, sc1 = plan.source
-    print(
-        f"input: buffered {ny} × {nx} px ({ny * nx / 1e6:.1f} Mpx, {(ny - r1 + r0) // 2} px of "
-        f"buffer), region {r1 - r0} × {c1 - c0} px; 270 m window {inp.y270.size} × "
-        f"{inp.x270.size} in chunks {[len(c) for c in inp.chunks270]}; the fast path reads "
-        f"{s1 - s0} × {sc1 - sc0} px ({(s1 - s0) * (sc1 - sc0) / (ny * nx):.0%}); hazard "
-        f"inputs {input_bytes(inp) / GiB:.2f} GiB; generated in {time.perf_counter() - t0:.1f} s"
-    )
+    describe(inp, time.perf_counter() - t0)
 
     handed = [inp]
     del inp  # the region task holds the only reference, as in process_region.run_region_risk
@@ -288,58 +271,95 @@ def main() -> None:
     for k, v in tb.items():
         print(f"      {labels.get(k, k):<50s} {v:7.2f} s")
     if not args.skip_straightforward:
-        inp = make_region_inputs(area=args.scale)
-        shape = (inp.region[1] - inp.region[0], inp.region[3] - inp.region[2])
-        for k, v in make_pass_through(shape).items():
-            setattr(inp, k, v)
-        slow, wall_a, mem_a, ta = run(straightforward_region_risk, inp)
-        del inp
-        report("(a) straightforward", wall_a, mem_a)
-        for k, v in ta.items():
-            print(f"      {k:<50s} {v:7.2f} s")
-        print(f"\nratio (a)/(b): {wall_a / wall_b:.1f}×")
-        print(f"{'variable':<15s} {'max |a - b|':>12s}  same NaN pattern")
-        for name, diff, same in compare(slow, fast):
-            print(f"{name:<15s} {diff:12.3g}  {same}")
-        del slow
+        compare_straightforward(args.scale, fast, wall_b)
     del fast
 
     if not args.skip_startup:
-        _, warm, _, _ = run(production_region, [make_region_inputs(area=args.scale)])
-        cold = fresh_process_first_call(cold=True)
-        fresh = fresh_process_first_call(cold=False)
-        print("\nstartup (full region, production region task):")
-        print(
-            f"  cold: fresh process, empty numba cache     {cold:7.2f} s ({cold / warm:.1f}× warm)"
-        )
-        print(
-            f"  first call, fresh process, shipped cache  {fresh:7.2f} s ({fresh / warm:.1f}× warm)"
-        )
-        print(f"  warm: a later call in this process        {warm:7.2f} s")
-
+        report_startup(args.scale)
     if not args.skip_scaling:
-        print(f"\nscaling of (b) (fresh inputs each; numba threads {numba.get_num_threads()})")
+        report_scaling()
+
+
+def describe(inp, seconds: float) -> None:
+    """The generated input: its size, the 270 m window and what the fast path reads."""
+    from ocr_core.risk import centre_pixel_sizes, kernel_set, make_kernel, plan_region
+    from ocr_core.schema import WIND_DIRECTIONS
+
+    ny, nx = inp.lat.size, inp.lon.size
+    r0, r1, c0, c1 = inp.region
+    dx, dy = centre_pixel_sizes(inp)
+    ks = kernel_set([make_kernel(d, dx, dy) for d in WIND_DIRECTIONS])
+    assert ks is not None, "the wind kernels are runs of one weight"
+    plan = plan_region(inp, ks.reach)
+    s0, s1, sc0, sc1 = plan.source
+    print(
+        f"input: buffered {ny} × {nx} px ({ny * nx / 1e6:.1f} Mpx, {(ny - r1 + r0) // 2} px of "
+        f"buffer), region {r1 - r0} × {c1 - c0} px; 270 m window {inp.y270.size} × "
+        f"{inp.x270.size} in chunks {[len(c) for c in inp.chunks270 or ()]}; the fast path reads "
+        f"{s1 - s0} × {sc1 - sc0} px ({(s1 - s0) * (sc1 - sc0) / (ny * nx):.0%}); hazard "
+        f"inputs {input_bytes(inp) / GiB:.2f} GiB; generated in {seconds:.1f} s"
+    )
+
+
+def compare_straightforward(scale: float, fast: dict, wall_b: float) -> None:
+    """(a): the straightforward method on the same inputs, its time against (b)'s and the
+    largest difference of every output variable."""
+    from tests.straightforward_method import straightforward_region_risk
+
+    inp = make_region_inputs(area=scale)
+    shape = (inp.region[1] - inp.region[0], inp.region[3] - inp.region[2])
+    for k, v in make_pass_through(shape).items():
+        setattr(inp, k, v)
+    slow, wall_a, mem_a, ta = run(straightforward_region_risk, inp)
+    del inp
+    report("(a) straightforward", wall_a, mem_a)
+    for k, v in ta.items():
+        print(f"      {k:<50s} {v:7.2f} s")
+    print(f"\nratio (a)/(b): {wall_a / wall_b:.1f}×")
+    print(f"{'variable':<15s} {'max |a - b|':>12s}  same NaN pattern")
+    for name, diff, same in compare(slow, fast):
+        print(f"{name:<15s} {diff:12.3g}  {same}")
+    del slow
+
+
+def report_startup(scale: float) -> None:
+    """The production task's first call in a fresh process (empty and shipped numba cache)
+    against a warm call."""
+    _, warm, _, _ = run(production_region, [make_region_inputs(area=scale)])
+    cold = fresh_process_first_call(cold=True)
+    fresh = fresh_process_first_call(cold=False)
+    print("\nstartup (full region, production region task):")
+    print(f"  cold: fresh process, empty numba cache     {cold:7.2f} s ({cold / warm:.1f}× warm)")
+    print(f"  first call, fresh process, shipped cache  {fresh:7.2f} s ({fresh / warm:.1f}× warm)")
+    print(f"  warm: a later call in this process        {warm:7.2f} s")
+
+
+def report_scaling() -> None:
+    """Wall time and memory of (b) at a quarter, half and the whole of a region's area."""
+    import numba
+
+    print(f"\nscaling of (b) (fresh inputs each; numba threads {numba.get_num_threads()})")
+    print(
+        f"{'area':>6s} {'buffered px':>13s} {'region Mpx':>10s} {'wall s':>7s} "
+        f"{'Mpx/s':>6s} {'peak GiB':>8s} {'added GiB':>9s}"
+    )
+    for area in (0.25, 0.5, 1.0):
+        sub = make_region_inputs(area=area)
+        rpx = (sub.region[1] - sub.region[0]) * (sub.region[3] - sub.region[2]) / 1e6
+        shape = f"{sub.lat.size}×{sub.lon.size}"
+        handed = [sub]
+        del sub
+        _, wall, mem, _ = run(production_region, handed)
         print(
-            f"{'area':>6s} {'buffered px':>13s} {'region Mpx':>10s} {'wall s':>7s} "
-            f"{'Mpx/s':>6s} {'peak GiB':>8s} {'added GiB':>9s}"
+            f"{area:6.2f} {shape:>13s} {rpx:10.1f} {wall:7.2f} {rpx / wall:6.2f} "
+            f"{mem.peak_bytes / GiB:8.2f} {mem.delta_bytes / GiB:9.2f}"
         )
-        for area in (0.25, 0.5, 1.0):
-            sub = make_region_inputs(area=area)
-            rpx = (sub.region[1] - sub.region[0]) * (sub.region[3] - sub.region[2]) / 1e6
-            shape = f"{sub.lat.size}×{sub.lon.size}"
-            handed = [sub]
-            del sub
-            _, wall, mem, _ = run(production_region, handed)
-            print(
-                f"{area:6.2f} {shape:>13s} {rpx:10.1f} {wall:7.2f} {rpx / wall:6.2f} "
-                f"{mem.peak_bytes / GiB:8.2f} {mem.delta_bytes / GiB:9.2f}"
-            )
 
 
 def _dispatchers(module):
-    import numba
+    from numba.core.registry import CPUDispatcher
 
-    return [v for v in vars(module).values() if isinstance(v, numba.core.registry.CPUDispatcher)]
+    return [v for v in vars(module).values() if isinstance(v, CPUDispatcher)]
 
 
 def report(label: str, wall: float, mem) -> None:

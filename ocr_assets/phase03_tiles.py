@@ -4,6 +4,8 @@ The building and centroid tile assets both read one shared export of the buildin
 so the buildings are scanned once and the two tile builds can run in parallel.
 """
 
+from typing import TYPE_CHECKING, cast
+
 import dagster as dg
 
 from ocr_assets import OWNERS
@@ -15,6 +17,10 @@ from ocr_resources.compute import ComputeResource
 from ocr_resources.duckdb import DuckDBResource
 from ocr_resources.storage import StorageResource
 from ocr_resources.tippecanoe import TippecanoeResource
+
+if TYPE_CHECKING:
+    from ocr_core.pyramid import PyramidResult
+    from ocr_core.tiles import FeatureExport, TilesetResult
 
 GROUP = "phase03_tiles"
 # The two building tile builds start before other ready steps, so they run side by side.
@@ -37,25 +43,22 @@ def _map_link(layer: str) -> dg.MetadataValue:
 
 
 def _tiles_result(
-    s: dict, compute: ComputeResource, context, layer: str, db=None
+    result: "TilesetResult", compute: ComputeResource, context, layer: str, db=None
 ) -> dg.MaterializeResult:
+    info = result.info
     return dg.MaterializeResult(
-        check_results=check_results(s.pop("checks")),
-        metadata=_tiles_metadata(s, compute, context, layer, db),
+        check_results=check_results(result.checks),
+        metadata={
+            "dagster/uri": dg.MetadataValue.path(result.path),
+            "map": _map_link(layer),
+            "bytes": info["bytes"],
+            "features": info["features"],
+            "zooms": dg.MetadataValue.json([info["min_zoom"], info["max_zoom"]]),
+            "layers": dg.MetadataValue.json(info["layers"]),
+            "summary": dg.MetadataValue.json(result.summary()),
+            "compute": compute.metadata_for(context, db),
+        },
     )
-
-
-def _tiles_metadata(s: dict, compute: ComputeResource, context, layer: str, db=None) -> dict:
-    return {
-        "dagster/uri": dg.MetadataValue.path(s["path"]),
-        "map": _map_link(layer),
-        "bytes": s["bytes"],
-        "features": s.get("features", 0),
-        "zooms": dg.MetadataValue.json([s.get("min_zoom"), s.get("max_zoom")]),
-        "layers": dg.MetadataValue.json(s.get("layers", [])),
-        "summary": dg.MetadataValue.json(s),
-        "compute": compute.metadata_for(context, db),
-    }
 
 
 @dg.asset(
@@ -79,10 +82,10 @@ def regional_pmtiles(
     from ocr_core.tiles import build_regional_pmtiles
 
     db = duckdb.config(compute.vm_for(context))
-    s = yield from audited(
+    result = yield from audited(
         context, compute, build_regional_pmtiles, storage.storage(), tippecanoe.runner(), db
     )
-    yield _tiles_result(s, compute, context, "regions", db)
+    yield _tiles_result(result, compute, context, "regions", db)
 
 
 @dg.asset(
@@ -109,66 +112,62 @@ def building_tile_features(
     from ocr_core.tiles import export_building_features
 
     db = duckdb.config(compute.vm_for(context))
-    s = yield from audited(context, compute, export_building_features, storage.storage(), db)
+    exported = yield from audited(context, compute, export_building_features, storage.storage(), db)
+    result = cast("FeatureExport", exported)
     yield dg.MaterializeResult(
-        check_results=check_results(s.pop("checks")),
+        check_results=check_results(result.checks),
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().tile_features_dir),
-            "summary": dg.MetadataValue.json(s),
+            "summary": dg.MetadataValue.json(result.summary()),
             "compute": compute.metadata_for(context, db),
         },
     )
 
 
-@dg.asset(
-    owners=OWNERS,
-    code_version=CODE_VERSIONS["building_pmtiles"],
-    deps=[building_tile_features],
-    op_tags=TILE_PRIORITY,
-    group_name=GROUP,
-    kinds={"pmtiles"},
-    tags={"ocr/phase": "03"},
-    check_specs=_pmtiles_checks("building_pmtiles"),
-    description="Building footprints with their 7 risk values (layer 'risk', zoom ≥ 6).",
-)
-def building_pmtiles(
-    context: dg.AssetExecutionContext,
-    storage: StorageResource,
-    tippecanoe: TippecanoeResource,
-    compute: ComputeResource,
-):
-    from ocr_core.tiles import build_building_pmtiles
+def _building_tiles_asset(name: str, builder: str, layer: str, description: str):
+    """A tile asset built by ``ocr_core.tiles.<builder>`` from one building feature file (the
+    building and centroid tilesets differ only in that file and tippecanoe's flags)."""
 
-    s = yield from audited(
-        context, compute, build_building_pmtiles, storage.storage(), tippecanoe.runner()
+    @dg.asset(
+        name=name,
+        owners=OWNERS,
+        code_version=CODE_VERSIONS[name],
+        deps=[building_tile_features],
+        op_tags=TILE_PRIORITY,
+        group_name=GROUP,
+        kinds={"pmtiles"},
+        tags={"ocr/phase": "03"},
+        check_specs=_pmtiles_checks(name),
+        description=description,
     )
-    yield _tiles_result(s, compute, context, "buildings")
+    def _asset(
+        context: dg.AssetExecutionContext,
+        storage: StorageResource,
+        tippecanoe: TippecanoeResource,
+        compute: ComputeResource,
+    ):
+        from ocr_core import tiles
+
+        build = getattr(tiles, builder)
+        result = yield from audited(context, compute, build, storage.storage(), tippecanoe.runner())
+        yield _tiles_result(result, compute, context, layer)
+
+    return _asset
 
 
-@dg.asset(
-    owners=OWNERS,
-    code_version=CODE_VERSIONS["building_centroid_pmtiles"],
-    deps=[building_tile_features],
-    op_tags=TILE_PRIORITY,
-    group_name=GROUP,
-    kinds={"pmtiles"},
-    tags={"ocr/phase": "03"},
-    check_specs=_pmtiles_checks("building_centroid_pmtiles"),
-    description="Building centroids with RPS 2011/2047 rounded to 3 decimals, for buildings "
-    "whose two RPS values are > 0.",
+building_pmtiles = _building_tiles_asset(
+    "building_pmtiles",
+    "build_building_pmtiles",
+    "buildings",
+    "Building footprints with their 7 risk values (layer 'risk', zoom ≥ 6).",
 )
-def building_centroid_pmtiles(
-    context: dg.AssetExecutionContext,
-    storage: StorageResource,
-    tippecanoe: TippecanoeResource,
-    compute: ComputeResource,
-):
-    from ocr_core.tiles import build_centroid_pmtiles
-
-    s = yield from audited(
-        context, compute, build_centroid_pmtiles, storage.storage(), tippecanoe.runner()
-    )
-    yield _tiles_result(s, compute, context, "centroids")
+building_centroid_pmtiles = _building_tiles_asset(
+    "building_centroid_pmtiles",
+    "build_centroid_pmtiles",
+    "centroids",
+    "Building centroids with RPS 2011/2047 rounded to 3 decimals, for buildings whose two RPS "
+    "values are > 0.",
+)
 
 
 @dg.asset(
@@ -179,7 +178,7 @@ def building_centroid_pmtiles(
     kinds={"zarr"},
     tags={"ocr/phase": "03", "ocr/optional": "create-pyramid"},
     description="Multiscale Zarr v3 pyramid of rps_2011 and rps_2047 (2 × 2 mean per level), "
-    "optional like the seed's --create-pyramid.",
+    "optional like the CLI's --create-pyramid.",
     check_specs=blocking_checks(
         "risk_pyramid",
         pyramid_complete="Every level with its shape; the coarsest levels' values in "
@@ -191,14 +190,16 @@ def risk_pyramid(
 ):
     from ocr_core.pyramid import write_pyramid
 
-    s = yield from audited(context, compute, write_pyramid, storage.storage())
+    result = cast(
+        "PyramidResult", (yield from audited(context, compute, write_pyramid, storage.storage()))
+    )
     yield dg.MaterializeResult(
-        check_results=check_results(s.pop("checks")),
+        check_results=check_results(result.checks),
         metadata={
             "dagster/uri": dg.MetadataValue.path(storage.storage().pyramid_uri),
             "map": _map_link("raster"),
-            "levels": s.get("levels"),
-            "summary": dg.MetadataValue.json(s),
+            "levels": result.levels,
+            "summary": dg.MetadataValue.json(result.summary()),
             "compute": compute.metadata_for(context),
         },
     )

@@ -116,17 +116,17 @@ def decompose_kernel(kernel: np.ndarray) -> RunKernel | None:
     if best is None:
         return None
     _, kind, runs = best
-    rb, ra, cb, ca = [], [], [], []
+    ends = []  # per run: (row before, row after, col before, col after) of its prefix sums
     for key, (a, b) in runs.items():
         if kind == HORIZONTAL:  # exclusive prefix along the row: P[c] = sum of cols < c
-            rb.append(key), ra.append(key), cb.append(b + 1), ca.append(a)
+            ends.append((key, key, b + 1, a))
         elif kind == VERTICAL:  # inclusive prefix down the column
-            rb.append(b), ra.append(a - 1), cb.append(key), ca.append(key)
+            ends.append((b, a - 1, key, key))
         elif kind == DIAGONAL:  # chain (r, c) <- (r - 1, c - 1); taps dx = dy + key
-            rb.append(b), ra.append(a - 1), cb.append(b + key), ca.append(a - 1 + key)
+            ends.append((b, a - 1, b + key, a - 1 + key))
         else:  # chain (r, c) <- (r - 1, c + 1); taps dx = key - dy
-            rb.append(b), ra.append(a - 1), cb.append(key - b), ca.append(key - a + 1)
-    rb, ra, cb, ca = (np.array(v, dtype=np.int64) for v in (rb, ra, cb, ca))
+            ends.append((b, a - 1, key - b, key - a + 1))
+    rb, ra, cb, ca = (np.array(v, dtype=np.int64) for v in zip(*ends, strict=True))
     if kind == HORIZONTAL:
         rows = (int(rb.min()), int(rb.max()))
         cols = (int(ca.min()), int(cb.max()) - 1)
@@ -165,7 +165,7 @@ class Windows:
 
 def full_windows(shape: tuple[int, int], iterations: int) -> Windows:
     """Every iteration on the whole array (the straightforward method's extent)."""
-    return Windows(tuple([tuple(shape)] * (iterations + 1)), tuple([(0, 0)] * iterations))
+    return Windows(tuple([shape] * (iterations + 1)), tuple([(0, 0)] * iterations))
 
 
 def nested_windows(

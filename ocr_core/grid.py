@@ -121,6 +121,7 @@ class Grid:
     def parse_region_id(self, region_id: str) -> tuple[int, int]:
         """(row, col) of an id on this grid; raises RegionIdError for anything else."""
         m = REGION_ID_RE.fullmatch(self.canonical_region_id(region_id))
+        assert m is not None  # the canonical spelling always matches
         return int(m.group(1)), int(m.group(2))
 
     def validate_region_id(self, region_id: str) -> tuple[int, int]:
@@ -168,41 +169,6 @@ class Grid:
         """(lon_min, lat_min, lon_max, lat_max) of the region's pixel edges."""
         r0, r1, c0, c1 = self.pixel_window(region_id)
         return self.lon_edge(c0), self.lat_edge(r0), self.lon_edge(c1), self.lat_edge(r1)
-
-    def region_slices(self, region_id: str, buffered: bool = False) -> tuple[slice, slice]:
-        """Ascending (latitude, longitude) label slices of the region's pixel edges."""
-        lon_min, lat_min, lon_max, lat_max = self.region_bounds(region_id)
-        pad = self.buffer_deg if buffered else 0.0
-        return slice(lat_min - pad, lat_max + pad), slice(lon_min - pad, lon_max + pad)
-
-    def region_id_at(self, lon: float, lat: float) -> str | None:
-        """Id of the region whose pixel area holds the point (west/south edges inclusive)."""
-        col = math.floor((lon - self.lon0) / self.pixel_size)
-        row = math.floor((lat - self.lat0) / self.pixel_size)
-        if not (0 <= row < self.n_lat and 0 <= col < self.n_lon):
-            return None
-        return f"y{row // self.chunk_lat}_x{col // self.chunk_lon}"
-
-    def region_ids_for_bbox(
-        self, bbox: tuple[float, float, float, float], valid_only: bool = True
-    ) -> list[str]:
-        """Ids of the regions a (west, south, east, north) box overlaps."""
-        west, south, east, north = bbox
-        if west > east or south > north:
-            raise ValueError(f"bbox {bbox} must be (west, south, east, north)")
-        c0 = max(0, math.floor((west - self.lon0) / self.pixel_size) // self.chunk_lon)
-        c1 = min(
-            self.n_cols - 1, math.floor((east - self.lon0) / self.pixel_size) // self.chunk_lon
-        )
-        r0 = max(0, math.floor((south - self.lat0) / self.pixel_size) // self.chunk_lat)
-        r1 = min(
-            self.n_rows - 1, math.floor((north - self.lat0) / self.pixel_size) // self.chunk_lat
-        )
-        ids = [f"y{r}_x{c}" for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
-        if valid_only:
-            valid = set(self.valid_region_ids)
-            ids = [i for i in ids if i in valid]
-        return ids
 
 
 @cache

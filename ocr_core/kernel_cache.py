@@ -12,19 +12,31 @@ compiled code is specific to the processor that compiled it (Graviton workers, x
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from distributed import WorkerPlugin
+from typing_extensions import override
 
 
-def warm() -> dict[str, float | int]:
+@dataclass(frozen=True)
+class Warmed:
+    """How long warming took and how many kernels were loaded from the cache or compiled."""
+
+    seconds: float
+    loaded: int
+    compiled: int
+
+
+def warm() -> Warmed:
     """Run the production region path on a tiny region (the production types and layouts, so
-    every specialization it uses is compiled); returns seconds and cache hits/misses."""
+    every specialization it uses is compiled)."""
     import numpy as np
 
     from ocr_core import fast_kernels
     from ocr_core.grid import CONUS
     from ocr_core.reproject import source_window, window_chunks
-    from ocr_core.risk import SCENARIOS, RegionInputs, region_wind_bp
+    from ocr_core.risk import RegionInputs, region_wind_bp
+    from ocr_core.schema import SCENARIO_YEARS
 
     t0 = time.perf_counter()
     pad, n = CONUS.buffer_pixels, 24
@@ -42,7 +54,8 @@ def warm() -> dict[str, float | int]:
         region=(pad, pad + n, pad, pad + n),
         wind=fractions / fractions.sum(axis=-1, keepdims=True),
         bp270={
-            s: np.where(rng.random(shape) < 0.5, 0.0, 0.02).astype(np.float32) for s in SCENARIOS
+            s: np.where(rng.random(shape) < 0.5, 0.0, 0.02).astype(np.float32)
+            for s in SCENARIO_YEARS
         },
         x270=x[j0:j1],
         y270=y[i0:i1],
@@ -54,11 +67,11 @@ def warm() -> dict[str, float | int]:
     dispatchers = [
         f for f in vars(fast_kernels).values() if hasattr(f, "stats") and hasattr(f, "signatures")
     ]
-    return {
-        "seconds": round(time.perf_counter() - t0, 2),
-        "loaded": sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
-        "compiled": sum(sum(d.stats.cache_misses.values()) for d in dispatchers),
-    }
+    return Warmed(
+        seconds=round(time.perf_counter() - t0, 2),
+        loaded=sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
+        compiled=sum(sum(d.stats.cache_misses.values()) for d in dispatchers),
+    )
 
 
 class KernelCachePlugin(WorkerPlugin):
@@ -66,14 +79,15 @@ class KernelCachePlugin(WorkerPlugin):
 
     name = "ocr-kernel-cache"
 
+    @override
     def setup(self, worker) -> None:
         warm()
 
 
 def main() -> None:
     r = warm()
-    how = f"compiled {r['compiled']} kernel(s)" if r["compiled"] else "loaded from the cache"
-    print(f"region kernels ready in {r['seconds']} s ({how}, {r['loaded']} loaded)")
+    how = f"compiled {r.compiled} kernel(s)" if r.compiled else "loaded from the cache"
+    print(f"region kernels ready in {r.seconds} s ({how}, {r.loaded} loaded)")  # noqa: T201
 
 
 if __name__ == "__main__":

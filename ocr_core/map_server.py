@@ -123,8 +123,8 @@ class MapApp:
         }
 
     def config(self) -> dict:
-        from ocr_core.schema import RISK_SCORE_BOUNDARIES, risk_score_labels
-        from ocr_core.tiles import REGION_LEVELS, property_names
+        from ocr_core.schema import RISK_SCORE_BOUNDARIES, TILE_LAYER_ORDER, risk_score_labels
+        from ocr_core.tiles import property_names
 
         pyramid = self.pyramid()
         return {
@@ -134,7 +134,7 @@ class MapApp:
             "risk_score_labels": risk_score_labels(),
             "risk_colours": list(RISK_COLOURS),
             "properties": property_names(),
-            "region_levels": list(REGION_LEVELS),
+            "region_levels": list(TILE_LAYER_ORDER),
             "tilesets": self.tilesets(),
             "pyramid": pyramid.info() if pyramid else None,
         }

@@ -20,8 +20,9 @@ from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, read_er
 from ocr_core.geoparquet import to_geoparquet
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
-from ocr_core.risk import OUTPUT_VARIABLES, SCENARIOS, RegionInputs, region_outputs, region_wind_bp
-from ocr_core.schema import risk_score_histogram
+from ocr_core.risk import RegionInputs, region_outputs, region_wind_bp
+from ocr_core.schema import OUTPUT_VARIABLES, risk_score_histogram
+from ocr_core.schema import SCENARIO_YEARS as SCENARIOS
 from ocr_core.storage import Storage
 from ocr_core.validation import check_buildings, validate_hazard_inputs, validate_pass_through
 

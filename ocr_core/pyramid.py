@@ -1,4 +1,4 @@
-"""Multiscale Zarr v3 pyramid of the risk raster for the web map (ocr-pipeline §1.2).
+"""Multiscale Zarr v3 pyramid of the risk raster for the web map.
 
 Level 0 is the native EPSG:4326 grid read from the icechunk risk repository (read-only
 session); level i+1 is the 2×2 mean of level i (odd trailing row/column trimmed, NaN skipped,
@@ -26,6 +26,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ocr_core.checks import audit
 from ocr_core.publish import stage
@@ -58,11 +59,39 @@ class PyramidError(RuntimeError):
     """The pyramid cannot be built (missing variables, no repository, bad parameters)."""
 
 
+@dataclass(frozen=True)
+class PyramidResult:
+    """A published pyramid: its URI, variables, each level's shape and chunks, the seconds it
+    took and its checks."""
+
+    path: str
+    variables: list[str]
+    shapes: list[tuple[int, int]]
+    chunks: list[tuple[int, int]]
+    seconds: float
+    checks: dict[str, dict]
+
+    @property
+    def levels(self) -> int:
+        return len(self.shapes)
+
+    def summary(self) -> dict:
+        """Everything but the checks, as JSON-able values."""
+        return {
+            "path": self.path,
+            "variables": self.variables,
+            "levels": self.levels,
+            "shapes": [list(s) for s in self.shapes],
+            "chunks": [list(c) for c in self.chunks],
+            "seconds": self.seconds,
+        }
+
+
 def level_shapes(shape: tuple[int, int], min_side: int = 100) -> list[tuple[int, int]]:
     """(lat, lon) shape of every level: halve (floor) while the longer side stays ≥ min_side."""
     if min(shape) < 1:
         raise PyramidError(f"cannot build a pyramid of an empty grid {shape}")
-    shapes = [tuple(shape)]
+    shapes = [(shape[0], shape[1])]
     while True:
         nxt = (shapes[-1][0] // 2, shapes[-1][1] // 2)
         if min(nxt) < 1 or max(nxt) < min_side:
@@ -122,7 +151,7 @@ def _open_source(storage: Storage, variables: Sequence[str]):
     if missing:
         raise PyramidError(
             f"variable(s) {', '.join(missing)} are not in {storage.icechunk_uri} "
-            f"(it has {', '.join(sorted(ds.data_vars))})"
+            f"(it has {', '.join(sorted(map(str, ds.data_vars)))})"
         )
     return ds[list(variables)]
 
@@ -140,20 +169,51 @@ def _prepare(ds, chunks: tuple[int, int], variables: Sequence[str]):
     return ds, encoding
 
 
+def _coarsened(store, level: int, shape: tuple[int, int], chunks: tuple[int, int]):
+    """Level ``level`` as the 2 × 2 mean of the level below it, already in ``store``; read in
+    blocks of twice this level's chunks, so each coarsened block is exactly one output chunk."""
+    import xarray as xr
+
+    prev = xr.open_zarr(
+        store,
+        group=str(level - 1),
+        consolidated=False,
+        chunks={Y_DIM: 2 * chunks[0], X_DIM: 2 * chunks[1]},  # pyright: ignore[reportArgumentType]
+    )
+    prev = prev.isel({Y_DIM: slice(0, 2 * shape[0]), X_DIM: slice(0, 2 * shape[1])})
+    coarsen = prev.coarsen({Y_DIM: 2, X_DIM: 2}, boundary="trim")
+    return coarsen.mean(keep_attrs=True)  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def _write_levels(store, src, shapes, chunks, variables: list[str], log: logging.Logger) -> None:
+    """Write every level into ``store``, each from the one written before it."""
+    for level, (shape, level_chunk) in enumerate(zip(shapes, chunks, strict=True)):
+        ds = src if level == 0 else _coarsened(store, level, shape, level_chunk)
+        ds, encoding = _prepare(ds, level_chunk, variables)
+        ds.attrs = {}
+        ds.to_zarr(
+            store,
+            group=str(level),
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            encoding=encoding,
+            write_empty_chunks=False,
+        )
+        log.info("pyramid level %d: %d × %d px, chunks %s", level, *shape, level_chunk)
+
+
 def write_pyramid(
     storage: Storage,
     variables: Sequence[str] = DEFAULT_VARIABLES,
     min_side: int = 100,
     chunk_target: int = CHUNK_SIDE,
     log: logging.Logger | None = None,
-) -> dict:
+) -> PyramidResult:
     """Build the pyramid at ``storage.pyramid_uri`` from the risk repository; see module doc.
 
     ``chunk_target`` is the longest chunk side (the reference's 362; tests use small values).
-    Returns the URI, level count, per-level shapes and chunks, and the seconds taken.
     """
-    log = log or logger
-    import xarray as xr
     import zarr
 
     started = time.monotonic()
@@ -171,46 +231,14 @@ def write_pyramid(
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         store = _store(location, storage)
         zarr.create_group(store, zarr_format=3, overwrite=True, attributes=multiscales_attrs(0))
-        for level, (shape, level_chunk) in enumerate(zip(shapes, chunks, strict=True)):
-            if level == 0:
-                ds = src
-            else:
-                # Read the previous level in blocks of twice this level's chunks, so each
-                # coarsened block is exactly one output chunk.
-                prev = xr.open_zarr(
-                    store,
-                    group=str(level - 1),
-                    consolidated=False,
-                    chunks={Y_DIM: 2 * level_chunk[0], X_DIM: 2 * level_chunk[1]},
-                )
-                prev = prev.isel({Y_DIM: slice(0, 2 * shape[0]), X_DIM: slice(0, 2 * shape[1])})
-                ds = prev.coarsen({Y_DIM: 2, X_DIM: 2}, boundary="trim").mean(keep_attrs=True)
-            ds, encoding = _prepare(ds, level_chunk, variables)
-            ds.attrs = {}
-            ds.to_zarr(
-                store,
-                group=str(level),
-                mode="w",
-                zarr_format=3,
-                consolidated=False,
-                encoding=encoding,
-                write_empty_chunks=False,
-            )
-            log.info("pyramid level %d: %d × %d px, chunks %s", level, *shape, level_chunk)
+        _write_levels(store, src, shapes, chunks, variables, log or logger)
         root = zarr.open_group(store, mode="r+", zarr_format=3)
         root.attrs.put(multiscales_attrs(len(shapes)))
         zarr.consolidate_metadata(store)
         checks = audit({"pyramid_complete": check_pyramid(store, shapes, variables)})
         st.publish()
-    return {
-        "path": uri,
-        "variables": variables,
-        "levels": len(shapes),
-        "shapes": [list(s) for s in shapes],
-        "chunks": [list(c) for c in chunks],
-        "seconds": round(time.monotonic() - started, 3),
-        "checks": checks,
-    }
+    seconds = round(time.monotonic() - started, 3)
+    return PyramidResult(uri, variables, shapes, chunks, seconds, checks)
 
 
 def check_pyramid(store, shapes: Sequence[tuple[int, int]], variables: Sequence[str]):
@@ -220,25 +248,30 @@ def check_pyramid(store, shapes: Sequence[tuple[int, int]], variables: Sequence[
     import zarr
 
     root = zarr.open_group(store, mode="r", zarr_format=3)
+
+    def array(key: str) -> zarr.Array | None:
+        node = root.get(key)
+        return node if isinstance(node, zarr.Array) else None
+
     details: dict = {"levels_expected": len(shapes)}
     passed = True
     for level, shape in enumerate(shapes):
         for var in variables:
-            key = f"{level}/{var}"
-            found = tuple(root[key].shape) if key in root else None
+            arr = array(f"{level}/{var}")
+            found = tuple(arr.shape) if arr is not None else None
             if found != tuple(shape):
                 details[f"level_{level}_{var}_shape"] = found
                 passed = False
     for level in range(max(0, len(shapes) - 2), len(shapes)):
         for var in variables:
-            key = f"{level}/{var}"
-            if key not in root:
+            arr = array(f"{level}/{var}")
+            if arr is None:
                 continue
-            values = np.asarray(root[key][:])
+            values = np.asarray(arr[:])
             finite = values[np.isfinite(values)]
             vmin = float(finite.min()) if finite.size else None
             vmax = float(finite.max()) if finite.size else None
-            ok = finite.size > 0 and vmin >= 0 and vmax <= 100
+            ok = vmin is not None and vmax is not None and vmin >= 0 and vmax <= 100
             details[f"level_{level}_{var}"] = {"min": vmin, "max": vmax, "finite": int(finite.size)}
             passed &= ok
     return passed, details

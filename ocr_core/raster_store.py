@@ -21,7 +21,7 @@ import numpy as np
 
 from ocr_core.grid import Grid
 from ocr_core.metadata import raster_metadata
-from ocr_core.risk import OUTPUT_VARIABLES, UNITS
+from ocr_core.schema import OUTPUT_VARIABLES, VARIABLE
 from ocr_core.storage import Storage
 
 TEMPLATE_MESSAGE = "initialize store with template"
@@ -102,7 +102,17 @@ def _write_template(session, grid: Grid, version: str | None) -> None:
             dimension_names=["latitude", "longitude"],
             fill_value=np.nan,
         )
-        arr.attrs.update({"units": UNITS[var]})
+        arr.attrs.update({"units": VARIABLE[var].units})
+
+
+def _array(root, name: str):
+    """The array ``name`` of a zarr group (the template's variables are arrays)."""
+    import zarr
+
+    node = root[name]
+    if not isinstance(node, zarr.Array):
+        raise RasterStoreError(f"{name} in the risk repository is not an array")
+    return node
 
 
 def ensure_repository(storage: Storage, grid: Grid):
@@ -117,8 +127,8 @@ def ensure_repository(storage: Storage, grid: Grid):
             try:
                 root = zarr.open_group(repo.readonly_session("main").store, mode="r")
             except GroupNotFoundError:
-                root = {}  # a new, empty repository
-            if "rps_2011" in root:
+                root = None  # a new, empty repository
+            if root is not None and "rps_2011" in root:
                 found = root.attrs.get("ocr:grid")
                 if found != grid.name:
                     raise RasterStoreError(
@@ -166,8 +176,8 @@ def write_region(
             session = repo.writable_session("main")
             root = zarr.open_group(session.store, mode="r+")
             for var in OUTPUT_VARIABLES:
-                root[var][r0:r1, c0:c1] = arrays[var]
-            staged = {var: root[var][r0:r1, c0:c1] for var in OUTPUT_VARIABLES}
+                _array(root, var)[r0:r1, c0:c1] = arrays[var]
+            staged = {var: _array(root, var)[r0:r1, c0:c1] for var in OUTPUT_VARIABLES}
             audited = audit({"region_value_ranges": array_value_ranges(staged)})
             try:
                 snapshot = session.commit(message, rebase_with=icechunk.ConflictDetector())
@@ -203,12 +213,6 @@ def committed_regions(storage: Storage) -> dict[str, str]:
     return found
 
 
-def region_commit_log(storage: Storage) -> list[tuple[str, str]]:
-    """(snapshot id, message) of every commit on ``main``, newest first."""
-    repo = open_repository(storage)
-    return [(s.id, s.message) for s in repo.ancestry(branch="main")]
-
-
 def read_region(storage: Storage, grid: Grid, region_id: str) -> dict[str, np.ndarray]:
     """The committed arrays of one region; error if region_risk never wrote it."""
     import zarr
@@ -221,4 +225,4 @@ def read_region(storage: Storage, grid: Grid, region_id: str) -> dict[str, np.nd
     repo = open_repository(storage)
     root = zarr.open_group(repo.readonly_session("main").store, mode="r")
     r0, r1, c0, c1 = grid.pixel_window(region_id)
-    return {var: np.asarray(root[var][r0:r1, c0:c1]) for var in OUTPUT_VARIABLES}
+    return {var: np.asarray(_array(root, var)[r0:r1, c0:c1]) for var in OUTPUT_VARIABLES}

@@ -98,8 +98,8 @@ def nearest_cell_index(
     The destination is the geobox of the (dst_lat, dst_lon) pixel centres, tiled as odc-geo
     tiles it; only the tiles meeting ``window`` are warped.
     """
-    import dask
     import dask.array as da
+    import dask.config
     import xarray as xr
     from odc.geo.geobox import GeoBox
     from odc.geo.math import affine_from_axis
@@ -113,7 +113,7 @@ def nearest_cell_index(
     chunks = src_chunks or ((ny,), (nx,))
     src = assign_crs(
         xr.DataArray(
-            da.from_array(cells, chunks=chunks),
+            da.from_array(cells, chunks=chunks),  # pyright: ignore[reportArgumentType]
             dims=("y", "x"),
             coords={"y": np.asarray(src_y), "x": np.asarray(src_x)},
         ),

@@ -1,50 +1,30 @@
-"""The per-region wind-informed fire-risk method (fire-risk-method.md), as pure numpy functions.
+"""The per-region wind-informed fire-risk method as production runs it (docs/method.md).
 
 Everything here works on in-memory arrays on the 30 m EPSG:4326 grid, latitude ascending
 (row 0 = south). Quirks of the reference method are reproduced on purpose and marked "quirk".
 
-Two implementations of the spreading steps live here. The ``straightforward_*`` functions
-follow the method text literally (one full 81 × 81 ``cv2.filter2D`` per direction and
-iteration over the whole buffered array, numpy masking, the composite as one broadcast): they
-are the oracle for tests and the baseline of ``benchmarks/bench_region_kernel.py``.
-``directional_spread``, ``wind_informed_bp``, ``region_wind_bp`` and ``compute_region_risk`` are
-the production path: same results (≤ 1e-6, same NaN pattern) from the streamed prefix-sum
-kernel of ``ocr_core.fast_kernels``, computed only where the clipped result depends on it.
+A region task calls ``region_wind_bp`` (gap-fill, reprojection, the 8 directional spreads, the
+wind-weighted composite and the smoothing, clipped to the region) and then ``region_outputs``.
+The spreading and the composite run fused in the streamed prefix-sum kernel of
+``ocr_core.fast_kernels``, computed only where the clipped result depends on them. The method
+written literally (full-array ``cv2.filter2D`` correlations, numpy masking) lives in
+``tests/straightforward_method.py``: it is the oracle of the tests (same results ≤ 1e-6, same
+NaN pattern) and the baseline of ``benchmarks/bench_region_kernel.py``.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ocr_core.fast_kernels import Windows
+from ocr_core.schema import OUTPUT_VARIABLES, SCENARIO_YEARS, WIND_DIRECTIONS
 
-DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
-OUTPUT_VARIABLES = (
-    "rps_scott",
-    "rps_2011",
-    "rps_2047",
-    "bp_2011",
-    "bp_2047",
-    "crps_scott",
-    "bp_2011_riley",
-    "bp_2047_riley",
-)
-UNITS = {
-    "rps_scott": "percent",
-    "rps_2011": "percent",
-    "rps_2047": "percent",
-    "crps_scott": "percent",
-    "bp_2011": "1 (annual probability)",
-    "bp_2047": "1 (annual probability)",
-    "bp_2011_riley": "1 (annual probability)",
-    "bp_2047_riley": "1 (annual probability)",
-}
-SCENARIOS = ("2011", "2047")
+if TYPE_CHECKING:
+    from ocr_core.fast_kernels import KernelSet, Windows
 
 EARTH_RADIUS_M = 6_371_000.0
 KERNEL_SIZE = 81
@@ -87,7 +67,9 @@ def _ellipse_params(direction: str) -> tuple[float, float, float, float, bool]:
     try:
         return table[direction]
     except KeyError:
-        raise ValueError(f"unknown wind direction {direction!r}; use one of {DIRECTIONS}") from None
+        raise ValueError(
+            f"unknown wind direction {direction!r}; use one of {WIND_DIRECTIONS}"
+        ) from None
 
 
 def make_kernel(direction: str, dx_m: float, dy_m: float) -> np.ndarray:
@@ -115,16 +97,7 @@ def make_kernel(direction: str, dx_m: float, dy_m: float) -> np.ndarray:
 
 
 def make_kernels(dx_m: float, dy_m: float) -> dict[str, np.ndarray]:
-    return {d: make_kernel(d, dx_m, dy_m) for d in DIRECTIONS}
-
-
-def correlate(arr: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Same-size correlation (kernel not flipped), borders mirrored without the edge pixel."""
-    import cv2
-
-    return cv2.filter2D(
-        np.ascontiguousarray(arr, dtype=np.float32), -1, kernel, borderType=cv2.BORDER_REFLECT_101
-    )
+    return {d: make_kernel(d, dx_m, dy_m) for d in WIND_DIRECTIONS}
 
 
 def gap_fill(bp: np.ndarray) -> np.ndarray:
@@ -154,42 +127,10 @@ def gap_fill(bp: np.ndarray) -> np.ndarray:
     return out
 
 
-def weighted_composite(spread: dict[str, np.ndarray], fractions: np.ndarray) -> np.ndarray:
-    """Σ_d spread_d × f_d / Σ f, per pixel; NaN where the fractions sum to 0 or hold NaN.
-
-    ``fractions`` has shape (rows, cols, 8) in DIRECTIONS order.
-    """
-    if fractions.shape[-1] != len(DIRECTIONS):
-        raise ValueError(f"wind fractions need {len(DIRECTIONS)} directions, got {fractions.shape}")
-    if np.any(fractions < 0):
-        raise ValueError(
-            "wind direction distribution has negative fractions: the input is malformed"
-        )
-    total = fractions.sum(axis=-1, dtype=np.float32)
-    bad = ~(total > 0)  # also true where any fraction is NaN
-    acc = np.zeros(fractions.shape[:2], dtype=np.float32)
-    for i, d in enumerate(DIRECTIONS):
-        acc += spread[d] * fractions[..., i]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = acc / np.where(bad, np.float32(1), total)
-    out[bad] = np.nan
-    return out
-
-
 def smoothing_kernel_size(pixel_size_deg: float) -> int:
     """Odd Gaussian kernel size 2r + 1 for a 300 m radius (r at least 1)."""
     r = int(SMOOTHING_RADIUS_M / (abs(pixel_size_deg) * METRES_PER_DEGREE_LAT))
     return 2 * max(r, 1) + 1
-
-
-def smooth(arr: np.ndarray, pixel_size_deg: float) -> np.ndarray:
-    """Gaussian blur with OpenCV's σ-from-size rule and mirrored borders (float32)."""
-    import cv2
-
-    k = smoothing_kernel_size(pixel_size_deg)
-    return cv2.GaussianBlur(
-        np.ascontiguousarray(arr, dtype=np.float32), (k, k), 0, borderType=cv2.BORDER_REFLECT_101
-    )
 
 
 @dataclass(kw_only=True)
@@ -241,111 +182,6 @@ class RegionInputs:
             self.pixel_size,
         )
 
-    def full_wind(self) -> np.ndarray:
-        """Wind fractions over the whole buffered grid, NaN outside ``wind_window``.
-
-        Pixels outside the region grown by the smoothing radius do not reach the clipped
-        result, so the padding changes no output value.
-        """
-        if self.wind_window in (None, (0, self.shape[0], 0, self.shape[1])):
-            return self.wind
-        w0, w1, c0, c1 = self.wind_window
-        full = np.full((*self.shape, 8), np.nan, dtype=np.float32)
-        full[w0:w1, c0:c1] = self.wind
-        return full
-
-
-def scenario_bp30(inputs: RegionInputs, scenario: str) -> np.ndarray:
-    """Gap-filled 270 m BP on the whole buffered 30 m grid, GDAL's nearest cell per pixel."""
-    from ocr_core.reproject import take_cells
-
-    return take_cells(gap_fill(inputs.bp270[scenario]), inputs.cell_index())
-
-
-# ------------------------------------------------------------------------------ straightforward
-
-
-def straightforward_directional_spread(
-    bp30: np.ndarray, kernel: np.ndarray, iterations: int = SPREAD_ITERATIONS
-) -> np.ndarray:
-    """Step 2.3 as the method reads: full-array cv2 correlations and numpy masking."""
-    arr = np.nan_to_num(bp30.astype(np.float32, copy=False), nan=0.0)
-    for _ in range(iterations):
-        valid = (arr > 0).astype(np.float32)
-        m = correlate(valid, kernel)
-        m[m < SPREAD_EPS] = 0
-        c = correlate(arr, kernel)
-        c[c < SPREAD_EPS] = 0
-        out = np.zeros_like(arr)
-        np.divide(c, m, out=out, where=m > 0)
-        arr = out
-    arr[np.isnan(bp30)] = np.nan
-    return arr
-
-
-def straightforward_weighted_composite(
-    spread: dict[str, np.ndarray], fractions: np.ndarray
-) -> np.ndarray:
-    """Step 2.4 as one broadcast: normalized fractions × stacked spreads, summed."""
-    if fractions.shape[-1] != len(DIRECTIONS):
-        raise ValueError(f"wind fractions need {len(DIRECTIONS)} directions, got {fractions.shape}")
-    if np.any(fractions < 0):
-        raise ValueError(
-            "wind direction distribution has negative fractions: the input is malformed"
-        )
-    total = fractions.sum(axis=-1, dtype=np.float32)
-    bad = ~(total > 0)
-    stack = np.stack([spread[d] for d in DIRECTIONS], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weights = fractions / np.where(bad, np.float32(1), total)[..., np.newaxis]
-    out = (stack * weights).sum(axis=-1, dtype=np.float32)
-    out[bad] = np.nan
-    return out
-
-
-def straightforward_wind_informed_bp(
-    bp30: np.ndarray, fractions: np.ndarray, dx_m: float, dy_m: float, pixel_size_deg: float
-) -> np.ndarray:
-    """Steps 2.3-2.6 on the whole buffered array, the straightforward way."""
-    kernels = make_kernels(dx_m, dy_m)
-    spread = {d: straightforward_directional_spread(bp30, kernels[d]) for d in DIRECTIONS}
-    composite = straightforward_weighted_composite(spread, fractions)
-    combined = np.where(bp30 == 0, composite, bp30).astype(np.float32)
-    return smooth(combined, pixel_size_deg)
-
-
-def straightforward_region_risk(
-    inputs: RegionInputs, timings: dict[str, float] | None = None
-) -> dict[str, np.ndarray]:
-    """``compute_region_risk`` the straightforward way (full buffered arrays throughout);
-    adds each scenario's wall time to ``timings`` (if given)."""
-    bp = straightforward_region_bp(inputs, timings)
-    return region_outputs(bp, inputs.crps, inputs.rps, inputs.riley30)
-
-
-def straightforward_region_bp(
-    inputs: RegionInputs, timings: dict[str, float] | None = None
-) -> dict[str, np.ndarray]:
-    """``region_wind_bp`` the straightforward way."""
-    import time
-
-    dx_m, dy_m = centre_pixel_sizes(inputs)
-    r0, r1, c0, c1 = inputs.region
-    bp = {}
-    wind = inputs.full_wind()
-    for scenario in SCENARIOS:
-        t0 = time.perf_counter()
-        bp30 = scenario_bp30(inputs, scenario)
-        full = straightforward_wind_informed_bp(bp30, wind, dx_m, dy_m, inputs.pixel_size)
-        bp[scenario] = np.ascontiguousarray(full[r0:r1, c0:c1])
-        del bp30, full
-        if timings is not None:
-            timings[f"scenario {scenario}"] = time.perf_counter() - t0
-    return bp
-
-
-# ------------------------------------------------------------------------------ production
-
 
 def centre_pixel_sizes(inputs: RegionInputs) -> tuple[float, float]:
     """Pixel sizes (m) at the centre pixel of the buffered arrays, as the method states."""
@@ -377,90 +213,32 @@ def region_outputs(
     return {k: result[k] for k in OUTPUT_VARIABLES}
 
 
-def _kernel_set(kernels: list[np.ndarray]):
+def kernel_set(kernels: list[np.ndarray]) -> KernelSet | None:
     """Packed runs of the kernels, or None if one has no uniform-weight run structure."""
     from ocr_core import fast_kernels as fk
 
     runs = [fk.decompose_kernel(k) for k in kernels]
-    return None if any(r is None for r in runs) else fk.pack_kernels(runs)
+    complete = [r for r in runs if r is not None]
+    return fk.pack_kernels(complete) if len(complete) == len(runs) else None
 
 
-def directional_spread(
-    bp30: np.ndarray, kernel: np.ndarray, iterations: int = SPREAD_ITERATIONS
-) -> np.ndarray:
-    """Normalized convolution of BP with one direction's kernel, iterated.
-
-    Zeros do not dilute the spread: each step averages only pixels with BP > 0. NaN in the
-    input counts as 0 while spreading and is put back at the end. Uses the prefix-sum kernel;
-    falls back to ``straightforward_directional_spread`` for a kernel without uniform weights
-    in contiguous runs, or for input with ±inf or negative values.
-    """
+def check_fractions(fractions: np.ndarray) -> None:
+    """Wind fractions of shape (rows, cols, 8) in ``WIND_DIRECTIONS`` order, none negative."""
     from ocr_core import fast_kernels as fk
 
-    bp30 = np.asarray(bp30)
-    arr = np.ascontiguousarray(bp30, dtype=np.float32)
-    ks = _kernel_set([kernel])
-    if ks is None or arr.ndim != 2 or arr.size == 0 or iterations < 1:
-        return straightforward_directional_spread(bp30, kernel, iterations)
-    vmax, ok = fk.value_range(arr)
-    if not ok:
-        return straightforward_directional_spread(bp30, kernel, iterations)
-    out = np.empty(arr.shape, dtype=np.float32)
-    fk.run_pipeline(
-        ks,
-        fk.full_windows(arr.shape, iterations),
-        mode=fk.MODE_SPREAD,
-        out=out,
-        src=arr,
-        vmax=vmax,
-    )
-    out[np.isnan(bp30)] = np.nan
-    return out
-
-
-def _check_fractions(fractions: np.ndarray) -> None:
-    from ocr_core import fast_kernels as fk
-
-    if fractions.shape[-1] != len(DIRECTIONS):
-        raise ValueError(f"wind fractions need {len(DIRECTIONS)} directions, got {fractions.shape}")
+    if fractions.shape[-1] != len(WIND_DIRECTIONS):
+        raise ValueError(
+            f"wind fractions need {len(WIND_DIRECTIONS)} directions, got {fractions.shape}"
+        )
     if fk.any_negative(fractions):
         raise ValueError(
             "wind direction distribution has negative fractions: the input is malformed"
         )
 
 
-def wind_informed_bp(
-    bp30: np.ndarray, fractions: np.ndarray, dx_m: float, dy_m: float, pixel_size_deg: float
-) -> np.ndarray:
-    """Steps 2.3-2.6: spread BP in 8 directions, weight by wind, fill zeros, smooth.
-
-    The spreading and the composite run fused in the streamed kernel (composite only where
-    ``bp30 == 0``, the only pixels that use it); falls back to the straightforward method for
-    input with ±inf or negative values.
-    """
-    from ocr_core import fast_kernels as fk
-
-    _check_fractions(fractions)
-    arr = np.ascontiguousarray(bp30, dtype=np.float32)
-    ks = _kernel_set([make_kernel(d, dx_m, dy_m) for d in DIRECTIONS])
-    vmax, ok = fk.value_range(arr) if arr.ndim == 2 else (0.0, False)
-    if ks is None or arr.size == 0 or not ok:
-        return straightforward_wind_informed_bp(bp30, fractions, dx_m, dy_m, pixel_size_deg)
-    combined = np.empty(arr.shape, dtype=np.float32)
-    fk.run_pipeline(
-        ks,
-        fk.full_windows(arr.shape, SPREAD_ITERATIONS),
-        mode=fk.MODE_COMPOSITE,
-        out=combined,
-        src=arr,
-        wind=np.ascontiguousarray(fractions, dtype=np.float32),
-        vmax=vmax,
-    )
-    return _smooth_inplace(combined, pixel_size_deg)
-
-
 def _smooth_inplace(arr: np.ndarray, pixel_size_deg: float) -> np.ndarray:
-    """``smooth`` writing into ``arr`` (float32, C-contiguous)."""
+    """Gaussian blur of ``arr`` (float32, C-contiguous) in place, with OpenCV's σ-from-size
+    rule and mirrored borders."""
     import cv2
 
     k = smoothing_kernel_size(pixel_size_deg)
@@ -497,18 +275,33 @@ def plan_region(inputs: RegionInputs, reach: tuple[int, int]) -> RegionPlan:
     return RegionPlan(source, final, win)
 
 
-def fast_region_risk(
-    inputs: RegionInputs, timings: dict[str, float] | None = None
-) -> dict[str, np.ndarray]:
-    """``compute_region_risk``, adding per-stage and per-scenario wall times to ``timings``."""
-    import time
+def _fast_path_inputs(
+    ks: KernelSet | None, filled: dict[str, np.ndarray]
+) -> tuple[KernelSet, dict[str, float]]:
+    """The packed kernels and each scenario's largest BP, once the fast kernel is known to
+    apply: kernels of uniform-weight runs, BP without ±inf or negative values (the region's
+    inputs are validated against the schema ranges before the kernel runs)."""
+    from ocr_core import fast_kernels as fk
 
-    bp = region_wind_bp(inputs, timings)
-    t0 = time.perf_counter()
-    out = region_outputs(bp, inputs.crps, inputs.rps, inputs.riley30)
-    if timings is not None:
-        timings["outputs"] = time.perf_counter() - t0
-    return out
+    if ks is None:
+        raise ValueError("the wind kernels are not runs of one weight: check the pixel size")
+    vmax = {}
+    for scenario, values in filled.items():
+        vmax[scenario], ok = fk.value_range(values)
+        if not ok:
+            raise ValueError(
+                f"the {scenario} 270 m BP holds ±inf or negative values: the input is malformed"
+            )
+    return ks, vmax
+
+
+def _check_wind_window(inputs: RegionInputs, final: tuple[int, int, int, int]) -> None:
+    w0, w1, wc0, wc1 = inputs.wind_window or (0, inputs.shape[0], 0, inputs.shape[1])
+    f0, f1, fc0, fc1 = final
+    if not (w0 <= f0 and f1 <= w1 and wc0 <= fc0 and fc1 <= wc1):
+        raise ValueError(
+            f"wind window {inputs.wind_window} does not cover the composite window {final}"
+        )
 
 
 def region_wind_bp(
@@ -518,39 +311,32 @@ def region_wind_bp(
     per-stage and per-scenario wall times to ``timings``.
 
     Only the region plus the reach of the smoothing and of the 3 spreading iterations is
-    computed (the pixel sizes still come from the centre of the full buffered arrays); falls
-    back to the straightforward method for a kernel without uniform runs or ±inf/negative BP.
+    computed (the pixel sizes still come from the centre of the full buffered arrays).
     """
-    import time
-
     from ocr_core import fast_kernels as fk
 
-    t = dict.fromkeys(("checks", "gap_fill_reproject", "spread_composite", "smooth_clip"), 0.0)
+    t: dict[str, float] = dict.fromkeys(
+        ("checks", "gap_fill_reproject", "spread_composite", "smooth_clip"), 0.0
+    )
     t0 = time.perf_counter()
     dx_m, dy_m = centre_pixel_sizes(inputs)
     kernels = make_kernels(dx_m, dy_m)
-    ks = _kernel_set([kernels[d] for d in DIRECTIONS])
-    _check_fractions(inputs.wind)
+    check_fractions(inputs.wind)
     t1 = time.perf_counter()
-    filled = {s: gap_fill(inputs.bp270[s]) for s in SCENARIOS}
-    ranges = {s: fk.value_range(f) for s, f in filled.items()}
-    if ks is None or not all(ok for _, ok in ranges.values()):
-        return straightforward_region_bp(inputs, timings)
+    filled = {s: gap_fill(inputs.bp270[s]) for s in SCENARIO_YEARS}
+    ks, vmax = _fast_path_inputs(kernel_set([kernels[d] for d in WIND_DIRECTIONS]), filled)
     plan = plan_region(inputs, ks.reach)
     idx = inputs.cell_index(plan.source)
-    w0, w1, wc0, wc1 = inputs.wind_window or (0, inputs.shape[0], 0, inputs.shape[1])
+    _check_wind_window(inputs, plan.final)
+    w0, _, wc0, _ = inputs.wind_window or (0, inputs.shape[0], 0, inputs.shape[1])
     f0, f1, fc0, fc1 = plan.final
-    if not (w0 <= f0 and f1 <= w1 and wc0 <= fc0 and fc1 <= wc1):
-        raise ValueError(
-            f"wind window {inputs.wind_window} does not cover the composite window {plan.final}"
-        )
     wind = np.ascontiguousarray(inputs.wind, dtype=np.float32)
     t2 = time.perf_counter()
     t["checks"], t["gap_fill_reproject"] = t1 - t0, t2 - t1
     r0, r1, c0, c1 = inputs.region
     bp = {}
     combined = np.empty((f1 - f0, fc1 - fc0), dtype=np.float32)
-    for scenario in SCENARIOS:
+    for scenario in SCENARIO_YEARS:
         t3 = time.perf_counter()
         fk.run_pipeline(
             ks,
@@ -561,7 +347,7 @@ def region_wind_bp(
             flat=np.ascontiguousarray(filled[scenario], dtype=np.float32).ravel(),
             wind=wind,
             wind_origin=(f0 - w0, fc0 - wc0),
-            vmax=ranges[scenario][0],
+            vmax=vmax[scenario],
         )
         t4 = time.perf_counter()
         _smooth_inplace(combined, inputs.pixel_size)
@@ -574,9 +360,3 @@ def region_wind_bp(
     if timings is not None:
         timings.update(t)
     return bp
-
-
-def compute_region_risk(inputs: RegionInputs) -> dict[str, np.ndarray]:
-    """The 8 float32 output variables of one region, clipped to the unbuffered region;
-    equal to ``straightforward_region_risk`` within float32 rounding."""
-    return fast_region_risk(inputs)

@@ -1,6 +1,6 @@
 """The tippecanoe command as a Dagster resource.
 
-The work is done by ``ocr_core.tiles.Tippecanoe``, a plain picklable runner, so the tile
+The work is done by ``ocr_core.tippecanoe.Tippecanoe``, a plain picklable runner, so the tile
 functions run the same way in-process, on a local Dask worker or on Coiled; ``runner()`` hands
 that object to them. The binary is looked up where the command runs (next to that Python,
 then on PATH), so a definitions host without tippecanoe can still launch the run.
@@ -8,13 +8,10 @@ then on PATH), so a definitions host without tippecanoe can still launch the run
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-
 import dagster as dg
 from pydantic import Field
 
-from ocr_core.tiles import Tippecanoe, TippecanoeError, resolve_binary
+from ocr_core.tippecanoe import Tippecanoe, TippecanoeError
 
 __all__ = ["TippecanoeError", "TippecanoeResource"]
 
@@ -35,15 +32,7 @@ class TippecanoeResource(dg.ConfigurableResource):
     )
 
     def runner(self) -> Tippecanoe:
-        """The plain runner for ocr_core.tiles (safe to pickle to a remote worker)."""
+        """The plain runner for the tile builders (safe to pickle to a remote worker)."""
         return Tippecanoe(
             binary=self.binary, extra_args=tuple(self.extra_args), timeout=self.timeout_seconds
         )
-
-    def resolve(self) -> str:
-        """Path of the binary here; TippecanoeError naming the fix if it is missing."""
-        return resolve_binary(self.binary)
-
-    def run(self, args: Sequence[str], log: logging.Logger | None = None) -> str:
-        """Run tippecanoe with ``args``; returns the captured output (its tail)."""
-        return self.runner().run(args, log=log)

@@ -1,11 +1,13 @@
 """Independent reference implementation of the per-region fire-risk method.
 
-Written from /work/shared/reference/fire-risk-method.md alone (not from ocr_core/risk.py) so
-that tests can check production against it. It deliberately uses different machinery: float64
+Written from the method as docs/method.md states it (not from ocr_core/risk.py), so that
+tests can check production against it. It deliberately uses different machinery: float64
 throughout, scipy.ndimage for filtering, an explicit loop for the gap-fill. The region oracle
 gap-fills and reprojects as the method's steps 2.1-2.2 say the reference does: xarray on the
 dask window, then odc-geo's ``xr_reproject(…, how=<geobox of the buffered 30 m window>,
-resampling="nearest")``. Only the ``RegionInputs`` container and the name constants are shared.
+resampling="nearest")``. Only the ``RegionInputs`` container (and ``full_wind``, which pads its
+wind window to the buffered grid), the schema's names and the statement of step 2.3
+(``normalized_spread``, run here with scipy's float64 correlation) are shared.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import math
 
 import numpy as np
 from scipy import ndimage
+from straightforward_method import full_wind, normalized_spread
 
-from ocr_core.risk import DIRECTIONS, OUTPUT_VARIABLES
+from ocr_core.schema import OUTPUT_VARIABLES, WIND_DIRECTIONS
 
 R_EARTH_M = 6371e3
 TAPS = 81
@@ -82,24 +85,19 @@ def ref_filter(arr: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     lo = np.minimum([rows.min(), cols.min()], centre)
     hi = np.maximum([rows.max(), cols.max()], centre)
     crop = k[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1]
-    origin = [int(centre[a] - lo[a] - crop.shape[a] // 2) for a in (0, 1)]
-    return ndimage.correlate(np.asarray(arr, dtype=np.float64), crop, mode="mirror", origin=origin)
+    origin = [int(centre[a] - lo[a] - crop.shape[a] // 2) for a in (0, 1)]  # one per axis
+    return ndimage.correlate(
+        np.asarray(arr, dtype=np.float64),
+        crop,
+        mode="mirror",
+        origin=origin,  # pyright: ignore[reportArgumentType]
+    )
 
 
 def ref_spread(bp30: np.ndarray, kernel: np.ndarray, iterations: int = N_ITER) -> np.ndarray:
-    """Iterated normalized convolution; NaN restored where ``bp30`` was NaN."""
-    bp30 = np.asarray(bp30, dtype=np.float64)
-    arr = np.nan_to_num(bp30, nan=0.0)
-    for _ in range(iterations):
-        m = ref_filter((arr > 0).astype(np.float64), kernel)
-        m[m < EPS] = 0.0
-        c = ref_filter(arr, kernel)
-        c[c < EPS] = 0.0
-        out = np.zeros_like(arr)
-        np.divide(c, m, out=out, where=m > 0)
-        arr = out
-    arr[np.isnan(bp30)] = np.nan
-    return arr
+    """Iterated normalized convolution in float64 with ``ref_filter``; NaN restored where
+    ``bp30`` was NaN."""
+    return normalized_spread(bp30, kernel, iterations, ref_filter, np.float64)
 
 
 def ref_composite(spread: dict[str, np.ndarray], fractions: np.ndarray) -> np.ndarray:
@@ -107,7 +105,7 @@ def ref_composite(spread: dict[str, np.ndarray], fractions: np.ndarray) -> np.nd
     f = np.asarray(fractions, dtype=np.float64)
     if np.any(f < 0):
         raise ValueError("negative wind fractions")
-    stack = np.stack([np.asarray(spread[d], dtype=np.float64) for d in DIRECTIONS], axis=-1)
+    stack = np.stack([np.asarray(spread[d], dtype=np.float64) for d in WIND_DIRECTIONS], axis=-1)
     total = f.sum(axis=-1)  # NaN if any fraction is NaN
     bad = ~(total > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -172,7 +170,7 @@ def ref_bp30(bp270, x270, y270, crs, chunks, lat, lon, gap_fill: bool = True) ->
     from odc.geo.xr import assign_crs, xr_reproject
 
     src = xr.DataArray(
-        dsa.from_array(np.asarray(bp270, np.float32), chunks=chunks or -1),
+        dsa.from_array(np.asarray(bp270, np.float32), chunks=chunks or -1),  # pyright: ignore[reportArgumentType]
         dims=("y", "x"),
         coords={"y": y270, "x": x270},
     )
@@ -207,7 +205,7 @@ def ref_wind_bp(
     bp30: np.ndarray, fractions: np.ndarray, dx_m: float, dy_m: float, pixel_size_deg: float
 ) -> np.ndarray:
     """Steps 2.3-2.6 for one scenario on the buffered grid."""
-    spread = {d: ref_spread(bp30, ref_kernel(d, dx_m, dy_m)) for d in DIRECTIONS}
+    spread = {d: ref_spread(bp30, ref_kernel(d, dx_m, dy_m)) for d in WIND_DIRECTIONS}
     comp = ref_composite(spread, fractions)
     combined = np.where(bp30 == 0, comp, bp30)
     return ref_smooth(combined, pixel_size_deg)
@@ -236,7 +234,7 @@ def reference_region_risk(inputs) -> dict[str, np.ndarray]:
             inputs.lat,
             inputs.lon,
         )
-        full = ref_wind_bp(bp30, inputs.full_wind(), dx, dy, inputs.pixel_size)
+        full = ref_wind_bp(bp30, full_wind(inputs), dx, dy, inputs.pixel_size)
         bp[scen] = full[r0:r1, c0:c1].astype(np.float32)
     out = {
         "rps_scott": np.asarray(inputs.rps, dtype=np.float32),

@@ -18,13 +18,16 @@ import xarray as xr
 from odc.geo.xr import assign_crs, xr_reproject
 from pyproj import CRS, Transformer
 
+from ocr_core.schema import WIND_DIRECTIONS
+
 
 def open_store(catalog, name: str) -> xr.Dataset:
     """A catalog store as the reference opens it: icechunk, read-only, the store's chunks."""
     import icechunk
 
     repo = icechunk.Repository.open(catalog.storage.icechunk_storage(catalog.uri(name)))
-    return xr.open_zarr(repo.readonly_session("main").store, consolidated=False, chunks={})
+    store = repo.readonly_session("main").store
+    return xr.open_zarr(store, consolidated=False, chunks={})  # pyright: ignore[reportArgumentType]
 
 
 def geo_sel_bbox(ds: xr.Dataset, bbox, crs_wkt: str) -> xr.Dataset:
@@ -56,7 +59,7 @@ def fft_correlate(arr: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def fft_wind_bp(bp30, fractions, dx: float, dy: float, pixel_size: float) -> np.ndarray:
     """Steps 2.3-2.6: iterated normalized correlation per direction, composite, smoothing."""
     spread = {}
-    for d in R.DIRECTIONS:
+    for d in WIND_DIRECTIONS:
         k = R.ref_kernel(d, dx, dy)
         arr = np.nan_to_num(np.asarray(bp30, dtype=np.float64), nan=0.0)
         for _ in range(R.N_ITER):

@@ -626,6 +626,29 @@ def writer_stub(*args):
     }
 
 
+def tiles_writer_stub(*args):
+    """``writer_stub`` for the tile writers, which return dataclasses: a tileset when given a
+    tippecanoe runner, else a feature export."""
+    from ocr_core.tiles import FeatureExport, TilesetResult
+    from ocr_core.tileset_info import PMTilesInfo
+    from ocr_core.tippecanoe import Tippecanoe
+
+    checks = writer_stub(*args)["checks"]
+    if not any(isinstance(a, Tippecanoe) for a in args):
+        return FeatureExport(0, 0.0, {}, checks)
+    info = PMTilesInfo(
+        bytes=0,
+        min_zoom=0,
+        max_zoom=0,
+        bounds=[],
+        tiles=0,
+        layers=[],
+        layer_features={},
+        features=0,
+    )
+    return TilesetResult("/nowhere", info, checks, 0.0)
+
+
 DUCKDB_WRITERS = {
     "buildings_geoparquet": (
         "ocr_assets.phase02_aggregation",
@@ -653,7 +676,8 @@ def test_each_duckdb_asset_hands_its_vms_limits_to_its_task(
     from ocr_resources import InputCatalogResource, StorageResource, TippecanoeResource
 
     assets_module, core_module, writer = DUCKDB_WRITERS[asset_name]
-    monkeypatch.setattr(importlib.import_module(f"ocr_core.{core_module}"), writer, writer_stub)
+    stub = tiles_writer_stub if core_module == "tiles" else writer_stub
+    monkeypatch.setattr(importlib.import_module(f"ocr_core.{core_module}"), writer, stub)
     asset = getattr(importlib.import_module(assets_module), asset_name)
     _written_with.clear()
     _check_names[:] = [spec.name for spec in asset.check_specs]

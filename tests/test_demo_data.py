@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from grid_helpers import region_id_at
 from pyproj import CRS, Transformer
 from scipy import ndimage
 
@@ -399,7 +400,7 @@ def test_buildings_are_small_separate_footprints_on_land_in_valid_regions(buildi
     assert ((left == right) | shapely.touches(geoms[left], geoms[right])).all()
     bounds = shapely.bounds(geoms)
     valid = set(DEMO.valid_region_ids)
-    regions = [DEMO.region_id_at(x, y) for x, y in bounds[:, :2]]
+    regions = [region_id_at(DEMO, x, y) for x, y in bounds[:, :2]]
     assert set(regions) <= valid
     assert len(set(regions)) >= 10
     row, col = _lonlat_index(*shapely.get_coordinates(shapely.centroid(geoms)).T)
@@ -431,7 +432,7 @@ def test_buildings_are_sorted_by_region_in_row_groups(demo):
     bbox = pq.read_table(path, columns=["bbox"])["bbox"].combine_chunks()
     xmin, ymin = bbox.field("xmin").to_numpy(), bbox.field("ymin").to_numpy()
     order = [
-        DEMO.all_region_ids().index(DEMO.region_id_at(x, y))
+        DEMO.all_region_ids().index(region_id_at(DEMO, x, y))
         for x, y in zip(xmin, ymin, strict=True)
     ]
     assert (np.diff(order) >= 0).mean() > 0.999  # float rounding at seams aside

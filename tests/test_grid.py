@@ -1,13 +1,9 @@
 """Region grid facts: CONUS (the reference's) and the embedded demo grid."""
 
-import json
-from pathlib import Path
-
 import pytest
+from grid_helpers import region_id_at, region_ids_for_bbox, region_slices
 
 from ocr_core.grid import CONUS, DEMO, KERNEL_REACH_PX, Grid, RegionIdError, get_grid
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def test_conus_chunking_facts():
@@ -22,17 +18,15 @@ def test_conus_valid_ids_are_the_reference_list():
     ids = CONUS.valid_region_ids
     assert len(ids) == 405 and len(set(ids)) == 405
     assert {"y1_x21", "y2_x20", "y14_x5"} <= set(ids)
-    if (SHARED / "conus-valid-region-ids.json").exists():
-        assert list(ids) == json.loads((SHARED / "conus-valid-region-ids.json").read_text())
 
 
 def test_region_slices_match_reference_example():
-    lat, lon = CONUS.region_slices("y5_x14")
+    lat, lon = region_slices(CONUS, "y5_x14")
     assert lat.start == pytest.approx(31.66793, abs=1e-5)
     assert lat.stop == pytest.approx(33.51589, abs=1e-5)
     assert lon.start == pytest.approx(-108.98394, abs=1e-5)
     assert lon.stop == pytest.approx(-107.59797, abs=1e-5)
-    blat, blon = CONUS.region_slices("y5_x14", buffered=True)
+    blat, blon = region_slices(CONUS, "y5_x14", buffered=True)
     assert blat.start == pytest.approx(lat.start - 0.15) and blon.stop == pytest.approx(
         lon.stop + 0.15
     )
@@ -48,25 +42,25 @@ def test_neighbouring_regions_share_exact_edges():
 
 def test_region_id_at_uses_pixel_edges():
     lon_min, lat_min, lon_max, _lat_max = DEMO.region_bounds("y2_x1")
-    assert DEMO.region_id_at(lon_min, lat_min) == "y2_x1"  # west/south edges inclusive
-    assert DEMO.region_id_at(lon_max, lat_min) == "y2_x2"  # east edge belongs to the neighbour
-    assert DEMO.region_id_at(lon_min - 1e-9, lat_min) == "y2_x0"
-    assert DEMO.region_id_at(DEMO.lon0 - 1, DEMO.lat0) is None
+    assert region_id_at(DEMO, lon_min, lat_min) == "y2_x1"  # west/south edges inclusive
+    assert region_id_at(DEMO, lon_max, lat_min) == "y2_x2"  # east edge belongs to the neighbour
+    assert region_id_at(DEMO, lon_min - 1e-9, lat_min) == "y2_x0"
+    assert region_id_at(DEMO, DEMO.lon0 - 1, DEMO.lat0) is None
 
 
 def test_bbox_to_region_ids():
     lon_min, lat_min, lon_max, lat_max = DEMO.region_bounds("y2_x1")
     inner = (lon_min + 0.01, lat_min + 0.01, lon_max - 0.01, lat_max - 0.01)
-    assert DEMO.region_ids_for_bbox(inner) == ["y2_x1"]
+    assert region_ids_for_bbox(DEMO, inner) == ["y2_x1"]
     across = (lon_min - 0.01, lat_min + 0.01, lon_min + 0.01, lat_min + 0.02)
-    assert DEMO.region_ids_for_bbox(across) == ["y2_x0", "y2_x1"]
+    assert region_ids_for_bbox(DEMO, across) == ["y2_x0", "y2_x1"]
     # the southern row is open ocean: valid_only drops it
     w, s, e, n = DEMO.region_bounds("y0_x0")
     south = (w, s, e - 1e-6, n - 1e-6)
-    assert DEMO.region_ids_for_bbox(south) == []
-    assert DEMO.region_ids_for_bbox(south, valid_only=False) == ["y0_x0"]
+    assert region_ids_for_bbox(DEMO, south) == []
+    assert region_ids_for_bbox(DEMO, south, valid_only=False) == ["y0_x0"]
     with pytest.raises(ValueError, match="west, south, east, north"):
-        DEMO.region_ids_for_bbox((1, 1, 0, 0))
+        region_ids_for_bbox(DEMO, (1, 1, 0, 0))
 
 
 def test_demo_grid_shape_and_alignment():

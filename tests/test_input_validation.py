@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from input_edits import region_resources, rewrite_dataset
+from raster_commits import region_commit_log
 
 from ocr_assets.phase01_regions import process_region
-from ocr_core import raster_store
 from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, spec
 from ocr_core.grid import DEMO
 from ocr_core.process_region import BUILDINGS, SCOTT, WIND, load_region_inputs
@@ -225,7 +225,7 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
     )
     assert good.success
     storage = Storage(str(out))
-    log_before = raster_store.region_commit_log(storage)
+    log_before = region_commit_log(storage)
     parquet = Path(storage.region_geoparquet_uri(REGION))
     bytes_before = parquet.read_bytes()
 
@@ -243,7 +243,7 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
         for e in bad.all_events
         if e.is_step_materialization and e.asset_key == dg.AssetKey("region_buildings")
     ]
-    assert raster_store.region_commit_log(storage) == log_before
+    assert region_commit_log(storage) == log_before
     assert parquet.read_bytes() == bytes_before
 
 

@@ -17,7 +17,7 @@ from ocr_assets.definitions import build_defs, fan_in_assets
 from ocr_core import checks, raster_store
 from ocr_core.report import outputs_report
 from ocr_core.storage import Storage
-from ocr_core.tiles import pmtiles_info
+from ocr_core.tileset_info import pmtiles_info
 from ocr_resources.settings import Settings
 
 ODD = "o c r [x] it's *"

@@ -12,13 +12,15 @@ import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from grid_helpers import region_id_at
+from raster_commits import region_commit_log
 
 from ocr_assets.phase01_regions import process_region
 from ocr_core import raster_store
 from ocr_core.catalog import InputCatalog
 from ocr_core.grid import DEMO
 from ocr_core.process_region import BUILDINGS
-from ocr_core.risk import OUTPUT_VARIABLES
+from ocr_core.schema import OUTPUT_VARIABLES
 from ocr_core.storage import Storage
 from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
 
@@ -74,7 +76,7 @@ def test_one_commit_per_valid_region(demo_root):
     storage = Storage(demo_root)
     commits = raster_store.committed_regions(storage)
     assert sorted(commits) == sorted(DEMO.valid_region_ids)
-    messages = [m for _, m in raster_store.region_commit_log(storage)]
+    messages = [m for _, m in region_commit_log(storage)]
     assert messages.count(raster_store.TEMPLATE_MESSAGE) == 1
     assert len([m for m in messages if m.startswith("wrote region_id")]) == 12
 
@@ -130,7 +132,7 @@ def test_every_building_lands_in_exactly_one_region(demo_root, inputs_root, inst
     bbox = table.column("bbox").combine_chunks()
     xmin = bbox.field("xmin").to_numpy()
     ymin = bbox.field("ymin").to_numpy()
-    home = np.array([DEMO.region_id_at(x, y) for x, y in zip(xmin, ymin, strict=True)])
+    home = np.array([region_id_at(DEMO, x, y) for x, y in zip(xmin, ymin, strict=True)])
     wkb = np.array(table.column("geometry").to_pylist(), dtype=object)
     storage = Storage(demo_root)
     rows, dropped = 0, 0

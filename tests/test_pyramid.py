@@ -14,7 +14,7 @@ import zarr
 
 from ocr_core import pyramid, raster_store
 from ocr_core.grid import CONUS, DEMO, Grid
-from ocr_core.risk import OUTPUT_VARIABLES
+from ocr_core.schema import OUTPUT_VARIABLES
 from ocr_core.storage import Storage
 
 # 45 × 70 px in 2 × 2 regions; the buffer only has to satisfy the grid's kernel-reach check.
@@ -125,10 +125,10 @@ def test_multiscales_attributes():
 def test_pyramid_levels_means_and_metadata(local_repo):
     storage, source = local_repo
     result = pyramid.write_pyramid(storage, min_side=MIN_SIDE, chunk_target=CHUNK)
-    assert result["path"] == storage.pyramid_uri
-    assert result["levels"] == 4
-    assert result["shapes"] == [[45, 70], [22, 35], [11, 17], [5, 8]]
-    levels = _levels(storage.pyramid_uri, result["levels"])
+    assert result.path == storage.pyramid_uri
+    assert result.levels == 4
+    assert result.summary()["shapes"] == [[45, 70], [22, 35], [11, 17], [5, 8]]
+    levels = _levels(storage.pyramid_uri, result.levels)
     _check_levels(levels, source, pyramid.DEFAULT_VARIABLES)
     assert set(levels[0].data_vars) == set(pyramid.DEFAULT_VARIABLES)
     assert np.isnan(levels[0].rps_2011.values[24:, 40:]).all()  # the unwritten region
@@ -137,9 +137,15 @@ def test_pyramid_levels_means_and_metadata(local_repo):
     assert root.attrs["multiscales"] == pyramid.multiscales_attrs(4)["multiscales"]
     assert root.attrs["proj:code"] == "EPSG:4326"
     assert sorted(root.group_keys()) == ["0", "1", "2", "3"]
-    assert root["0/rps_2011"].chunks == (15, 14) == tuple(result["chunks"][0])
-    assert root["1/rps_2047"].chunks == (11, 12)
-    assert root["0/rps_2011"].dtype == np.float32
+    assert _array(root, "0/rps_2011").chunks == (15, 14) == result.chunks[0]
+    assert _array(root, "1/rps_2047").chunks == (11, 12)
+    assert _array(root, "0/rps_2011").dtype == np.float32
+
+
+def _array(root: zarr.Group, key: str) -> zarr.Array:
+    node = root[key]
+    assert isinstance(node, zarr.Array), key
+    return node
 
 
 def test_rewrite_replaces_cleanly(local_repo):
@@ -149,11 +155,15 @@ def test_rewrite_replaces_cleanly(local_repo):
     with open(stale, "w") as fh:
         fh.write("left over")
     result = pyramid.write_pyramid(storage, variables=("rps_2011",), min_side=20)
-    assert result["levels"] == 2
+    assert result.levels == 2
     root = zarr.open_consolidated(storage.pyramid_uri, zarr_format=3)
     assert sorted(root.group_keys()) == ["0", "1"]
-    assert sorted(root["0"].array_keys()) == ["latitude", "longitude", "rps_2011"]
-    assert len(root.attrs["multiscales"]["layout"]) == 2
+    level0 = root["0"]
+    assert isinstance(level0, zarr.Group)
+    assert sorted(level0.array_keys()) == ["latitude", "longitude", "rps_2011"]
+    multiscales = root.attrs["multiscales"]
+    assert isinstance(multiscales, dict)
+    assert isinstance(multiscales["layout"], list) and len(multiscales["layout"]) == 2
     parent = storage.pyramid_uri.rsplit("/", 1)[0]
     assert sorted(p.name for p in Path(parent).iterdir()) == ["pyramid.zarr"]
     assert not storage.exists(stale)
@@ -173,9 +183,9 @@ def test_pyramid_on_s3(s3_server, s3_bucket):
     storage = Storage(root=f"{s3_bucket}/x", s3_endpoint_url=s3_server, s3_region="us-east-1")
     source = _fill_repository(storage)
     first = pyramid.write_pyramid(storage, min_side=MIN_SIDE, chunk_target=CHUNK)
-    assert first["levels"] == 4 and first["path"].startswith(f"{s3_bucket}/x/output/")
+    assert first.levels == 4 and first.path.startswith(f"{s3_bucket}/x/output/")
     result = pyramid.write_pyramid(storage, min_side=10, chunk_target=CHUNK)
-    assert result["levels"] == 3
+    assert result.levels == 3
     options = storage.s3_options()
     current = storage.current_dir(storage.pyramid_uri)  # the version CURRENT points to
     assert current != storage.pyramid_uri

@@ -9,19 +9,15 @@ one float32 rounding of the product) with an identical NaN pattern.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 import reference_pipeline as RP
 import synthetic_stores as SS
+from fast_method import compute_region_risk
 
 from ocr_core.catalog import InputCatalog
 from ocr_core.process_region import load_region_inputs
-from ocr_core.risk import OUTPUT_VARIABLES, compute_region_risk
+from ocr_core.schema import OUTPUT_VARIABLES
 from ocr_core.storage import Storage
 
 TOL = 1e-6

