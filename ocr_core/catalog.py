@@ -11,9 +11,17 @@ from dataclasses import dataclass
 
 from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import Grid
+from ocr_core.schema import (
+    BUILDINGS,
+    GEOGRAPHIES,
+    RILEY_30M,
+    RILEY_270M,
+    SCOTT_2024,
+    WIND_DIRECTIONS,
+    WIND_DISTRIBUTION,
+    WIND_VARIABLE,
+)
 from ocr_core.storage import Storage
-
-WIND_DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 
 
 class InputDataError(ValueError):
@@ -34,11 +42,21 @@ class DatasetSpec:
 TENSOR = "input/fire-risk/tensor"
 VECTOR = "input/fire-risk/vector"
 
+# Each census level's columns, in the files' order.
+CENSUS_COLUMNS = {
+    "blocks": ("GEOID", "geometry"),
+    "tracts": ("GEOID", "geometry"),
+    "counties": ("NAME", "GEOID", "geometry"),
+    "states": ("GEOID", "STUSPS", "NAME", "geometry"),
+    "nation": ("GEOID", "NAME", "geometry"),
+}
+RILEY = f"{TENSOR}/USFS/riley-et-al-2025"
+
 DATASETS: dict[str, DatasetSpec] = {
     d.name: d
     for d in (
         DatasetSpec(
-            "scott-et-al-2024-30m-4326",
+            SCOTT_2024,
             f"{TENSOR}/USFS/scott-et-al-2024/processed-30m-4326.icechunk",
             "zarr",
             ("BP", "CRPS", "RPS"),
@@ -47,53 +65,43 @@ DATASETS: dict[str, DatasetSpec] = {
             "risk to potential structures (%), risk to potential structures (%)",
             on_processing_grid=True,
         ),
-        DatasetSpec(
-            "riley-et-al-2025-2011-270m-5070",
-            f"{TENSOR}/USFS/riley-et-al-2025/2011-climate-run-270m-5070.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:5070",
-            "Riley et al. 2025 climate run ~2011: annual burn probability, 270 m CONUS Albers",
+        *(
+            DatasetSpec(
+                name,
+                f"{RILEY}/{year}-climate-run-270m-5070.icechunk",
+                "zarr",
+                ("BP",),
+                "EPSG:5070",
+                f"Riley et al. 2025 climate run ~{year}: annual burn probability, 270 m CONUS "
+                "Albers",
+            )
+            for year, name in RILEY_270M.items()
+        ),
+        *(
+            DatasetSpec(
+                name,
+                f"{RILEY}/{year}-climate-run-30m-4326.icechunk",
+                "zarr",
+                ("BP",),
+                "EPSG:4326",
+                f"Riley et al. 2025 climate run ~{year} on the 30 m grid (reference variable)",
+                on_processing_grid=True,
+            )
+            for year, name in RILEY_30M.items()
         ),
         DatasetSpec(
-            "riley-et-al-2025-2047-270m-5070",
-            f"{TENSOR}/USFS/riley-et-al-2025/2047-climate-run-270m-5070.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:5070",
-            "Riley et al. 2025 climate run ~2047: annual burn probability, 270 m CONUS Albers",
-        ),
-        DatasetSpec(
-            "riley-et-al-2025-2011-30m-4326",
-            f"{TENSOR}/USFS/riley-et-al-2025/2011-climate-run-30m-4326.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:4326",
-            "Riley et al. 2025 climate run ~2011 on the 30 m grid (reference variable)",
-            on_processing_grid=True,
-        ),
-        DatasetSpec(
-            "riley-et-al-2025-2047-30m-4326",
-            f"{TENSOR}/USFS/riley-et-al-2025/2047-climate-run-30m-4326.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:4326",
-            "Riley et al. 2025 climate run ~2047 on the 30 m grid (reference variable)",
-            on_processing_grid=True,
-        ),
-        DatasetSpec(
-            "conus404-ffwi-p99-wind-direction-distribution-30m-4326",
+            WIND_DISTRIBUTION,
             f"{TENSOR}/conus404-ffwi/"
             "fosberg-fire-weather-index-p99-wind-direction-distribution-30m-4326.icechunk",
             "zarr",
-            ("wind_direction_distribution",),
+            (WIND_VARIABLE,),
             "EPSG:4326",
             "Share of fire-weather hours (FFWI above its 99th percentile) by wind direction "
-            "(N, NE, E, SE, S, SW, W, NW), from CONUS404",
+            f"({', '.join(WIND_DIRECTIONS)}), from CONUS404",
             on_processing_grid=True,
         ),
         DatasetSpec(
-            "conus-overture-region-id-tagged-buildings",
+            BUILDINGS,
             f"{VECTOR}/overture-maps/CONUS-overture-region-tagged-buildings-2025-09-24.0.parquet",
             "geoparquet",
             ("block_geoid", "state_abbrev", "county_name", "bbox", "geometry"),
@@ -102,33 +110,17 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         *(
             DatasetSpec(
-                f"us-census-{level}",
-                f"{VECTOR}/census-tiger/{level}/{level}.parquet",
+                g.census_dataset,
+                f"{VECTOR}/census-tiger/{g.level}/{g.level}.parquet",
                 "geoparquet",
-                cols,
+                CENSUS_COLUMNS[g.level],
                 "EPSG:4269",
-                f"Census {level} polygons (GeoParquet 1.1, NAD83)",
+                f"Census {g.level} polygons (GeoParquet 1.1, NAD83)",
             )
-            for level, cols in (
-                ("blocks", ("GEOID", "geometry")),
-                ("tracts", ("GEOID", "geometry")),
-                ("counties", ("NAME", "GEOID", "geometry")),
-                ("states", ("GEOID", "STUSPS", "NAME", "geometry")),
-                ("nation", ("GEOID", "NAME", "geometry")),
-            )
+            for g in GEOGRAPHIES
         ),
     )
 }
-
-RISK_INPUTS = (
-    "scott-et-al-2024-30m-4326",
-    "riley-et-al-2025-2011-270m-5070",
-    "riley-et-al-2025-2047-270m-5070",
-    "riley-et-al-2025-2011-30m-4326",
-    "riley-et-al-2025-2047-30m-4326",
-    "conus404-ffwi-p99-wind-direction-distribution-30m-4326",
-)
-CENSUS_LEVELS = ("blocks", "tracts", "counties", "states", "nation")
 
 
 @dataclass(frozen=True)
@@ -154,7 +146,7 @@ class InputCatalog:
 
             repo = icechunk.Repository.open(self.storage.icechunk_storage(uri))
             store = repo.readonly_session("main").store
-            ds = xr.open_zarr(store, consolidated=False, chunks=None)
+            ds = xr.open_zarr(store, consolidated=False, chunks=None)  # pyright: ignore[reportArgumentType]
         except Exception as exc:
             if is_transient(exc):
                 raise TransientInputError(
@@ -357,6 +349,32 @@ def _wkt_attr(var) -> tuple[str | None, str | None]:
 
 
 def _zarr_crs_candidates(ds) -> list[tuple[object, str]]:
+    """Every (CRS, where) a zarr convention states: grid mappings, the CRS variable, root
+    attributes, the coordinates' crs attrs, in that order."""
+    found = _grid_mapping_crs(ds)
+    if CRS_COORD in ds.variables:
+        wkt, attr = _wkt_attr(ds[CRS_COORD])
+        if wkt:
+            found.append((wkt, f"{CRS_COORD!r} variable attr {attr!r}"))
+    found += [
+        (ds.attrs[attr], f"root attribute {attr}={ds.attrs[attr]!r}")
+        for attr in ("crs", "EPSG", "epsg")
+        if ds.attrs.get(attr)
+    ]
+    target = ds.attrs.get("reprojected_to")
+    crs = _reprojected_to_crs(str(target)) if target else None
+    if crs:
+        found.append((crs, f"root attribute reprojected_to={target!r}"))
+    found += [
+        (ds[dim].attrs["crs"], f"coordinate {dim!r} attr 'crs'")
+        for dim in ("latitude", "longitude", "y", "x")
+        if dim in ds.coords and ds[dim].attrs.get("crs")
+    ]
+    return found
+
+
+def _grid_mapping_crs(ds) -> list[tuple[object, str]]:
+    """(WKT, where) of each data variable's grid_mapping variable, in name order."""
     found: list[tuple[object, str]] = []
     for name in sorted(ds.data_vars):  # the store's listing order is not stable
         var = ds[name]
@@ -365,21 +383,6 @@ def _zarr_crs_candidates(ds) -> list[tuple[object, str]]:
             wkt, attr = _wkt_attr(ds[mapping])
             if wkt:
                 found.append((wkt, f"variable {name!r} grid_mapping -> {mapping!r} attr {attr!r}"))
-    if CRS_COORD in ds.variables:
-        wkt, attr = _wkt_attr(ds[CRS_COORD])
-        if wkt:
-            found.append((wkt, f"{CRS_COORD!r} variable attr {attr!r}"))
-    for attr in ("crs", "EPSG", "epsg"):
-        if ds.attrs.get(attr):
-            found.append((ds.attrs[attr], f"root attribute {attr}={ds.attrs[attr]!r}"))
-    target = ds.attrs.get("reprojected_to")
-    if target:
-        crs = _reprojected_to_crs(str(target))
-        if crs:
-            found.append((crs, f"root attribute reprojected_to={target!r}"))
-    for dim in ("latitude", "longitude", "y", "x"):
-        if dim in ds.coords and ds[dim].attrs.get("crs"):
-            found.append((ds[dim].attrs["crs"], f"coordinate {dim!r} attr 'crs'"))
     return found
 
 
