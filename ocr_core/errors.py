@@ -46,6 +46,10 @@ _MESSAGE_MARKERS = (
 )
 
 
+class InputDataError(ValueError):
+    """An input dataset is missing or malformed; the message names it and the fix."""
+
+
 class TransientInputError(RuntimeError):
     """Opening or reading an input failed in a way a retry can fix (timeout, throttling).
 
