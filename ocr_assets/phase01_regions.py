@@ -7,10 +7,10 @@ regions whose inputs or code changed as stale. ``region_assets`` builds them for
 retry count (the module-level ones are the demo grid's, for tests). A failed region is
 retried by Dagster with a linear backoff (``Settings.region_retry_delay_s`` × attempt); bad
 input and interrupts fail at once with a clear error, since retrying cannot fix them. The
-region tasks return ``ocr_core.region_results`` records, which become the metadata here.
+region tasks return ``ocr_core.region_results`` records (``ocr_assets.metadata`` turns them
+into the materializations' metadata).
 """
 
-import base64
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,14 +20,13 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from ocr_assets import OWNERS
 from ocr_assets.inputs import GROUP as INPUTS_GROUP
 from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_direction_distribution
-from ocr_assets.metadata import histogram_table
+from ocr_assets.metadata import region_buildings_metadata, region_risk_metadata
 from ocr_assets.partitions import region_partitions
 from ocr_core import faults
 from ocr_core.catalog import InputDataError
 from ocr_core.checks import AuditError
 from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
-from ocr_core.region_results import RegionBuildings, RegionRisk, ValueRange
 from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.compute import ComputeResource
 from ocr_resources.settings import Settings
@@ -129,61 +128,6 @@ def _canceling(context: dg.AssetExecutionContext) -> bool:
     )
 
 
-def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{v:.6g}"
-
-
-def _ranges_table(ranges: dict[str, ValueRange]) -> dg.MetadataValue:
-    rows = ["| variable | min | max | NaN fraction |", "|---|---|---|---|"]
-    rows += [
-        f"| {var} | {_fmt(r.min)} | {_fmt(r.max)} | "
-        f"{'' if r.nan_fraction is None else r.nan_fraction} |"
-        for var, r in ranges.items()
-    ]
-    return dg.MetadataValue.md("\n".join(rows))
-
-
-def _risk_metadata(s: RegionRisk, compute: ComputeResource) -> dict:
-    rps = s.value_ranges["rps_2011"]
-    png = base64.b64encode(s.preview_png).decode()
-    return {
-        "dagster/uri": dg.MetadataValue.path(s.repository),
-        "snapshot_id": s.snapshot_id,
-        "region_bounds": dg.MetadataValue.json(list(s.bounds)),
-        "shape": dg.MetadataValue.json(list(s.shape)),
-        "value_ranges": _ranges_table(s.value_ranges),
-        "kernel_seconds": s.kernel_seconds,
-        "kernel_peak_mb": s.kernel_peak_mb,
-        "kernel_added_mb": s.kernel_added_mb,
-        "read_seconds": s.read_seconds,
-        "write_seconds": s.write_seconds,
-        "process_max_rss_mb": s.process_max_rss_mb,
-        "checks": dg.MetadataValue.json(s.checks),
-        "compute": dg.MetadataValue.json(compute.describe(REGION_RISK)),
-        "preview_rps_2011": dg.MetadataValue.md(
-            f"![rps_2011 preview](data:image/png;base64,{png})\n\n"
-            f"Colour bar (bottom strip): 0 % (pale yellow) to {s.preview_scale_top:.3g} % "
-            "(dark red, the 99th percentile; above it dark red too). rps_2011 ranges over "
-            f"{_fmt(rps.min)}–{_fmt(rps.max)} %."
-        ),
-    }
-
-
-def _buildings_metadata(s: RegionBuildings, compute: ComputeResource) -> dict:
-    return {
-        "dagster/uri": dg.MetadataValue.path(s.path),
-        "dagster/row_count": s.building_count,
-        "building_count": s.building_count,
-        "buildings_in_region": s.buildings_in_region,
-        "dropped_nan_count": s.dropped_nan_count,
-        "bytes": s.bytes,
-        "value_ranges": _ranges_table(s.value_ranges),
-        "risk_score_histogram": histogram_table(s.risk_score_histograms),
-        "checks": dg.MetadataValue.json(s.checks),
-        "compute": dg.MetadataValue.json(compute.describe(REGION_BUILDINGS)),
-    }
-
-
 class RegionRecorder:
     """Records each region output of a run as its own partition's materialization, with the
     data version Dagster derives from that partition's inputs (see ``provenance.py``). The
@@ -278,7 +222,10 @@ def _process_regions(
                 context, region, REGION_RISK, compute, catalog, run_region_risk, out
             )
             yield recorder.materialization(
-                REGION_RISK, region, _risk_metadata(risk, compute), produced
+                REGION_RISK,
+                region,
+                region_risk_metadata(risk, compute.describe(REGION_RISK)),
+                produced,
             )
             buildings = run_region_step(
                 context,
@@ -291,7 +238,10 @@ def _process_regions(
                 accepts_shrink(context),
             )
             yield recorder.materialization(
-                REGION_BUILDINGS, region, _buildings_metadata(buildings, compute), produced
+                REGION_BUILDINGS,
+                region,
+                region_buildings_metadata(buildings, compute.describe(REGION_BUILDINGS)),
+                produced,
             )
         except dg.Failure as failure:
             if len(context.partition_keys) == 1:

@@ -21,7 +21,7 @@ from ocr_core.memory import PeakRSS
 from ocr_core.region_results import (
     RegionBuildings,
     RegionRisk,
-    ValueRange,
+    column_ranges,
     preview_png,
     raster_ranges,
 )
@@ -355,12 +355,7 @@ def run_region_buildings(
         building_count=len(frame),
         dropped_nan_count=dropped,
         bytes=size,
-        value_ranges={
-            v: ValueRange(float(frame[v].min()), float(frame[v].max()))
-            if len(frame)
-            else ValueRange(None, None)
-            for v in OUTPUT_VARIABLES
-        },
+        value_ranges=column_ranges(frame, OUTPUT_VARIABLES),
         risk_score_histograms={
             v: risk_score_histogram(frame[v].to_numpy()) for v in HISTOGRAMS.values()
         },

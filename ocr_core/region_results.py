@@ -72,6 +72,13 @@ def raster_ranges(arrays: dict[str, np.ndarray]) -> dict[str, ValueRange]:
     return out
 
 
+def column_ranges(frame, columns: tuple[str, ...]) -> dict[str, ValueRange]:
+    """Min and max of each of ``columns`` of a table without NaN (None for no rows)."""
+    if not len(frame):
+        return {c: ValueRange(None, None) for c in columns}
+    return {c: ValueRange(float(frame[c].min()), float(frame[c].max())) for c in columns}
+
+
 PREVIEW_RAMP = np.array([[255, 255, 204], [254, 178, 76], [240, 59, 32], [128, 0, 38]], float)
 
 

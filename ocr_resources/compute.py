@@ -103,7 +103,7 @@ PROFILES: dict[str, ComputeProfile] = {
     "regional_pmtiles": ComputeProfile(
         "c8g.12xlarge", "c8g.12xlarge", "regional-pmtiles", disk_gb=250
     ),
-    # Not in the seed: the one export of building features both building tile steps read.
+    # the one export of building features both building tile steps read (not a reference step)
     "building_tile_features": ComputeProfile(
         "c8g.12xlarge", "c8g.12xlarge", "building-tile-features", disk_gb=250
     ),
