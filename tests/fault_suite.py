@@ -616,7 +616,7 @@ def bad_input_category(ws: Workspace) -> Category:
 
     from ocr_assets import phase02_aggregation
     from ocr_core.catalog import spec
-    from ocr_core.schema import BUILDINGS
+    from ocr_core.process_region import BUILDINGS
     from ocr_core.storage import Storage
 
     cat = Category("bad inputs")
