@@ -8,7 +8,8 @@ import dagster as dg
 
 from ocr_assets import OWNERS
 from ocr_assets.metadata import metadata_value
-from ocr_core.catalog import CENSUS_LEVELS, DATASETS
+from ocr_core.catalog import DATASETS
+from ocr_core.schema import LEVELS as CENSUS_LEVELS
 from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.storage import InputCatalogResource
 

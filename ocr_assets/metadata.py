@@ -1,8 +1,13 @@
-"""Figures as Dagster metadata entries, one entry per figure so the UI can show and plot them."""
+"""Figures as Dagster metadata entries, one entry per figure so the UI can show and plot them;
+the region records (``ocr_core.region_results``) as their materializations' metadata."""
 
 from __future__ import annotations
 
+import base64
+
 import dagster as dg
+
+from ocr_core.region_results import RegionBuildings, RegionRisk, ValueRange
 
 
 def metadata_value(value) -> dg.MetadataValue:
@@ -80,3 +85,61 @@ def audited(context, compute, fn, *args):
     except AuditError as exc:
         yield from check_results(exc.checks)
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.6g}"
+
+
+def _ranges_table(ranges: dict[str, ValueRange]) -> dg.MetadataValue:
+    """Each variable's min, max and (rasters) NaN fraction as a table."""
+    rows = ["| variable | min | max | NaN fraction |", "|---|---|---|---|"]
+    rows += [
+        f"| {var} | {_fmt(r.min)} | {_fmt(r.max)} | "
+        f"{'' if r.nan_fraction is None else r.nan_fraction} |"
+        for var, r in ranges.items()
+    ]
+    return dg.MetadataValue.md("\n".join(rows))
+
+
+def region_risk_metadata(s: RegionRisk, compute: dict) -> dict[str, object]:
+    """The metadata of one ``region_risk`` partition; ``compute``: where it ran."""
+    rps = s.value_ranges["rps_2011"]
+    png = base64.b64encode(s.preview_png).decode()
+    return {
+        "dagster/uri": dg.MetadataValue.path(s.repository),
+        "snapshot_id": s.snapshot_id,
+        "region_bounds": dg.MetadataValue.json(list(s.bounds)),
+        "shape": dg.MetadataValue.json(list(s.shape)),
+        "value_ranges": _ranges_table(s.value_ranges),
+        "kernel_seconds": s.kernel_seconds,
+        "kernel_peak_mb": s.kernel_peak_mb,
+        "kernel_added_mb": s.kernel_added_mb,
+        "read_seconds": s.read_seconds,
+        "write_seconds": s.write_seconds,
+        "process_max_rss_mb": s.process_max_rss_mb,
+        "checks": dg.MetadataValue.json(s.checks),
+        "compute": dg.MetadataValue.json(compute),
+        "preview_rps_2011": dg.MetadataValue.md(
+            f"![rps_2011 preview](data:image/png;base64,{png})\n\n"
+            f"Colour bar (bottom strip): 0 % (pale yellow) to {s.preview_scale_top:.3g} % "
+            "(dark red, the 99th percentile; above it dark red too). rps_2011 ranges over "
+            f"{_fmt(rps.min)}–{_fmt(rps.max)} %."
+        ),
+    }
+
+
+def region_buildings_metadata(s: RegionBuildings, compute: dict) -> dict[str, object]:
+    """The metadata of one ``region_buildings`` partition; ``compute``: where it ran."""
+    return {
+        "dagster/uri": dg.MetadataValue.path(s.path),
+        "dagster/row_count": s.building_count,
+        "building_count": s.building_count,
+        "buildings_in_region": s.buildings_in_region,
+        "dropped_nan_count": s.dropped_nan_count,
+        "bytes": s.bytes,
+        "value_ranges": _ranges_table(s.value_ranges),
+        "risk_score_histogram": histogram_table(s.risk_score_histograms),
+        "checks": dg.MetadataValue.json(s.checks),
+        "compute": dg.MetadataValue.json(compute),
+    }

@@ -5,9 +5,14 @@ cannot be selected apart, so rerunning a region always refreshes both. ``region_
 holds each region's input identity (a digest of what it reads), so Dagster marks exactly the
 regions whose inputs or code changed as stale. ``region_assets`` builds them for a grid and a
 retry count (the module-level ones are the demo grid's, for tests). A failed region is
-retried by Dagster with a linear backoff of 5 s × attempt (the seed's retry loop); bad input
-and interrupts fail at once with a clear error, since retrying cannot fix them.
+retried by Dagster with a linear backoff (``Settings.region_retry_delay_s`` × attempt); bad
+input and interrupts fail at once with a clear error, since retrying cannot fix them. The
+region tasks return ``ocr_core.region_results`` records (``ocr_assets.metadata`` turns them
+into the materializations' metadata).
 """
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
@@ -15,7 +20,7 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from ocr_assets import OWNERS
 from ocr_assets.inputs import GROUP as INPUTS_GROUP
 from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_direction_distribution
-from ocr_assets.metadata import histogram_table
+from ocr_assets.metadata import region_buildings_metadata, region_risk_metadata
 from ocr_assets.partitions import region_partitions
 from ocr_core import faults
 from ocr_core.catalog import InputDataError
@@ -27,8 +32,9 @@ from ocr_resources.compute import ComputeResource
 from ocr_resources.settings import Settings
 from ocr_resources.storage import InputCatalogResource, StorageResource
 
+T = TypeVar("T")
 GROUP = "phase01_regions"
-RETRY_DELAY_S = 5  # × attempt (linear backoff)
+RETRY_DELAY_S = Settings.region_retry_delay_s  # the default; × attempt (linear backoff)
 REGION_RISK = dg.AssetKey("region_risk")
 REGION_BUILDINGS = dg.AssetKey("region_buildings")
 REGION_INPUTS = dg.AssetKey("region_inputs")
@@ -72,20 +78,19 @@ def accepts_shrink(context: dg.AssetExecutionContext) -> bool:
 def run_region_step(
     context: dg.AssetExecutionContext,
     region: str,
-    asset: str,
+    key: dg.AssetKey,
     compute: ComputeResource,
     catalog: InputCatalogResource,
-    fn,
+    fn: Callable[..., T],
     *args,
-) -> dict:
+) -> T:
     """Run a region task on the region cluster; turn its failure into a clear Dagster error."""
     policy = context.op_def.retry_policy
     attempt, attempts = context.retry_number + 1, (policy.max_retries if policy else 0) + 1
+    asset = key.to_user_string()
     try:
         faults.region_attempt(region, context.retry_number)
-        return compute.run(
-            asset, fn, region, catalog.grid, catalog.catalog(), *args, log=context.log
-        )
+        return compute.run(key, fn, region, catalog.grid, catalog.catalog(), *args, log=context.log)
     except (DagsterExecutionInterruptedError, KeyboardInterrupt) as exc:
         # Dagster would retry an interrupt like any failure; a canceled run must stop.
         raise dg.Failure(
@@ -121,59 +126,6 @@ def _canceling(context: dg.AssetExecutionContext) -> bool:
         dg.DagsterRunStatus.CANCELING,
         dg.DagsterRunStatus.CANCELED,
     )
-
-
-def _fmt(v) -> str:
-    return "—" if v is None else f"{v:.6g}"
-
-
-def _ranges_table(ranges: dict) -> dg.MetadataValue:
-    rows = ["| variable | min | max | NaN fraction |", "|---|---|---|---|"]
-    for var, r in ranges.items():
-        rows.append(
-            f"| {var} | {_fmt(r.get('min'))} | {_fmt(r.get('max'))} | {r.get('nan_fraction', '')} |"
-        )
-    return dg.MetadataValue.md("\n".join(rows))
-
-
-def _risk_metadata(s: dict, compute: ComputeResource) -> dict:
-    return {
-        "dagster/uri": dg.MetadataValue.path(s["repository"]),
-        "snapshot_id": s["snapshot_id"],
-        "region_bounds": dg.MetadataValue.json(s["bounds"]),
-        "shape": dg.MetadataValue.json(s["shape"]),
-        "value_ranges": _ranges_table(s["value_ranges"]),
-        "kernel_seconds": s["kernel_seconds"],
-        "kernel_peak_mb": s["kernel_peak_mb"],
-        "kernel_added_mb": s["kernel_added_mb"],
-        "read_seconds": s["read_seconds"],
-        "write_seconds": s["write_seconds"],
-        "process_max_rss_mb": s["process_max_rss_mb"],
-        "checks": dg.MetadataValue.json(s["checks"]),
-        "compute": dg.MetadataValue.json(compute.describe(REGION_RISK.path[-1])),
-        "preview_rps_2011": dg.MetadataValue.md(
-            f"![rps_2011 preview](data:image/png;base64,{s['preview_png_b64']})\n\n"
-            f"Colour bar (bottom strip): 0 % (pale yellow) to {s['preview_scale_top']:.3g} % "
-            "(dark red, the 99th percentile; above it dark red too). rps_2011 ranges over "
-            f"{_fmt(s['value_ranges']['rps_2011']['min'])}–"
-            f"{_fmt(s['value_ranges']['rps_2011']['max'])} %."
-        ),
-    }
-
-
-def _buildings_metadata(s: dict, compute: ComputeResource) -> dict:
-    return {
-        "dagster/uri": dg.MetadataValue.path(s["path"]),
-        "dagster/row_count": s["building_count"],
-        "building_count": s["building_count"],
-        "buildings_in_region": s["buildings_in_region"],
-        "dropped_nan_count": s["dropped_nan_count"],
-        "bytes": s["bytes"],
-        "value_ranges": _ranges_table(s["value_ranges"]),
-        "risk_score_histogram": histogram_table(s["risk_score_histograms"]),
-        "checks": dg.MetadataValue.json(s["checks"]),
-        "compute": dg.MetadataValue.json(compute.describe(REGION_BUILDINGS.path[-1])),
-    }
 
 
 class RegionRecorder:
@@ -267,15 +219,18 @@ def _process_regions(
         produced: dict = {}
         try:
             risk = run_region_step(
-                context, region, "region_risk", compute, catalog, run_region_risk, out
+                context, region, REGION_RISK, compute, catalog, run_region_risk, out
             )
             yield recorder.materialization(
-                REGION_RISK, region, _risk_metadata(risk, compute), produced
+                REGION_RISK,
+                region,
+                region_risk_metadata(risk, compute.describe(REGION_RISK)),
+                produced,
             )
             buildings = run_region_step(
                 context,
                 region,
-                "region_buildings",
+                REGION_BUILDINGS,
                 compute,
                 catalog,
                 run_region_buildings,
@@ -283,13 +238,17 @@ def _process_regions(
                 accepts_shrink(context),
             )
             yield recorder.materialization(
-                REGION_BUILDINGS, region, _buildings_metadata(buildings, compute), produced
+                REGION_BUILDINGS,
+                region,
+                region_buildings_metadata(buildings, compute.describe(REGION_BUILDINGS)),
+                produced,
             )
         except dg.Failure as failure:
             if len(context.partition_keys) == 1:
                 raise
-            context.log.error(failure.description)
-            failures.append(failure.description)
+            message = failure.description or str(failure)
+            context.log.error(message)
+            failures.append(message)
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} region(s) failed: " + " | ".join(failures),
@@ -307,7 +266,7 @@ def _observe_region_inputs(
         ids = [rid for rid in ids if rid in set(asked.split(","))]
     cat = catalog.catalog()
     digests = compute.map(
-        REGION_INPUTS.path[-1],
+        REGION_INPUTS,
         observed_fingerprint,
         [(rid, catalog.grid, cat) for rid in ids],
         log=context.log,

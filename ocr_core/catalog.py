@@ -2,22 +2,28 @@
 
 A deployment points ``InputCatalog.root`` at the real stores (``s3://carbonplan-ocr``); the demo
 points it at the generated ones under the storage root. Opening a dataset checks that it exists
-and has the expected variables, CRS and grid, so bad inputs fail before any output is written.
+and has the expected variables, CRS (read by ``ocr_core.input_crs``) and grid, so bad inputs
+fail before any output is written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ocr_core.errors import TransientInputError, is_transient, summary
+from ocr_core.errors import InputDataError, TransientInputError, is_transient, summary
 from ocr_core.grid import Grid
+from ocr_core.input_crs import store_crs
+from ocr_core.schema import (
+    BUILDINGS,
+    GEOGRAPHIES,
+    RILEY_30M,
+    RILEY_270M,
+    SCOTT_2024,
+    WIND_DIRECTIONS,
+    WIND_DISTRIBUTION,
+    WIND_VARIABLE,
+)
 from ocr_core.storage import Storage
-
-WIND_DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
-
-
-class InputDataError(ValueError):
-    """An input dataset is missing or malformed; the message names it and the fix."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +40,21 @@ class DatasetSpec:
 TENSOR = "input/fire-risk/tensor"
 VECTOR = "input/fire-risk/vector"
 
+# Each census level's columns, in the files' order.
+CENSUS_COLUMNS = {
+    "blocks": ("GEOID", "geometry"),
+    "tracts": ("GEOID", "geometry"),
+    "counties": ("NAME", "GEOID", "geometry"),
+    "states": ("GEOID", "STUSPS", "NAME", "geometry"),
+    "nation": ("GEOID", "NAME", "geometry"),
+}
+RILEY = f"{TENSOR}/USFS/riley-et-al-2025"
+
 DATASETS: dict[str, DatasetSpec] = {
     d.name: d
     for d in (
         DatasetSpec(
-            "scott-et-al-2024-30m-4326",
+            SCOTT_2024,
             f"{TENSOR}/USFS/scott-et-al-2024/processed-30m-4326.icechunk",
             "zarr",
             ("BP", "CRPS", "RPS"),
@@ -47,53 +63,43 @@ DATASETS: dict[str, DatasetSpec] = {
             "risk to potential structures (%), risk to potential structures (%)",
             on_processing_grid=True,
         ),
-        DatasetSpec(
-            "riley-et-al-2025-2011-270m-5070",
-            f"{TENSOR}/USFS/riley-et-al-2025/2011-climate-run-270m-5070.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:5070",
-            "Riley et al. 2025 climate run ~2011: annual burn probability, 270 m CONUS Albers",
+        *(
+            DatasetSpec(
+                name,
+                f"{RILEY}/{year}-climate-run-270m-5070.icechunk",
+                "zarr",
+                ("BP",),
+                "EPSG:5070",
+                f"Riley et al. 2025 climate run ~{year}: annual burn probability, 270 m CONUS "
+                "Albers",
+            )
+            for year, name in RILEY_270M.items()
+        ),
+        *(
+            DatasetSpec(
+                name,
+                f"{RILEY}/{year}-climate-run-30m-4326.icechunk",
+                "zarr",
+                ("BP",),
+                "EPSG:4326",
+                f"Riley et al. 2025 climate run ~{year} on the 30 m grid (reference variable)",
+                on_processing_grid=True,
+            )
+            for year, name in RILEY_30M.items()
         ),
         DatasetSpec(
-            "riley-et-al-2025-2047-270m-5070",
-            f"{TENSOR}/USFS/riley-et-al-2025/2047-climate-run-270m-5070.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:5070",
-            "Riley et al. 2025 climate run ~2047: annual burn probability, 270 m CONUS Albers",
-        ),
-        DatasetSpec(
-            "riley-et-al-2025-2011-30m-4326",
-            f"{TENSOR}/USFS/riley-et-al-2025/2011-climate-run-30m-4326.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:4326",
-            "Riley et al. 2025 climate run ~2011 on the 30 m grid (reference variable)",
-            on_processing_grid=True,
-        ),
-        DatasetSpec(
-            "riley-et-al-2025-2047-30m-4326",
-            f"{TENSOR}/USFS/riley-et-al-2025/2047-climate-run-30m-4326.icechunk",
-            "zarr",
-            ("BP",),
-            "EPSG:4326",
-            "Riley et al. 2025 climate run ~2047 on the 30 m grid (reference variable)",
-            on_processing_grid=True,
-        ),
-        DatasetSpec(
-            "conus404-ffwi-p99-wind-direction-distribution-30m-4326",
+            WIND_DISTRIBUTION,
             f"{TENSOR}/conus404-ffwi/"
             "fosberg-fire-weather-index-p99-wind-direction-distribution-30m-4326.icechunk",
             "zarr",
-            ("wind_direction_distribution",),
+            (WIND_VARIABLE,),
             "EPSG:4326",
             "Share of fire-weather hours (FFWI above its 99th percentile) by wind direction "
-            "(N, NE, E, SE, S, SW, W, NW), from CONUS404",
+            f"({', '.join(WIND_DIRECTIONS)}), from CONUS404",
             on_processing_grid=True,
         ),
         DatasetSpec(
-            "conus-overture-region-id-tagged-buildings",
+            BUILDINGS,
             f"{VECTOR}/overture-maps/CONUS-overture-region-tagged-buildings-2025-09-24.0.parquet",
             "geoparquet",
             ("block_geoid", "state_abbrev", "county_name", "bbox", "geometry"),
@@ -102,33 +108,17 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         *(
             DatasetSpec(
-                f"us-census-{level}",
-                f"{VECTOR}/census-tiger/{level}/{level}.parquet",
+                g.census_dataset,
+                f"{VECTOR}/census-tiger/{g.level}/{g.level}.parquet",
                 "geoparquet",
-                cols,
+                CENSUS_COLUMNS[g.level],
                 "EPSG:4269",
-                f"Census {level} polygons (GeoParquet 1.1, NAD83)",
+                f"Census {g.level} polygons (GeoParquet 1.1, NAD83)",
             )
-            for level, cols in (
-                ("blocks", ("GEOID", "geometry")),
-                ("tracts", ("GEOID", "geometry")),
-                ("counties", ("NAME", "GEOID", "geometry")),
-                ("states", ("GEOID", "STUSPS", "NAME", "geometry")),
-                ("nation", ("GEOID", "NAME", "geometry")),
-            )
+            for g in GEOGRAPHIES
         ),
     )
 }
-
-RISK_INPUTS = (
-    "scott-et-al-2024-30m-4326",
-    "riley-et-al-2025-2011-270m-5070",
-    "riley-et-al-2025-2047-270m-5070",
-    "riley-et-al-2025-2011-30m-4326",
-    "riley-et-al-2025-2047-30m-4326",
-    "conus404-ffwi-p99-wind-direction-distribution-30m-4326",
-)
-CENSUS_LEVELS = ("blocks", "tracts", "counties", "states", "nation")
 
 
 @dataclass(frozen=True)
@@ -154,7 +144,7 @@ class InputCatalog:
 
             repo = icechunk.Repository.open(self.storage.icechunk_storage(uri))
             store = repo.readonly_session("main").store
-            ds = xr.open_zarr(store, consolidated=False, chunks=None)
+            ds = xr.open_zarr(store, consolidated=False, chunks=None)  # pyright: ignore[reportArgumentType]
         except Exception as exc:
             if is_transient(exc):
                 raise TransientInputError(
@@ -279,147 +269,6 @@ def check_dataset(d: DatasetSpec, ds, uri: str) -> None:
             raise InputDataError(
                 f"input dataset {d.name!r} at {uri} has no {dim!r} dimension (dims {list(ds.dims)})"
             )
-
-
-# --- CRS: every convention the reference's ingestion (odc-geo, rioxarray, GeoParquet) writes ---
-CRS_COORD = "spatial_ref"  # the CRS variable odc-geo and rioxarray write
-CRS_FIX = {
-    "zarr": "write the CRS the way the reference's ingestion does: a 0-d 'spatial_ref' variable "
-    "whose attrs hold 'crs_wkt' (odc.geo assign_crs / xr_reproject, rioxarray write_crs), or a "
-    "root attribute EPSG='{code}'",
-    "geoparquet": "write it as GeoParquet from a GeoDataFrame whose crs is {crs} "
-    "(geopandas to_parquet stores it as PROJJSON in the 'geo' metadata)",
-}
-
-
-def store_crs(d: DatasetSpec, source, uri: str = "") -> tuple[str, str]:
-    """The store's CRS as 'EPSG:nnnn' and where it was found; InputDataError unless it is the
-    catalog's.
-
-    ``source`` is an xarray Dataset (zarr stores) or a pyarrow schema (GeoParquet). Every place
-    a convention puts the CRS is read; they must agree. A stale 0-d CRS variable under another
-    name (the wind store keeps CONUS404's Lambert ``crs``) counts only if nothing else is found.
-    """
-    code = d.crs.split(":")[1]
-    fix = CRS_FIX[d.data_format].format(code=code, crs=d.crs)
-    if d.data_format == "geoparquet":
-        found, looked = _geoparquet_crs_candidates(source)
-    else:
-        found = _zarr_crs_candidates(source) or _fallback_crs_variables(source)
-        looked = (
-            "looked for a variable's grid_mapping, a 'spatial_ref' variable (crs_wkt/spatial_ref "
-            "attrs), root attributes crs/EPSG/reprojected_to and the coordinates' crs attrs"
-        )
-    if not found:
-        raise InputDataError(
-            f"input dataset {d.name!r} at {uri} has no CRS ({looked}; found none). Fix: {fix}"
-        )
-    named = [(_normalise_crs(value, d.crs), where) for value, where in found]
-    crs, where = named[0]
-    if any(c != crs for c, _ in named[1:]):
-        listing = "; ".join(f"{c} in {w}" for c, w in named)
-        raise InputDataError(
-            f"input dataset {d.name!r} at {uri} states conflicting CRSs ({listing}). Fix: keep "
-            f"only {d.crs}: {fix}"
-        )
-    if crs != d.crs:
-        raise InputDataError(
-            f"input dataset {d.name!r} at {uri} has CRS {crs} (found in {where}), but the "
-            f"catalog expects {d.crs}. Fix: reproject it to {d.crs} (as the reference's "
-            "ingestion does) or correct the catalog entry"
-        )
-    return crs, where
-
-
-def _normalise_crs(value, expected: str) -> str:
-    """'EPSG:nnnn' for any CRS pyproj reads (WKT, PROJJSON, 'EPSG:n', a bare code), or a
-    description of what was found; a CRS equal to ``expected`` up to axis order is ``expected``."""
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
-    if isinstance(value, str) and value.strip().isdigit():
-        value = f"EPSG:{value.strip()}"
-    try:
-        crs = CRS.from_user_input(value)
-    except (CRSError, TypeError, ValueError):
-        return f"unreadable CRS {str(value)[:80]!r}"
-    epsg = crs.to_epsg()
-    if epsg is None and crs.equals(CRS.from_user_input(expected), ignore_axis_order=True):
-        return expected
-    return f"EPSG:{epsg}" if epsg is not None else f"{crs.name!r} (no EPSG code)"
-
-
-def _wkt_attr(var) -> tuple[str | None, str | None]:
-    for attr in ("crs_wkt", "spatial_ref"):
-        if var.attrs.get(attr):
-            return var.attrs[attr], attr
-    return None, None
-
-
-def _zarr_crs_candidates(ds) -> list[tuple[object, str]]:
-    found: list[tuple[object, str]] = []
-    for name in sorted(ds.data_vars):  # the store's listing order is not stable
-        var = ds[name]
-        mapping = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
-        if mapping and mapping in ds.variables:
-            wkt, attr = _wkt_attr(ds[mapping])
-            if wkt:
-                found.append((wkt, f"variable {name!r} grid_mapping -> {mapping!r} attr {attr!r}"))
-    if CRS_COORD in ds.variables:
-        wkt, attr = _wkt_attr(ds[CRS_COORD])
-        if wkt:
-            found.append((wkt, f"{CRS_COORD!r} variable attr {attr!r}"))
-    for attr in ("crs", "EPSG", "epsg"):
-        if ds.attrs.get(attr):
-            found.append((ds.attrs[attr], f"root attribute {attr}={ds.attrs[attr]!r}"))
-    target = ds.attrs.get("reprojected_to")
-    if target:
-        crs = _reprojected_to_crs(str(target))
-        if crs:
-            found.append((crs, f"root attribute reprojected_to={target!r}"))
-    for dim in ("latitude", "longitude", "y", "x"):
-        if dim in ds.coords and ds[dim].attrs.get("crs"):
-            found.append((ds[dim].attrs["crs"], f"coordinate {dim!r} attr 'crs'"))
-    return found
-
-
-def _reprojected_to_crs(target: str) -> str | None:
-    """CRS of the dataset named by a ``reprojected_to`` attribute (catalog name, or -nnnn tail)."""
-    import re
-
-    if target in DATASETS:
-        return DATASETS[target].crs
-    match = re.search(r"-(\d{4,5})$", target)
-    return f"EPSG:{match.group(1)}" if match else None
-
-
-def _fallback_crs_variables(ds) -> list[tuple[object, str]]:
-    out = []
-    for name, var in ds.variables.items():
-        if var.ndim == 0 and name != CRS_COORD:
-            wkt, attr = _wkt_attr(var)
-            if wkt:
-                out.append((wkt, f"0-d variable {name!r} attr {attr!r}"))
-    return out
-
-
-def _geoparquet_crs_candidates(schema) -> tuple[list[tuple[object, str]], str]:
-    """GeoParquet 'geo' metadata: the primary column's PROJJSON; no crs key means OGC:CRS84
-    (the spec's default, which geopandas applies); crs null means unknown."""
-    import json
-
-    raw = (schema.metadata or {}).get(b"geo")
-    if raw is None:
-        return [], "the file has no GeoParquet 'geo' metadata"
-    geo = json.loads(raw)
-    column = geo.get("primary_column", "geometry")
-    meta = geo.get("columns", {}).get(column, {})
-    where = f"GeoParquet 'geo' metadata of column {column!r}"
-    if "crs" not in meta:
-        return [("OGC:CRS84", f"{where} (no crs: the OGC:CRS84 default)")], ""
-    if meta["crs"] is None:
-        return [], f"{where} says crs: null, an unknown CRS"
-    return [(meta["crs"], where)], ""
 
 
 def grid_offsets(d: DatasetSpec, ds, grid: Grid, uri: str = "") -> tuple[int, int]:

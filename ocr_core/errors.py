@@ -1,4 +1,5 @@
-"""Which input errors can heal by retrying, and one-line summaries of any error.
+"""Which input errors can heal by retrying, one-line summaries of any error, and picklable
+stand-ins for errors a Dask task could not ship back with their type.
 
 A region step is retried (linear backoff) only for failures that a later attempt can fix:
 timeouts, throttling and dropped connections while opening or reading inputs. Everything
@@ -45,6 +46,10 @@ _MESSAGE_MARKERS = (
 )
 
 
+class InputDataError(ValueError):
+    """An input dataset is missing or malformed; the message names it and the fix."""
+
+
 class TransientInputError(RuntimeError):
     """Opening or reading an input failed in a way a retry can fix (timeout, throttling).
 
@@ -55,7 +60,7 @@ class TransientInputError(RuntimeError):
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and every exception reachable through ``__cause__`` / ``__context__``."""
     seen: set[int] = set()
-    todo = [exc]
+    todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:
@@ -109,3 +114,34 @@ def summary(exc: BaseException, limit: int = 500) -> str:
 def first_line(text: str) -> str:
     """The first non-blank line of a message (a traceback's or a log event's), stripped."""
     return next((line.strip() for line in str(text).splitlines() if line.strip()), str(text))
+
+
+def survives_pickling(exc: BaseException) -> bool:
+    """Whether Dask can ship ``exc`` back as is (with its causes, as ``distributed`` does);
+    otherwise it would arrive as a bare ``Exception(repr)`` and lose its type."""
+    import pickle
+
+    from tblib import pickling_support
+
+    causes, e = [], exc
+    while e.__cause__ is not None:
+        causes.append(e.__cause__)
+        e = e.__cause__
+    pickling_support.install(exc, *causes)
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return False
+    return True
+
+
+def picklable_stand_in(exc: Exception) -> Exception:
+    """A picklable exception with the same meaning for retries: ``TransientInputError`` for a
+    transient error, else the nearest built-in base class of ``exc``, with its summary."""
+    if is_transient(exc):
+        return TransientInputError(summary(exc))
+    base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
+    try:
+        return base(summary(exc))
+    except Exception:
+        return RuntimeError(summary(exc))

@@ -21,14 +21,20 @@ from ocr_core.catalog import (
     store_crs,
 )
 from ocr_core.grid import Grid
-from ocr_core.schema import MIN_BUILDING_ROWS, VALUE_RANGES, WIND_SUM_TOLERANCE
+from ocr_core.schema import (
+    BUILDINGS,
+    MIN_BUILDING_ROWS,
+    SCOTT_2024,
+    VALUE_RANGES,
+    WIND_SUM_TOLERANCE,
+    WIND_VARIABLE,
+)
+from ocr_core.validation import range_violation, wind_layout_error, wind_sums
 
 SAMPLE_HALF_PX = 256
 ALBERS_PIXEL_M = 270.0
-WIND_VARIABLE = "wind_direction_distribution"
-BUILDINGS = "conus-overture-region-id-tagged-buildings"
 GRID_FIX = (
-    "reproject it onto the geobox of scott-et-al-2024-30m-4326 and adopt that dataset's "
+    f"reproject it onto the geobox of {SCOTT_2024} and adopt that dataset's "
     "latitude/longitude (as the reference's ingestion does)"
 )
 
@@ -129,11 +135,11 @@ def _check_zarr(catalog: InputCatalog, grid: Grid, report: DatasetReport) -> Non
         report.crs, report.crs_found_in = store_crs(d, ds, report.uri)
     except InputDataError as exc:
         report.error(exc, "state the CRS in the store")
-    report.variables = sorted(v for v in ds.data_vars if ds[v].ndim >= 2)
+    report.variables = sorted(str(v) for v in ds.data_vars if ds[v].ndim >= 2)
     for var in d.variables:
         if var not in ds.data_vars:
             report.problem(
-                f"lacks variable {var!r} (has {sorted(ds.data_vars)})",
+                f"lacks variable {var!r} (has {sorted(map(str, ds.data_vars))})",
                 f"write {var!r} into the store (the catalog expects {list(d.variables)})",
             )
             continue
@@ -246,34 +252,38 @@ def _sample_ranges(ds, variables: list[str], window: dict, report: DatasetReport
     for var in variables:
         a = np.asarray(ds[var].isel(window).values, dtype="float64")
         finite = a[np.isfinite(a)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
-        report.ranges[var] = (lo, hi)
+        report.ranges[var] = (
+            (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+        )
         bounds = VALUE_RANGES.get((report.name, var))
-        if bounds and lo is not None and (lo < bounds[0] or hi > bounds[1]):
+        if bounds and (v := range_violation(a, *bounds)) is not None:
             report.problem(
-                f"{var} spans [{lo:.6g}, {hi:.6g}] on the sample window, outside the schema's "
-                f"[{bounds[0]:g}, {bounds[1]:g}]",
+                f"{var} spans [{v.vmin:.6g}, {v.vmax:.6g}] on the sample window, outside the "
+                f"schema's [{bounds[0]:g}, {bounds[1]:g}]",
                 "check the source's units and nodata value, and rewrite the store",
             )
         if var == WIND_VARIABLE:
-            _check_wind_sums(ds[var].isel(window), report)
+            _check_wind_sums(ds[var], a, report)
 
 
-def _check_wind_sums(da, report: DatasetReport) -> None:
+def _check_wind_sums(var, fractions, report: DatasetReport) -> None:
     """Every pixel's eight shares sum to 0 or 1 (± WIND_SUM_TOLERANCE); NaN pixels are skipped."""
     import numpy as np
 
-    if "wind_direction" not in da.dims:
+    layout = wind_layout_error(var)
+    if layout is not None:
         report.problem(
-            f"{WIND_VARIABLE} has no 'wind_direction' dimension (dims {list(da.dims)})",
-            "store the 8 direction shares along a 'wind_direction' dimension",
+            layout, "store the 8 direction shares along a last 'wind_direction' dimension"
         )
         return
-    sums = np.asarray(da.sum("wind_direction", skipna=False).values, dtype="float64")
-    sums = sums[np.isfinite(sums)]
+    sum_blocks, off_blocks = [np.empty(0)], [np.empty(0)]
+    for _, _, total, dev in wind_sums(fractions, np.float64):
+        known = np.isfinite(total)
+        sum_blocks.append(total[known])
+        off_blocks.append(dev[known])
+    sums, off = np.concatenate(sum_blocks), np.concatenate(off_blocks)
     if not sums.size:
         return
-    off = np.minimum(np.abs(sums), np.abs(sums - 1.0))
     report.ranges["wind_direction_sum"] = (float(sums.min()), float(sums.max()))
     if off.max() > WIND_SUM_TOLERANCE:
         bad = int((off > WIND_SUM_TOLERANCE).sum())

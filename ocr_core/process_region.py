@@ -1,14 +1,12 @@
 """Phase 01 work for one region: read inputs, compute risk, commit it, sample it at buildings.
 
 ``run_region_risk`` and ``run_region_buildings`` are the task functions the region assets
-submit to Dask (locally or on Coiled): plain arguments in, small JSON-able summaries out,
-outputs written by the task itself.
+submit to Dask (locally or on Coiled): plain arguments in, small frozen records out
+(``ocr_core.region_results``), outputs written by the task itself.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import resource
 import time
@@ -20,19 +18,35 @@ from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, read_er
 from ocr_core.geoparquet import to_geoparquet
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS
+from ocr_core.region_results import (
+    RegionBuildings,
+    RegionRisk,
+    column_ranges,
+    preview_png,
+    raster_ranges,
+)
 from ocr_core.risk import RegionInputs, region_outputs, region_wind_bp
-from ocr_core.schema import OUTPUT_VARIABLES, risk_score_histogram
-from ocr_core.schema import SCENARIO_YEARS as SCENARIOS
+from ocr_core.schema import (
+    BUILDINGS,
+    HISTOGRAMS,
+    OUTPUT_VARIABLES,
+    RILEY_30M,
+    RILEY_270M,
+    SCENARIO_YEARS,
+    SCOTT_2024,
+    WIND_DISTRIBUTION,
+    WIND_VARIABLE,
+    risk_score_histogram,
+)
 from ocr_core.storage import Storage
-from ocr_core.validation import check_buildings, validate_hazard_inputs, validate_pass_through
+from ocr_core.validation import (
+    check_buildings,
+    validate_hazard_inputs,
+    validate_pass_through,
+    wind_layout_error,
+)
 
 log = logging.getLogger(__name__)
-
-SCOTT = "scott-et-al-2024-30m-4326"
-WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
-RILEY_270 = "riley-et-al-2025-{}-270m-5070"
-RILEY_30 = "riley-et-al-2025-{}-30m-4326"
-BUILDINGS = "conus-overture-region-id-tagged-buildings"
 
 
 def _window(ds, name: str, grid: Grid, window: tuple[int, int, int, int]):
@@ -79,8 +93,8 @@ def _riley_270(catalog: InputCatalog, bbox: tuple[float, float, float, float]):
     from ocr_core.reproject import source_window
 
     bp, first = {}, None
-    for scenario in SCENARIOS:
-        name = RILEY_270.format(scenario)
+    for scenario in SCENARIO_YEARS:
+        name = RILEY_270M[scenario]
         ds = catalog.open_zarr(name)
         xs, ys = ds["x"].values.astype(np.float64), ds["y"].values.astype(np.float64)
         crs = spec(name).crs
@@ -90,14 +104,14 @@ def _riley_270(catalog: InputCatalog, bbox: tuple[float, float, float, float]):
             raise InputDataError(
                 f"input dataset {name!r} does not cover the region's buffered area"
             )
-        grid270 = (xs[j0:j1], ys[i0:i1], _store_chunks(ds["BP"], (i0, i1, j0, j1)))
+        grid270 = (xs[j0:j1], ys[i0:i1], _store_chunks(ds["BP"], (i0, i1, j0, j1)), crs)
         if first is None:
             first = grid270
         elif not all(np.array_equal(a, b) for a, b in zip(first[:2], grid270[:2], strict=True)):
             raise InputDataError(f"{name} is not on the same 270 m grid as the 2011 run")
         bp[scenario] = np.asarray(ds["BP"][i0:i1, j0:j1].values, dtype=np.float32)
     assert first is not None
-    return bp, first[0], first[1], crs, first[2]
+    return bp, first[0], first[1], first[3], first[2]
 
 
 def load_region_inputs(
@@ -116,19 +130,20 @@ def load_region_inputs(
     grid.validate_region_id(region_id)
     lon_min, lat_min, lon_max, lat_max = grid.region_bounds(region_id)
     buf = grid.buffer_deg
-    wind_ds = catalog.open_zarr(WIND)
-    grid_offsets(spec(WIND), wind_ds, grid)  # on the grid's pixels, else InputDataError
+    wind_ds = catalog.open_zarr(WIND_DISTRIBUTION)
+    grid_offsets(
+        spec(WIND_DISTRIBUTION), wind_ds, grid
+    )  # on the grid's pixels, else InputDataError
     bi0, bi1, bj0, bj1 = _label_window(
-        wind_ds, WIND, (lat_min - buf, lon_min - buf), (lat_max + buf, lon_max + buf)
+        wind_ds, WIND_DISTRIBUTION, (lat_min - buf, lon_min - buf), (lat_max + buf, lon_max + buf)
     )
-    ri0, ri1, rj0, rj1 = _label_window(wind_ds, WIND, (lat_min, lon_min), (lat_max, lon_max))
+    ri0, ri1, rj0, rj1 = _label_window(
+        wind_ds, WIND_DISTRIBUTION, (lat_min, lon_min), (lat_max, lon_max)
+    )
     inner = (ri0 - bi0, ri1 - bi0, rj0 - bj0, rj1 - bj0)
-    wind_var = wind_ds["wind_direction_distribution"]
-    if wind_var.dims != ("latitude", "longitude", "wind_direction") or wind_var.shape[-1] != 8:
-        raise InputDataError(
-            f"{WIND}: wind_direction_distribution must have dims (latitude, longitude, "
-            f"wind_direction=8), found {dict(zip(wind_var.dims, wind_var.shape, strict=True))}"
-        )
+    wind_var = wind_ds[WIND_VARIABLE]
+    if (layout := wind_layout_error(wind_var)) is not None:
+        raise InputDataError(f"{WIND_DISTRIBUTION}: {layout}")
     lat = wind_ds["latitude"].values[bi0:bi1].astype(np.float64)
     lon = wind_ds["longitude"].values[bj0:bj1].astype(np.float64)
     wind_window = smoothing_window(inner, (lat.size, lon.size), grid.pixel_size)
@@ -163,53 +178,14 @@ def load_pass_through(catalog: InputCatalog, grid: Grid, region_id: str) -> dict
         i0, i1, j0, j1 = _window(ds, name, grid, region)
         return [np.asarray(ds[v][i0:i1, j0:j1].values, dtype=np.float32) for v in variables]
 
-    crps, rps = region_arrays(SCOTT, "CRPS", "RPS")
-    riley30 = {s: region_arrays(RILEY_30.format(s), "BP")[0] for s in SCENARIOS}
+    crps, rps = region_arrays(SCOTT_2024, "CRPS", "RPS")
+    riley30 = {s: region_arrays(RILEY_30M[s], "BP")[0] for s in SCENARIO_YEARS}
     return {"crps": crps, "rps": rps, "riley30": riley30}
-
-
-def value_ranges(arrays: dict[str, np.ndarray]) -> dict[str, dict]:
-    out = {}
-    for name, a in arrays.items():
-        finite = a[np.isfinite(a)]
-        out[name] = {
-            "min": float(finite.min()) if finite.size else None,
-            "max": float(finite.max()) if finite.size else None,
-            "nan_fraction": round(float(1 - finite.size / a.size), 6) if a.size else 0.0,
-        }
-    return out
-
-
-PREVIEW_RAMP = np.array([[255, 255, 204], [254, 178, 76], [240, 59, 32], [128, 0, 38]], float)
-
-
-def preview_png(values: np.ndarray, max_side: int = 240) -> tuple[bytes, float]:
-    """A small north-up PNG of a risk layer (NaN transparent) with its colour bar along the
-    bottom, for the Dagster UI; returns it and the value at the top of the scale (the 99th
-    percentile)."""
-    from PIL import Image
-
-    step = max(1, int(np.ceil(max(values.shape) / max_side)))
-    a = values[::step, ::step][::-1]  # latitude ascends: flip so north is up
-    finite = np.isfinite(a)
-    top = float(np.nanpercentile(a, 99)) if finite.any() else 1.0
-    t = np.clip(np.where(finite, a, 0) / (top or 1.0), 0, 1)
-    bar = np.broadcast_to(np.linspace(0, 1, a.shape[1]), (max(6, a.shape[0] // 16), a.shape[1]))
-    t = np.vstack([t, np.zeros((2, a.shape[1])), bar])
-    alpha = np.vstack(
-        [np.where(finite, 255, 0), np.zeros((2, a.shape[1])), np.full(bar.shape, 255)]
-    )
-    pos = np.linspace(0, 1, len(PREVIEW_RAMP))
-    rgb = np.stack([np.interp(t, pos, PREVIEW_RAMP[:, k]) for k in range(3)], axis=-1)
-    rgba = np.dstack([rgb, alpha]).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", optimize=True)
-    return buf.getvalue(), top
 
 
 def run_region_risk(
     region_id: str, grid_name: str, catalog: InputCatalog, storage: Storage
-) -> dict:
+) -> RegionRisk:
     """Compute one region's risk and commit it to the icechunk repository."""
     from ocr_core import raster_store
 
@@ -232,23 +208,24 @@ def run_region_risk(
     snapshot, audited = raster_store.write_region(storage, grid, region_id, arrays, logger=log)
     t4 = time.perf_counter()
     png, top = preview_png(arrays["rps_2011"])
-    return {
-        "region_id": region_id,
-        "snapshot_id": snapshot,
-        "repository": storage.icechunk_uri,
-        "shape": list(arrays["rps_2011"].shape),
-        "bounds": list(grid.region_bounds(region_id)),
-        "value_ranges": value_ranges(arrays),
-        "read_seconds": round(t1 - t0 + t3 - t2, 3),
-        "kernel_seconds": round(t2 - t1, 3),
-        "write_seconds": round(t4 - t3, 3),
-        "kernel_peak_mb": round(mem.peak_bytes / 2**20, 1),
-        "kernel_added_mb": round(mem.delta_bytes / 2**20, 1),
-        "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "preview_png_b64": base64.b64encode(png).decode(),
-        "preview_scale_top": top,
-        "checks": audited,
-    }
+    rows, cols = arrays["rps_2011"].shape
+    return RegionRisk(
+        region_id=region_id,
+        snapshot_id=snapshot,
+        repository=storage.icechunk_uri,
+        shape=(rows, cols),
+        bounds=grid.region_bounds(region_id),
+        value_ranges=raster_ranges(arrays),
+        read_seconds=round(t1 - t0 + t3 - t2, 3),
+        kernel_seconds=round(t2 - t1, 3),
+        write_seconds=round(t4 - t3, 3),
+        kernel_peak_mb=round(mem.peak_bytes / 2**20, 1),
+        kernel_added_mb=round(mem.delta_bytes / 2**20, 1),
+        process_max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        preview_png=png,
+        preview_scale_top=top,
+        checks=audited,
+    )
 
 
 def select_region_buildings(catalog: InputCatalog, grid: Grid, region_id: str):
@@ -333,7 +310,7 @@ def run_region_buildings(
     catalog: InputCatalog,
     storage: Storage,
     accept_shrink: bool = False,
-) -> dict:
+) -> RegionBuildings:
     """Sample the committed risk raster at the region's buildings; write the region's
     GeoParquet, check it and only then publish it (``checks.AuditError`` otherwise).
 
@@ -355,6 +332,7 @@ def run_region_buildings(
         to_geoparquet(frame, path)
         size = path.stat().st_size
         written = checks.parquet_rows(storage, str(path))
+        assert written is not None  # the staged file was just written
         audited = checks.audit(
             {
                 "region_value_ranges": checks.building_value_ranges(storage, path=str(path)),
@@ -370,19 +348,16 @@ def run_region_buildings(
             }
         )
         st.publish()
-    return {
-        "region_id": region_id,
-        "path": uri,
-        "buildings_in_region": len(buildings),
-        "building_count": len(frame),
-        "dropped_nan_count": dropped,
-        "bytes": size,
-        "value_ranges": {
-            v: {"min": float(frame[v].min()), "max": float(frame[v].max())} if len(frame) else {}
-            for v in OUTPUT_VARIABLES
+    return RegionBuildings(
+        region_id=region_id,
+        path=uri,
+        buildings_in_region=len(buildings),
+        building_count=len(frame),
+        dropped_nan_count=dropped,
+        bytes=size,
+        value_ranges=column_ranges(frame, OUTPUT_VARIABLES),
+        risk_score_histograms={
+            v: risk_score_histogram(frame[v].to_numpy()) for v in HISTOGRAMS.values()
         },
-        "risk_score_histograms": {
-            v: risk_score_histogram(frame[v].to_numpy()) for v in ("rps_2011", "rps_2047")
-        },
-        "checks": audited,
-    }
+        checks=audited,
+    )

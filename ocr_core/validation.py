@@ -4,25 +4,34 @@ Each check raises ``InputDataError`` with one line naming the dataset, the varia
 pixels break the rule, one example location (lat/lon of a 30 m pixel centre, x/y in the
 270 m grid's CRS) and the fix. NaN is no-data and always allowed; ±inf never is. Checks are
 one cheap pass (``nanmin``/``nanmax``; a blockwise sum for the wind fractions); counts and
-locations are computed only once a violation is known.
+locations are computed only once a violation is known. The rules themselves
+(``range_violation``, ``wind_layout_error``, ``wind_sums``) also serve the ``check-inputs``
+report (``ocr_core.input_checks``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from ocr_core.catalog import WIND_DIRECTIONS, InputDataError, spec
-from ocr_core.schema import MIN_BUILDING_ROWS, VALUE_RANGES, WIND_SUM_TOLERANCE
+from ocr_core.catalog import InputDataError, spec
+from ocr_core.schema import (
+    MIN_BUILDING_ROWS,
+    RILEY_30M,
+    RILEY_270M,
+    SCOTT_2024,
+    VALUE_RANGES,
+    WIND_DIRECTIONS,
+    WIND_DISTRIBUTION,
+    WIND_SUM_TOLERANCE,
+    WIND_VARIABLE,
+)
 
 WIND_BLOCK_ROWS = 256  # rows of the (rows, cols, 8) wind array summed at once
-
-SCOTT = "scott-et-al-2024-30m-4326"
-WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
-RILEY_270 = "riley-et-al-2025-{}-270m-5070"
-RILEY_30 = "riley-et-al-2025-{}-30m-4326"
 
 Locate = Callable[[tuple[int, ...]], str]
 
@@ -46,8 +55,31 @@ def _nan_extrema(values: np.ndarray) -> tuple[float, float]:
         return float(np.nanmin(values)), float(np.nanmax(values))
 
 
-def _first(mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+def _first(mask: npt.ArrayLike) -> tuple[int, ...]:
+    """Index of the row-major first True of ``mask``."""
+    m = np.asarray(mask)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(m)), m.shape))
+
+
+@dataclass(frozen=True)
+class RangeViolation:
+    """Values outside an allowed range: how many, the extrema and the first offender."""
+
+    count: int
+    vmin: float
+    vmax: float
+    first: tuple[int, ...]  # array index of the row-major first value outside
+    value: float
+
+
+def range_violation(values: np.ndarray, lo: float, hi: float) -> RangeViolation | None:
+    """The values outside [lo, hi] (NaN is no-data and allowed, ±inf never is); None if none."""
+    vmin, vmax = _nan_extrema(values)
+    if not (vmin < lo or vmax > hi):  # False for all-NaN: NaN compares false
+        return None
+    bad = (values < lo) | (values > hi)
+    idx = _first(bad)
+    return RangeViolation(int(np.count_nonzero(bad)), vmin, vmax, idx, float(values[idx]))
 
 
 def check_range(
@@ -60,17 +92,47 @@ def check_range(
     what: str = "pixel",
 ) -> None:
     """Every non-NaN value lies in [lo, hi] (±inf does not), else InputDataError."""
-    vmin, vmax = _nan_extrema(values)
-    if not (vmin < lo or vmax > hi):  # False for all-NaN: NaN compares false
+    v = range_violation(values, lo, hi)
+    if v is None:
         return
-    bad = (values < lo) | (values > hi)
-    idx = _first(bad)
     raise InputDataError(
-        f"input dataset {dataset!r} variable {variable!r}: {np.count_nonzero(bad)} {what}(s) "
-        f"outside [{lo:g}, {hi:g}] (min {vmin:g}, max {vmax:g}; e.g. {float(values[idx]):g} at "
-        f"{locate(idx)}); the data schema allows only [{lo:g}, {hi:g}], or NaN for no-data. "
+        f"input dataset {dataset!r} variable {variable!r}: {v.count} {what}(s) "
+        f"outside [{lo:g}, {hi:g}] (min {v.vmin:g}, max {v.vmax:g}; e.g. {v.value:g} at "
+        f"{locate(v.first)}); the data schema allows only [{lo:g}, {hi:g}], or NaN for no-data. "
         f"Fix: correct or regenerate {dataset}."
     )
+
+
+def wind_layout_error(var) -> str | None:
+    """Why a wind-distribution variable is not laid out (latitude, longitude, 8 directions)
+    as the readers index it; None if it is."""
+    if var.dims == ("latitude", "longitude", "wind_direction") and var.shape[-1] == len(
+        WIND_DIRECTIONS
+    ):
+        return None
+    found = dict(zip(var.dims, var.shape, strict=True))
+    return (
+        f"{WIND_VARIABLE} must have dims (latitude, longitude, "
+        f"wind_direction={len(WIND_DIRECTIONS)}), found {found}"
+    )
+
+
+def wind_sums(
+    fractions: np.ndarray, dtype: type[np.floating] = np.float32
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(first row, block, per-pixel sum, distance of the sum from the nearer of 0 and 1) of
+    each block of ``WIND_BLOCK_ROWS`` rows of (rows, cols, 8) fractions, in ``dtype``.
+
+    The sum is a matrix-vector product (several times faster than ``sum(axis=-1)``; its
+    rounding error, ~1e-7 in float32, is far below the tolerance). A pixel with a NaN
+    fraction has a NaN sum and distance.
+    """
+    ones = np.ones(fractions.shape[-1], dtype=dtype)
+    half = dtype(0.5)
+    for r0 in range(0, fractions.shape[0], WIND_BLOCK_ROWS):
+        block = np.asarray(fractions[r0 : r0 + WIND_BLOCK_ROWS], dtype=dtype)
+        total = (block.reshape(-1, block.shape[-1]) @ ones).reshape(block.shape[:-1])
+        yield r0, block, total, np.abs(np.abs(total - half) - half)  # ||s - ½| - ½|
 
 
 def check_wind_fractions(
@@ -86,20 +148,13 @@ def check_wind_fractions(
     """
     negative = not_unit = 0
     first_negative = first_sum = None
-    ones = np.ones(fractions.shape[-1], dtype=np.float32)
-    for r0 in range(0, fractions.shape[0], WIND_BLOCK_ROWS):
-        block = np.asarray(fractions[r0 : r0 + WIND_BLOCK_ROWS], dtype=np.float32)
+    for r0, block, total, dev in wind_sums(fractions):
         if block.size and np.fmin.reduce(block, axis=None) < 0:  # nanmin without the max
             neg = (block < 0).any(axis=-1)
             if first_negative is None:
                 row, col = _first(neg)
                 first_negative = (r0 + row, col), block[row, col]
             negative += int(np.count_nonzero(neg))
-        # a float32 matrix-vector product: several times faster than sum(axis=-1); its
-        # rounding error (~1e-7) is far below the tolerance
-        total = (block.reshape(-1, block.shape[-1]) @ ones).reshape(block.shape[:-1])
-        # distance of the sum from the nearer of 0 and 1: ||s - ½| - ½| (NaN stays NaN)
-        dev = np.abs(np.abs(total - np.float32(0.5)) - np.float32(0.5))
         if dev.size and np.fmax.reduce(dev, axis=None) > tolerance:  # nanmax
             off = dev > tolerance
             if first_sum is None:
@@ -148,13 +203,13 @@ def validate_hazard_inputs(inputs) -> None:
     """Schema checks of a region's 270 m BP windows and wind fractions (``RegionInputs``);
     the first violation raises."""
     at270 = xy_locator(inputs.x270, inputs.y270, inputs.crs270)
-    layers = [(RILEY_270.format(s), "BP", bp) for s, bp in inputs.bp270.items()]
+    layers = [(RILEY_270M[s], "BP", bp) for s, bp in inputs.bp270.items()]
     for dataset, variable, values in layers:
         lo, hi = VALUE_RANGES[(dataset, variable)]
         check_range(dataset, variable, values, lo, hi, at270, "270 m pixel")
     w0, w1, c0, c1 = inputs.wind_window or (0, inputs.lat.size, 0, inputs.lon.size)
     at_wind = lat_lon_locator(inputs.lat[w0:w1], inputs.lon[c0:c1])
-    check_wind_fractions(WIND, "wind_direction_distribution", inputs.wind, at_wind)
+    check_wind_fractions(WIND_DISTRIBUTION, WIND_VARIABLE, inputs.wind, at_wind)
     for dataset, variable, values in layers:
         check_has_finite(dataset, variable, values, at270, "270 m pixel")
 
@@ -164,23 +219,15 @@ def validate_pass_through(layers: dict, lat: np.ndarray, lon: np.ndarray) -> Non
     the region's pixel centres ``lat``/``lon``."""
     at30 = lat_lon_locator(lat, lon)
     checked = [
-        (SCOTT, "CRPS", layers["crps"]),
-        (SCOTT, "RPS", layers["rps"]),
-        *((RILEY_30.format(s), "BP", bp) for s, bp in layers["riley30"].items()),
+        (SCOTT_2024, "CRPS", layers["crps"]),
+        (SCOTT_2024, "RPS", layers["rps"]),
+        *((RILEY_30M[s], "BP", bp) for s, bp in layers["riley30"].items()),
     ]
     for dataset, variable, values in checked:
         lo, hi = VALUE_RANGES[(dataset, variable)]
         check_range(dataset, variable, values, lo, hi, at30, "30 m pixel")
     for dataset, variable, values in checked:
         check_has_finite(dataset, variable, values, at30, "30 m pixel")
-
-
-def validate_region_inputs(inputs) -> None:
-    """Every schema check of a ``RegionInputs`` that carries its pass-through variables."""
-    validate_hazard_inputs(inputs)
-    r0, r1, c0, c1 = inputs.region
-    layers = {"crps": inputs.crps, "rps": inputs.rps, "riley30": inputs.riley30}
-    validate_pass_through(layers, inputs.lat[r0:r1], inputs.lon[c0:c1])
 
 
 def check_buildings(dataset: str, schema, n_rows: int, uri: str) -> None:

@@ -1,9 +1,10 @@
 """Where each asset's heavy work runs: a local Dask cluster, or a Coiled cluster sized per asset.
 
-``PROFILES`` is the single table of Coiled machine sizes (asset-graph.md "Compute profiles"); the
-reference repeated these literals in several places (ocr-pipeline §5 weakness 9). Assets call
-``ComputeResource.run(asset_name, fn, ...)``, which runs ``fn`` as one Dask task on that asset's
-cluster and returns its result. Inside ``fn``, dask/xarray computations use the same cluster
+``PROFILES`` is the single table of Coiled machine sizes, keyed by asset key (every asset that
+uses this resource has a row; ``tests/test_compute.py`` checks the table against the graph).
+Assets call ``ComputeResource.run_for(context, fn, ...)`` (or ``run(asset_key, fn, ...)`` for
+one output of a multi-asset), which runs ``fn`` as one Dask task on that asset's cluster and
+returns its result. Inside ``fn``, dask/xarray computations use the same cluster
 (the task's worker client), so a region's raster work spreads over the cluster's workers.
 
 Coiled clusters are named per environment, cluster group and software environment *build*, and
@@ -27,12 +28,13 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 from pydantic import Field, ValidationInfo, field_validator
 
 from ocr_core.duck import DuckDBConfig
+from ocr_core.errors import picklable_stand_in, survives_pickling
 from ocr_core.machines import (
     MEMORY_RESOURCE,
     REGION_TASK_GIB,
@@ -44,7 +46,11 @@ from ocr_core.machines import (
 from ocr_deploy.software_env import software_build
 from ocr_resources.settings import ENVIRONMENTS, PLATFORMS
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 T = TypeVar("T")
+Figure = str | int | float  # a value of ``describe``
 
 SPOT_POLICIES = ("on-demand", "spot", "spot_with_fallback")
 _CHOICES = {
@@ -97,7 +103,7 @@ PROFILES: dict[str, ComputeProfile] = {
     "regional_pmtiles": ComputeProfile(
         "c8g.12xlarge", "c8g.12xlarge", "regional-pmtiles", disk_gb=250
     ),
-    # Not in the seed: the one export of building features both building tile steps read.
+    # the one export of building features both building tile steps read (not a reference step)
     "building_tile_features": ComputeProfile(
         "c8g.12xlarge", "c8g.12xlarge", "building-tile-features", disk_gb=250
     ),
@@ -110,13 +116,13 @@ PROFILES: dict[str, ComputeProfile] = {
 }
 
 
-def profile(asset_name: str) -> ComputeProfile:
-    """The profile of ``asset_name``; an unknown name is a KeyError listing the known ones."""
+def profile(asset: dg.AssetKey) -> ComputeProfile:
+    """The profile of ``asset``; one without a row is a KeyError listing the known ones."""
     try:
-        return PROFILES[asset_name]
+        return PROFILES[asset.to_user_string()]
     except KeyError:
         raise KeyError(
-            f"no compute profile for asset {asset_name!r}; known assets: "
+            f"no compute profile for asset {asset.to_user_string()!r}; known assets: "
             f"{', '.join(sorted(PROFILES))}"
         ) from None
 
@@ -127,43 +133,10 @@ def _call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
     try:
         return fn(*args, **kwargs)
     except Exception as exc:
-        if _survives_pickling(exc):
+        if survives_pickling(exc):
             raise
-        stand_in = _stand_in(exc)
+        stand_in = picklable_stand_in(exc)
     raise stand_in  # outside the handler: no unpicklable __context__ attached
-
-
-def _survives_pickling(exc: BaseException) -> bool:
-    """Whether Dask can ship ``exc`` back as is (with its causes, as ``distributed`` does);
-    otherwise it would arrive as a bare ``Exception(repr)`` and lose its type."""
-    import pickle
-
-    from tblib import pickling_support
-
-    causes, e = [], exc
-    while e.__cause__ is not None:
-        causes.append(e.__cause__)
-        e = e.__cause__
-    pickling_support.install(exc, *causes)
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return False
-    return True
-
-
-def _stand_in(exc: Exception) -> Exception:
-    """A picklable exception with the same meaning for retries: ``TransientInputError`` for a
-    transient error, else the nearest built-in base class of ``exc``, with its summary."""
-    from ocr_core.errors import TransientInputError, is_transient, summary
-
-    if is_transient(exc):
-        return TransientInputError(summary(exc))
-    base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins")
-    try:
-        return base(summary(exc))
-    except Exception:
-        return RuntimeError(summary(exc))
 
 
 class ComputeResource(dg.ConfigurableResource):
@@ -186,6 +159,7 @@ class ComputeResource(dg.ConfigurableResource):
         # An EnvVar is checked once Dagster resolves it at launch (the model is re-validated).
         if isinstance(value, dg.EnvVar):
             return value
+        assert info.field_name is not None  # a field validator always names its field
         allowed, variable = _CHOICES[info.field_name]
         if value not in allowed:
             raise ValueError(
@@ -194,38 +168,41 @@ class ComputeResource(dg.ConfigurableResource):
             )
         return value
 
-    def software_build(self) -> str | None:
-        """The Coiled build of ``software`` (asked once per process); None with package sync.
-        A SoftwareBuildError when it has no finished build: better no cluster than one that
-        runs another build's code."""
-        return software_build(self.software) if self.software else None
+    def _software(self) -> dict[str, str]:
+        """``software`` and its build by their Coiled tag names; empty with package sync."""
+        if not self.software:
+            return {}
+        return {
+            "SoftwareEnvironment": self.software,
+            "SoftwareBuild": software_build(self.software),
+        }
 
-    def cluster_name(self, asset_name: str) -> str:
+    def cluster_name(self, asset: dg.AssetKey) -> str:
         """Deterministic, so concurrent runs of one group and build attach to the same cluster.
 
         A software environment adds a short hash of its name and its build id: runs of two
         code versions (two PRs in qa, or a rebuild of one name) must not share workers that run
         the other version's code.
         """
-        name = f"ocr-{self.environment}-{profile(asset_name).cluster_group}"
-        if self.software:
-            name += "-" + hashlib.sha256(self.software.encode()).hexdigest()[:8]
-            name += "-b" + self.software_build()
+        name = f"ocr-{self.environment}-{profile(asset).cluster_group}"
+        if software := self._software():
+            name += "-" + hashlib.sha256(software["SoftwareEnvironment"].encode()).hexdigest()[:8]
+            name += "-b" + software["SoftwareBuild"]
         return name
 
-    def vm(self, asset_name: str) -> VMType | None:
-        """The VM ``asset_name``'s task runs on; None locally (this machine, not a profile)."""
-        return None if self.platform == "local" else profile(asset_name).vm
+    def vm(self, asset: dg.AssetKey) -> VMType | None:
+        """The VM ``asset``'s task runs on; None locally (this machine, not a profile)."""
+        return None if self.platform == "local" else profile(asset).vm
 
     def vm_for(self, context: dg.AssetExecutionContext) -> VMType | None:
         """``vm`` of the asset being materialized (e.g. to size its DuckDB connections)."""
-        return self.vm(context.asset_key.to_user_string())
+        return self.vm(context.asset_key)
 
-    def cluster_kwargs(self, asset_name: str) -> dict[str, Any]:
-        """The exact keyword arguments given to ``coiled.Cluster`` for ``asset_name``."""
-        p = profile(asset_name)
+    def cluster_kwargs(self, asset: dg.AssetKey) -> dict[str, Any]:
+        """The exact keyword arguments given to ``coiled.Cluster`` for ``asset``."""
+        p = profile(asset)
         kwargs: dict[str, Any] = {
-            "name": self.cluster_name(asset_name),
+            "name": self.cluster_name(asset),
             "worker_vm_types": [p.vm_type],
             "scheduler_vm_types": [p.scheduler_vm_type],
             "n_workers": list(p.n_workers) if isinstance(p.n_workers, tuple) else p.n_workers,
@@ -235,12 +212,8 @@ class ComputeResource(dg.ConfigurableResource):
                 **self.tags,
                 "Environment": self.environment,
                 "ClusterGroup": p.cluster_group,
-                "Asset": asset_name,
-                **(
-                    {"SoftwareEnvironment": self.software, "SoftwareBuild": self.software_build()}
-                    if self.software
-                    else {}
-                ),
+                "Asset": asset.to_user_string(),
+                **self._software(),
             },
             "worker_options": {"resources": {MEMORY_RESOURCE: worker_memory_gib(p.vm)}},
             "arm": True,
@@ -253,11 +226,10 @@ class ComputeResource(dg.ConfigurableResource):
             kwargs["software"] = self.software
         return kwargs
 
-    def describe(self, asset_name: str, duckdb: DuckDBConfig | None = None) -> dict[str, str | int]:
-        """Small JSON-able facts about where ``asset_name`` runs, for Dagster metadata; with the
+    def describe(self, asset: dg.AssetKey, duckdb: DuckDBConfig | None = None) -> dict[str, Figure]:
+        """Small JSON-able facts about where ``asset`` runs, for Dagster metadata; with the
         DuckDB limits its connections used, when it opened any."""
-        p = profile(asset_name)
-        limits: dict[str, str | int] = {}
+        limits: dict[str, Figure] = {}
         if duckdb is not None:
             limits = {
                 "duckdb_memory_limit": duckdb.memory_limit,
@@ -270,9 +242,14 @@ class ComputeResource(dg.ConfigurableResource):
                 "local_threads_per_worker": self.local_threads_per_worker,
                 **limits,
             }
-        info: dict[str, str | int] = {
+        return self._coiled_facts(asset, limits)
+
+    def _coiled_facts(self, asset: dg.AssetKey, limits: dict[str, Figure]) -> dict[str, Figure]:
+        p = profile(asset)
+        software = self._software()
+        info: dict[str, Figure] = {
             "compute_platform": "coiled",
-            "cluster_name": self.cluster_name(asset_name),
+            "cluster_name": self.cluster_name(asset),
             "vm_type": p.vm_type,
             "scheduler_vm_type": p.scheduler_vm_type,
             "n_workers": str(list(p.n_workers)) if isinstance(p.n_workers, tuple) else p.n_workers,
@@ -281,8 +258,8 @@ class ComputeResource(dg.ConfigurableResource):
             "worker_memory_resource_gib": worker_memory_gib(p.vm),
             **limits,
         }
-        if self.software:
-            info["software_build"] = self.software_build()
+        if software:
+            info["software_build"] = software["SoftwareBuild"]
         if p.disk_gb is not None:
             info["worker_disk_gb"] = p.disk_gb
         if p.task_gib is not None:
@@ -292,17 +269,17 @@ class ComputeResource(dg.ConfigurableResource):
 
     def run_for(self, context: dg.AssetExecutionContext, fn: Callable[..., T], *args: Any) -> T:
         """``run`` for the asset being materialized (its key names the profile)."""
-        return self.run(context.asset_key.to_user_string(), fn, *args, log=context.log)
+        return self.run(context.asset_key, fn, *args, log=context.log)
 
     def metadata_for(
         self, context: dg.AssetExecutionContext, duckdb: DuckDBConfig | None = None
     ) -> dg.MetadataValue:
         """``describe`` of the asset being materialized, as Dagster metadata."""
-        return dg.MetadataValue.json(self.describe(context.asset_key.to_user_string(), duckdb))
+        return dg.MetadataValue.json(self.describe(context.asset_key, duckdb))
 
     def run(
         self,
-        asset_name: str,
+        asset: dg.AssetKey,
         fn: Callable[..., T],
         *args: Any,
         log: Any = None,
@@ -315,11 +292,11 @@ class ComputeResource(dg.ConfigurableResource):
         retried, or not, the same way). With ``local_processes`` or on Coiled, ``fn`` and its
         arguments must be picklable (module-level functions, not closures over resources).
         """
-        return self.map(asset_name, fn, [args], log=log, **kwargs)[0]
+        return self.map(asset, fn, [args], log=log, **kwargs)[0]
 
     def map(
         self,
-        asset_name: str,
+        asset: dg.AssetKey,
         fn: Callable[..., T],
         calls: list[tuple],
         log: Any = None,
@@ -328,59 +305,59 @@ class ComputeResource(dg.ConfigurableResource):
         """``fn(*args, **kwargs)`` for every ``args`` of ``calls``, as tasks on one cluster of
         the asset's profile; results in the order of ``calls``."""
         log = log or logger
+        p = profile(asset)  # an asset without a profile fails here, on either platform
         if self.platform == "local":
-            return self._run_local(asset_name, fn, calls, kwargs, log)
-        return self._run_coiled(asset_name, fn, calls, kwargs, log)
+            return self._run_local(asset, fn, calls, kwargs, log)
+        return self._run_coiled(asset, p, fn, calls, kwargs, log)
 
-    def _run_local(self, asset_name, fn, calls, kwargs, log):
+    def _run_local(self, asset: dg.AssetKey, fn, calls: list[tuple], kwargs: dict, log) -> list:
         from distributed import LocalCluster
 
-        profile(asset_name)
         log.info(
-            f"{asset_name}: running on a local Dask cluster ({self.local_workers} worker(s) x "
-            f"{self.local_threads_per_worker} thread(s))"
+            f"{asset.to_user_string()}: running on a local Dask cluster ({self.local_workers} "
+            f"worker(s) x {self.local_threads_per_worker} thread(s))"
         )
-        with (
-            LocalCluster(
-                n_workers=self.local_workers,
-                threads_per_worker=self.local_threads_per_worker,
-                processes=self.local_processes,
-                dashboard_address=None,
-                # No dashboard; the scheduler's health/metrics server still starts, so keep it
-                # on loopback and a free port (its default is :8787 on the host's address).
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                silence_logs=logging.ERROR,
-            ) as cluster,
-            cluster.get_client() as client,
-        ):
-            return _gather(client, asset_name, fn, calls, kwargs)
+        cluster = LocalCluster(
+            n_workers=self.local_workers,
+            threads_per_worker=self.local_threads_per_worker,
+            processes=self.local_processes,
+            dashboard_address=None,  # pyright: ignore[reportArgumentType] (None: no dashboard)
+            # No dashboard; the scheduler's health/metrics server still starts, so keep it
+            # on loopback and a free port (its default is :8787 on the host's address).
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
+        with cluster, cluster.get_client() as client:
+            return _gather(client, asset, fn, calls, kwargs)
 
-    def _run_coiled(self, asset_name, fn, calls, kwargs, log):
+    def _run_coiled(
+        self, asset: dg.AssetKey, p: ComputeProfile, fn, calls: list[tuple], kwargs: dict, log
+    ) -> list:
         import coiled
 
-        cluster_kwargs = self.cluster_kwargs(asset_name)
-        if not self.software:
+        cluster_kwargs = self.cluster_kwargs(asset)
+        software = self._software()
+        if not software:
             log.warning(
                 "COILED_SOFTWARE_ENV_NAME is not set: Coiled will fall back to package sync "
                 "of this Python environment (slower starts, not reproducible)"
             )
-        build = f", software {self.software} build {self.software_build()}" if self.software else ""
+        build = f", software {self.software} build {software['SoftwareBuild']}" if software else ""
         log.info(
-            f"{asset_name}: running on Coiled cluster {cluster_kwargs['name']} "
+            f"{asset.to_user_string()}: running on Coiled cluster {cluster_kwargs['name']} "
             f"({cluster_kwargs['worker_vm_types'][0]}, n_workers={cluster_kwargs['n_workers']}"
             f"{build})"
         )
         cluster = coiled.Cluster(**cluster_kwargs)
         try:
             client = cluster.get_client()
-            if profile(asset_name).cluster_group == REGION_GROUP:
+            if p.cluster_group == REGION_GROUP:
                 from ocr_core.kernel_cache import KernelCachePlugin
 
                 client.register_plugin(KernelCachePlugin(), name=KernelCachePlugin.name)
-            task_gib = profile(asset_name).task_gib
-            resources = {MEMORY_RESOURCE: task_gib} if task_gib is not None else None
+            resources = {MEMORY_RESOURCE: p.task_gib} if p.task_gib is not None else None
             try:
-                return _gather(client, asset_name, fn, calls, kwargs, resources)
+                return _gather(client, asset, fn, calls, kwargs, resources)
             finally:
                 client.close()
         finally:
@@ -390,16 +367,18 @@ class ComputeResource(dg.ConfigurableResource):
 
 
 def _gather(
-    client, asset_name: str, fn, calls: list[tuple], kwargs: dict, resources: dict | None = None
+    client: Client,
+    asset: dg.AssetKey,
+    fn,
+    calls: list[tuple],
+    kwargs: dict,
+    resources: dict | None = None,
 ) -> list:
     """Submit one task per call (each holding ``resources`` of its worker while it runs) and
     wait for all of them."""
+    key = asset.to_user_string()
     futures = [
-        client.submit(_call, fn, args, kwargs, key=_task_key(asset_name), resources=resources)
+        client.submit(_call, fn, args, kwargs, key=f"{key}-{uuid.uuid4().hex}", resources=resources)
         for args in calls
     ]
     return [f.result() for f in futures]
-
-
-def _task_key(asset_name: str) -> str:
-    return f"{asset_name}-{uuid.uuid4().hex}"

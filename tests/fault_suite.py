@@ -176,7 +176,7 @@ class Workspace:
         import pyarrow.parquet as pq
 
         from ocr_core.catalog import spec
-        from ocr_core.process_region import BUILDINGS
+        from ocr_core.schema import BUILDINGS
 
         if source is None:
             source = self.base / "inputs-src"
@@ -589,7 +589,8 @@ def _input_mutations() -> dict[str, tuple[str, Callable]]:
     from test_input_validation import CASES
 
     from ocr_core.grid import DEMO
-    from ocr_core.process_region import SCOTT, WIND
+    from ocr_core.schema import SCOTT_2024 as SCOTT
+    from ocr_core.schema import WIND_DISTRIBUTION as WIND
 
     def negate(ds):
         w = ds.wind_direction_distribution.values.copy()

@@ -20,9 +20,10 @@ def main(step: str, root: str, inputs: str, regions: list[str]) -> None:
     from ocr_core.storage import Storage
 
     endpoint = os.environ.get("OCR_S3_ENDPOINT_URL")
-    s3 = {"s3_endpoint_url": endpoint, "s3_region": "us-east-1"} if endpoint else {}
-    storage = Storage(root, environment=os.environ.get("OCR_ENVIRONMENT", "qa"), **s3)
-    catalog = InputCatalog(Storage(inputs, **s3))
+    region = "us-east-1" if endpoint else Storage.s3_region
+    environment = os.environ.get("OCR_ENVIRONMENT", "qa")
+    storage = Storage(root, environment, s3_endpoint_url=endpoint, s3_region=region)
+    catalog = InputCatalog(Storage(inputs, s3_endpoint_url=endpoint, s3_region=region))
     duck = DuckDBConfig(memory_limit="1GB", threads=1)
     if step == "region":
         from ocr_core.process_region import run_region_buildings, run_region_risk

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -16,12 +17,13 @@ from ocr_assets.inputs import INPUT_DATASETS, demo_inputs, input_checks
 from ocr_core.catalog import DATASETS, InputCatalog
 from ocr_core.grid import DEMO
 from ocr_core.input_checks import check_inputs
+from ocr_core.schema import RILEY_270M, WIND_DISTRIBUTION
 from ocr_core.storage import Storage
 from ocr_resources import InputCatalogResource
 
 PROJECT = Path(__file__).resolve().parents[1]
-WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
-RILEY_270 = "riley-et-al-2025-2011-270m-5070"
+WIND = WIND_DISTRIBUTION
+RILEY_270 = RILEY_270M["2011"]
 
 
 def _check_inputs_cli(inputs_root: Path, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -106,18 +108,21 @@ def test_asset_checks_pass_after_demo_inputs_materialize(tmp_path):
     evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == set(INPUT_DATASETS)
     assert all(e.passed for e in evaluations.values())
-    riley = evaluations["riley_2025"].metadata
-    assert riley[f"{RILEY_270} crs"].value == "EPSG:5070"
-    assert "grid_mapping" in riley[f"{RILEY_270} crs_found_in"].value
-    assert riley["riley-et-al-2025-2011-30m-4326 grid_offset_px"].value == [-171, -171]
-    low, high = riley[f"{RILEY_270} BP_range"].value
+    riley = _values(evaluations["riley_2025"])
+    assert riley[f"{RILEY_270} crs"] == "EPSG:5070"
+    assert "grid_mapping" in riley[f"{RILEY_270} crs_found_in"]
+    assert riley["riley-et-al-2025-2011-30m-4326 grid_offset_px"] == [-171, -171]
+    low, high = riley[f"{RILEY_270} BP_range"]
     assert 0 <= low < high <= 1
-    buildings = evaluations["tagged_buildings"].metadata
-    assert buildings["conus-overture-region-id-tagged-buildings rows"].value == 2_000
-    assert buildings["conus-overture-region-id-tagged-buildings crs"].value == "EPSG:4326"
-    census = evaluations["census_polygons"].metadata
-    assert census["us-census-counties crs"].value == "EPSG:4269"
-    assert np.isclose(
-        evaluations["scott_2024"].metadata["scott-et-al-2024-30m-4326 pixel_size"].value[0],
-        DEMO.pixel_size,
-    )
+    buildings = _values(evaluations["tagged_buildings"])
+    assert buildings["conus-overture-region-id-tagged-buildings rows"] == 2_000
+    assert buildings["conus-overture-region-id-tagged-buildings crs"] == "EPSG:4326"
+    census = _values(evaluations["census_polygons"])
+    assert census["us-census-counties crs"] == "EPSG:4269"
+    scott = _values(evaluations["scott_2024"])
+    assert np.isclose(scott["scott-et-al-2024-30m-4326 pixel_size"][0], DEMO.pixel_size)
+
+
+def _values(evaluation: dg.AssetCheckEvaluation) -> dict[str, Any]:
+    """A check's metadata as plain values (their shape is the check's, not the type's)."""
+    return {name: entry.value for name, entry in evaluation.metadata.items()}

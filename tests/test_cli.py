@@ -21,7 +21,7 @@ from input_edits import rewrite_dataset
 from test_input_validation import _set_30m
 
 from ocr_core import raster_store
-from ocr_core.process_region import SCOTT
+from ocr_core.schema import SCOTT_2024 as SCOTT
 from ocr_core.storage import Storage
 from ocr_resources.run_coordinator import WRITER_TAG
 from ocr_resources.run_launcher import run_worker_pid

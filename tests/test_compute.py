@@ -30,23 +30,7 @@ from ocr_resources.duckdb import DuckDBResource
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Written out again here (not read from PROFILES) so a change to the table must be deliberate.
-EXPECTED = {
-    # asset: (worker and scheduler VM, disk GB, cluster group, n_workers)
-    "region_risk": ("m8g.2xlarge", None, "region", [1, 40]),
-    "region_buildings": ("m8g.2xlarge", None, "region", [1, 40]),
-    "region_inputs": ("m8g.2xlarge", None, "region", [1, 40]),
-    "risk_pyramid": ("m8g.4xlarge", None, "risk-pyramid", 1),
-    "buildings_geoparquet": ("c8g.12xlarge", None, "buildings-geoparquet", 1),
-    "region_summary_stats": ("m8g.16xlarge", None, "region-summary-stats", 1),
-    "region_analysis_files": ("r8g.4xlarge", None, "region-analysis-files", 1),
-    "regional_pmtiles": ("c8g.12xlarge", 250, "regional-pmtiles", 1),
-    "building_pmtiles": ("c8g.12xlarge", 250, "building-pmtiles", 1),
-    "building_centroid_pmtiles": ("c8g.12xlarge", 250, "building-centroid-pmtiles", 1),
-    "building_tile_features": ("c8g.12xlarge", 250, "building-tile-features", 1),
-}
-
-# AWS's documented sizes (vCPUs, GiB), written out again like EXPECTED.
+# AWS's documented sizes (vCPUs, GiB), written out again so a change must be deliberate.
 EXPECTED_VMS = {
     "m8g.2xlarge": (8, 32),
     "m8g.4xlarge": (16, 64),
@@ -81,6 +65,17 @@ def scheduler_address() -> str:
 # --- local platform --------------------------------------------------------------------------
 
 
+def _tcp_listeners() -> set[tuple[str, int]]:
+    """(host, port) of every TCP socket this process listens on."""
+    import psutil
+
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process().net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
 @pytest.fixture
 def local_clusters(monkeypatch):
     """Real LocalClusters, with each instance and its arguments recorded."""
@@ -92,8 +87,8 @@ def local_clusters(monkeypatch):
         def __init__(self, **kwargs):
             made.append((self, kwargs))
             super().__init__(**kwargs)
-            sockets = self.scheduler.http_server._sockets.values()
-            self.http_hosts = {sock.getsockname()[0] for sock in sockets}
+            port = self.scheduler_info["services"]["dashboard"]  # the scheduler's HTTP server
+            self.http_hosts = {host for host, p in _tcp_listeners() if p == port}
 
     monkeypatch.setattr(distributed, "LocalCluster", RecordingLocalCluster)
     return made
@@ -101,7 +96,7 @@ def local_clusters(monkeypatch):
 
 def test_local_runs_on_a_dask_worker_and_tears_down(local_clusters):
     compute = ComputeResource(local_workers=1, local_threads_per_worker=3)
-    pid, thread = compute.run("region_risk", where_am_i)
+    pid, thread = compute.run(dg.AssetKey("region_risk"), where_am_i)
     assert pid == os.getpid()  # threads, not processes, by default
     assert thread != threading.current_thread().name
     assert "Dask" in thread
@@ -117,30 +112,35 @@ def test_local_runs_on_a_dask_worker_and_tears_down(local_clusters):
 
 def test_local_passes_args_and_kwargs(local_clusters):
     result = ComputeResource().run(
-        "region_summary_stats", weighted_sum, [1.0, 2.0, 3.0], weight=2.0, key="k", retries=5
+        dg.AssetKey("region_summary_stats"),
+        weighted_sum,
+        [1.0, 2.0, 3.0],
+        weight=2.0,
+        key="k",
+        retries=5,
     )
     assert result == (12.0, "k", 5)
 
 
 def test_local_processes_run_in_another_process(local_clusters):
-    pid, _ = ComputeResource(local_processes=True).run("risk_pyramid", where_am_i)
+    pid, _ = ComputeResource(local_processes=True).run(dg.AssetKey("risk_pyramid"), where_am_i)
     assert pid != os.getpid()
     assert local_clusters[0][0].status.name == "closed"
 
 
 def test_local_exception_propagates_and_cluster_is_closed(local_clusters):
     with pytest.raises(ValueError, match=r"^region y5_x14: input raster has no valid pixels$"):
-        ComputeResource().run("region_risk", fail, "y5_x14")
+        ComputeResource().run(dg.AssetKey("region_risk"), fail, "y5_x14")
     assert local_clusters[0][0].status.name == "closed"
 
 
 def test_unknown_asset_lists_known_names(local_clusters):
     with pytest.raises(KeyError, match="region_risk") as err:
-        ComputeResource().run("region_rsik", where_am_i)
+        ComputeResource().run(dg.AssetKey("region_rsik"), where_am_i)
     assert "region_rsik" in str(err.value)
     assert local_clusters == []  # nothing started
     with pytest.raises(KeyError, match="building_pmtiles"):
-        ComputeResource(platform="coiled").cluster_kwargs("nope")
+        ComputeResource(platform="coiled").cluster_kwargs(dg.AssetKey("nope"))
 
 
 @pytest.mark.parametrize(
@@ -177,10 +177,10 @@ def test_runs_inside_a_dagster_asset_with_its_logger():
     @dg.asset
     def summed(context, compute: ComputeResource):
         total, _, _ = compute.run(
-            "region_summary_stats", weighted_sum, [1, 2], weight=3, log=context.log
+            dg.AssetKey("region_summary_stats"), weighted_sum, [1, 2], weight=3, log=context.log
         )
         return dg.MaterializeResult(
-            metadata={"total": total, **compute.describe("region_summary_stats")}
+            metadata={"total": total, **compute.describe(dg.AssetKey("region_summary_stats"))}
         )
 
     result = dg.materialize([summed], resources={"compute": ComputeResource()})
@@ -200,6 +200,7 @@ class FakeCoiledCluster:
     backends: dict  # cluster name -> LocalCluster
     clients: list
     closes: list[dict]
+    submits: list[dict]
 
     def __init__(self, **kwargs):
         type(self).signature.bind(None, **kwargs)  # TypeError on a name coiled does not accept
@@ -212,7 +213,7 @@ class FakeCoiledCluster:
                 n_workers=1,
                 threads_per_worker=2,
                 processes=False,
-                dashboard_address=None,
+                dashboard_address=None,  # pyright: ignore[reportArgumentType] (None: none)
                 scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.ERROR,
                 **kwargs.get("worker_options", {}),
@@ -234,7 +235,7 @@ class FakeCoiledCluster:
         return client
 
     def close(self, force_shutdown: bool = False, reason: str | None = None):
-        self.closes.append({"force_shutdown": force_shutdown})
+        self.closes.append({"force_shutdown": force_shutdown, "reason": reason})
         if force_shutdown or self.shutdown_on_close in (True, None):
             self._backend.close()
 
@@ -273,19 +274,19 @@ def test_log(caplog):
 
 
 def _expected_kwargs(asset: str, environment: str = "qa", name_suffix: str = "") -> dict:
-    vm, disk, group, n_workers = EXPECTED[asset]
-    _, memory_gib = EXPECTED_VMS[vm]
+    p = PROFILES[asset]
+    _, memory_gib = EXPECTED_VMS[p.vm_type]
     kwargs = {
-        "name": f"ocr-{environment}-{group}{name_suffix}",
-        "worker_vm_types": [vm],
-        "scheduler_vm_types": [vm],
-        "n_workers": n_workers,
+        "name": f"ocr-{environment}-{p.cluster_group}{name_suffix}",
+        "worker_vm_types": [p.vm_type],
+        "scheduler_vm_types": [p.scheduler_vm_type],
+        "n_workers": list(p.n_workers) if isinstance(p.n_workers, tuple) else p.n_workers,
         "region": "us-west-2",
         "spot_policy": "spot_with_fallback",
         "tags": {
             "Project": "OCR",
             "Environment": environment,
-            "ClusterGroup": group,
+            "ClusterGroup": p.cluster_group,
             "Asset": asset,
         },
         "worker_options": {"resources": {"MEMORY": memory_gib - 4}},
@@ -293,28 +294,56 @@ def _expected_kwargs(asset: str, environment: str = "qa", name_suffix: str = "")
         "idle_timeout": "20 minutes",
         "shutdown_on_close": False,
     }
-    if disk is not None:
-        kwargs["worker_disk_size"] = disk
+    if p.disk_gb is not None:
+        kwargs["worker_disk_size"] = p.disk_gb
     return kwargs
 
 
-def test_profiles_cover_exactly_the_expected_assets():
-    assert set(PROFILES) == set(EXPECTED)
+@pytest.mark.parametrize("grid", ["demo", "conus"])
+def test_profiles_cover_exactly_the_graphs_compute_assets(grid):
+    """Every asset of the code location that takes the compute resource has a profile, and
+    the table has no other row; with the real (external) inputs that is every executable
+    asset of the graph."""
+    from ocr_assets.definitions import build_defs
+    from ocr_resources.settings import Settings
+
+    graph = build_defs(Settings(grid=grid)).resolve_asset_graph()
+    uses_compute = {
+        key.to_user_string()
+        for assets_def in graph.assets_defs
+        if "compute" in assets_def.required_resource_keys
+        for key in assets_def.keys
+    }
+    assert set(PROFILES) == uses_compute
+    if grid == "conus":
+        assert set(PROFILES) == {key.to_user_string() for key in graph.executable_asset_keys}
 
 
-@pytest.mark.parametrize("asset", sorted(EXPECTED))
+def test_region_outputs_share_one_adaptive_cluster():
+    region = {name: PROFILES[name] for name in ("region_risk", "region_buildings", "region_inputs")}
+    assert {(p.vm_type, p.cluster_group, p.n_workers, p.task_gib) for p in region.values()} == {
+        ("m8g.2xlarge", "region", (1, 40), 4)
+    }
+    others = [p for name, p in PROFILES.items() if name not in region]
+    assert all(p.n_workers == 1 and p.task_gib is None for p in others)
+
+
+@pytest.mark.parametrize("asset", sorted(PROFILES))
 def test_coiled_submits_exact_cluster_kwargs(fake_coiled, test_log, caplog, asset):
     compute = ComputeResource(platform="coiled", environment="staging")
-    result = compute.run(asset, weighted_sum, [2.0], weight=4.0, key="k", log=test_log)
+    key = dg.AssetKey(asset)
+    result = compute.run(key, weighted_sum, [2.0], weight=4.0, key="k", log=test_log)
 
     assert result == (8.0, "k", 0)
     assert fake_coiled.calls == [_expected_kwargs(asset, environment="staging")]
-    assert compute.cluster_kwargs(asset) == fake_coiled.calls[0]
+    assert compute.cluster_kwargs(key) == fake_coiled.calls[0]
     assert "software" not in fake_coiled.calls[0]
     assert [c.status for c in fake_coiled.clients] == ["closed"]
-    assert fake_coiled.closes == [{"force_shutdown": False}]  # handle dropped, VMs kept
+    assert fake_coiled.closes == [
+        {"force_shutdown": False, "reason": None}
+    ]  # handle dropped, VMs kept
     # region tasks hold 4 GiB of their worker's MEMORY; a single-task step needs no limit
-    region = EXPECTED[asset][2] == "region"
+    region = PROFILES[asset].cluster_group == "region"
     assert [s["resources"] for s in fake_coiled.submits] == [{"MEMORY": 4} if region else None]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -327,7 +356,12 @@ def test_coiled_passes_software_and_its_build_and_does_not_warn(
 ):
     build = software_api.build("ocr-pr-42")
     compute = ComputeResource(platform="coiled", software="ocr-pr-42", environment="qa")
-    assert compute.run("building_pmtiles", weighted_sum, [1.0], weight=1.0, log=test_log)[0] == 1.0
+    assert (
+        compute.run(dg.AssetKey("building_pmtiles"), weighted_sum, [1.0], weight=1.0, log=test_log)[
+            0
+        ]
+        == 1.0
+    )
 
     [kwargs] = fake_coiled.calls
     assert kwargs["software"] == "ocr-pr-42"
@@ -345,11 +379,13 @@ def test_coiled_cluster_name_is_per_software_environment(software_api):
     software_api.build("ocr-pr-1")
     software_api.build("ocr-pr-2")
     names = {
-        ComputeResource(platform="coiled", software=s).cluster_name("region_risk")
+        ComputeResource(platform="coiled", software=s).cluster_name(dg.AssetKey("region_risk"))
         for s in ("ocr-pr-1", "ocr-pr-2", None)
     }
     assert len(names) == 3
-    again = ComputeResource(platform="coiled", software="ocr-pr-1").cluster_name("region_risk")
+    again = ComputeResource(platform="coiled", software="ocr-pr-1").cluster_name(
+        dg.AssetKey("region_risk")
+    )
     assert again in names
 
 
@@ -363,17 +399,17 @@ def test_cluster_name_is_per_build_of_one_software_environment(software_api):
     """A rebuild under the same name is another cluster; the same build is the same one."""
     compute = ComputeResource(platform="coiled", software="ocr-main")
     software_api.build("ocr-main")
-    first = compute.cluster_name("region_risk")
-    assert compute.cluster_name("region_buildings") == first
+    first = compute.cluster_name(dg.AssetKey("region_risk"))
+    assert compute.cluster_name(dg.AssetKey("region_buildings")) == first
     assert len(software_api.list_calls) == 1  # resolved once per process
 
     _new_process()
-    assert compute.cluster_name("region_risk") == first  # same build, another process
+    assert compute.cluster_name(dg.AssetKey("region_risk")) == first  # same build, another process
 
     rebuilt = software_api.build("ocr-main")
-    assert compute.cluster_name("region_risk") == first  # this process keeps its build
+    assert compute.cluster_name(dg.AssetKey("region_risk")) == first  # this process keeps its build
     _new_process()
-    second = compute.cluster_name("region_risk")
+    second = compute.cluster_name(dg.AssetKey("region_risk"))
     assert second != first
     assert second.endswith(f"-b{rebuilt}")
     assert second.rsplit("-", 1)[0] == first.rsplit("-", 1)[0]
@@ -384,10 +420,10 @@ def test_a_deploy_after_a_rebuild_gets_its_own_cluster(fake_coiled, software_api
     attach to it."""
     compute = ComputeResource(platform="coiled", software="ocr-v1-2-0")
     software_api.build("ocr-v1-2-0")
-    before = compute.run("region_risk", scheduler_address, log=test_log)
+    before = compute.run(dg.AssetKey("region_risk"), scheduler_address, log=test_log)
     software_api.build("ocr-v1-2-0")
     _new_process()
-    after = compute.run("region_risk", scheduler_address, log=test_log)
+    after = compute.run(dg.AssetKey("region_risk"), scheduler_address, log=test_log)
     assert before != after
     assert len(fake_coiled.backends) == 2
     builds = [c["tags"]["SoftwareBuild"] for c in fake_coiled.calls]
@@ -409,7 +445,7 @@ def test_unresolved_build_fails_before_any_cluster(
         software_api.build("ocr-pr-9", state=state)
     compute = ComputeResource(platform="coiled", software="ocr-pr-9")
     with pytest.raises(SoftwareBuildError, match=message) as err:
-        compute.run("region_risk", where_am_i, log=test_log)
+        compute.run(dg.AssetKey("region_risk"), where_am_i, log=test_log)
     assert "python -m ocr_deploy.software_env create pr-9" in str(err.value)
     assert fake_coiled.calls == []
 
@@ -417,13 +453,15 @@ def test_unresolved_build_fails_before_any_cluster(
 def test_an_environment_without_a_build_fails_clearly(software_api):
     software_api.aliases["ocr-x"] = {"id": 1, "name": "ocr-x", "latest_spec": None}
     with pytest.raises(SoftwareBuildError, match="'ocr-x' has no build on Coiled"):
-        ComputeResource(platform="coiled", software="ocr-x").cluster_name("risk_pyramid")
+        ComputeResource(platform="coiled", software="ocr-x").cluster_name(
+            dg.AssetKey("risk_pyramid")
+        )
 
 
 def test_workspace_qualified_software_is_looked_up_in_its_workspace(software_api):
     software_api.build("ocr-main")
     name = ComputeResource(platform="coiled", software="carbonplan/ocr-main").cluster_name(
-        "risk_pyramid"
+        dg.AssetKey("risk_pyramid")
     )
     assert name.endswith("-b101")
     assert software_api.list_calls == [{"workspace": "carbonplan"}]
@@ -432,9 +470,9 @@ def test_workspace_qualified_software_is_looked_up_in_its_workspace(software_api
 def test_region_assets_share_one_cluster(fake_coiled, software_api, test_log):
     software_api.build("ocr-main")
     compute = ComputeResource(platform="coiled", software="ocr-main")
-    first = compute.run("region_risk", scheduler_address, log=test_log)
-    second = compute.run("region_buildings", scheduler_address, log=test_log)
-    other = compute.run("risk_pyramid", scheduler_address, log=test_log)
+    first = compute.run(dg.AssetKey("region_risk"), scheduler_address, log=test_log)
+    second = compute.run(dg.AssetKey("region_buildings"), scheduler_address, log=test_log)
+    other = compute.run(dg.AssetKey("risk_pyramid"), scheduler_address, log=test_log)
     assert first == second != other
     assert fake_coiled.calls[0]["name"] == fake_coiled.calls[1]["name"]
     assert len(fake_coiled.backends) == 2
@@ -443,9 +481,9 @@ def test_region_assets_share_one_cluster(fake_coiled, software_api, test_log):
 def test_coiled_exception_propagates_and_releases_client(fake_coiled, test_log):
     compute = ComputeResource(platform="coiled")
     with pytest.raises(ValueError, match=r"^region y1_x2: input raster has no valid pixels$"):
-        compute.run("region_risk", fail, "y1_x2", log=test_log)
+        compute.run(dg.AssetKey("region_risk"), fail, "y1_x2", log=test_log)
     assert [c.status for c in fake_coiled.clients] == ["closed"]
-    assert fake_coiled.closes == [{"force_shutdown": False}]
+    assert fake_coiled.closes == [{"force_shutdown": False, "reason": None}]
 
 
 def test_coiled_kwargs_match_installed_signature(software_api):
@@ -454,37 +492,41 @@ def test_coiled_kwargs_match_installed_signature(software_api):
     software_api.build("env")
     signature = inspect.signature(coiled.Cluster.__init__)
     for asset in PROFILES:
-        kwargs = ComputeResource(platform="coiled", software="env").cluster_kwargs(asset)
+        kwargs = ComputeResource(platform="coiled", software="env").cluster_kwargs(
+            dg.AssetKey(asset)
+        )
         signature.bind(None, **kwargs)
         assert set(kwargs) <= set(signature.parameters)
 
 
 def test_describe_is_small_json(software_api):
     software_api.build("s")
-    local = ComputeResource().describe("regional_pmtiles")
+    local = ComputeResource().describe(dg.AssetKey("regional_pmtiles"))
     assert local == {
         "compute_platform": "local",
         "local_workers": 1,
         "local_threads_per_worker": 2,
     }
-    pmtiles = ComputeResource(platform="coiled").describe("regional_pmtiles")
+    pmtiles = ComputeResource(platform="coiled").describe(dg.AssetKey("regional_pmtiles"))
     assert pmtiles["vm_type"] == pmtiles["scheduler_vm_type"] == "c8g.12xlarge"
     assert pmtiles["worker_disk_gb"] == 250
     assert pmtiles["software"] == "package sync"
-    region = ComputeResource(platform="coiled", software="s").describe("region_risk")
+    region = ComputeResource(platform="coiled", software="s").describe(dg.AssetKey("region_risk"))
     assert "worker_disk_gb" not in region
     assert region["software"] == "s"
-    assert region["cluster_name"].startswith("ocr-qa-region-")
-    assert region["cluster_name"].endswith("-b101")
+    assert str(region["cluster_name"]).startswith("ocr-qa-region-")
+    assert str(region["cluster_name"]).endswith("-b101")
     assert region["software_build"] == "101"
     assert (region["worker_memory_resource_gib"], region["task_memory_gib"]) == (28, 4)
     assert region["tasks_per_worker"] == 7
     assert "tasks_per_worker" not in pmtiles
     stats = ComputeResource(platform="coiled").describe(
-        "region_summary_stats", DuckDBResource().config(VM_TYPES["m8g.16xlarge"])
+        dg.AssetKey("region_summary_stats"), DuckDBResource().config(VM_TYPES["m8g.16xlarge"])
     )
     assert (stats["duckdb_memory_limit"], stats["duckdb_threads"]) == ("192GiB", 64)
-    local_db = ComputeResource().describe("region_summary_stats", DuckDBResource().config())
+    local_db = ComputeResource().describe(
+        dg.AssetKey("region_summary_stats"), DuckDBResource().config()
+    )
     assert (local_db["duckdb_memory_limit"], local_db["duckdb_threads"]) == ("4GB", "all cores")
     for info in (local, pmtiles, region, stats, local_db):
         assert json.loads(json.dumps(info)) == info
@@ -526,27 +568,25 @@ def test_worker_memory_bounds_region_tasks_at_once(resources, at_once):
     from ocr_resources.compute import _gather
 
     _most_running = 0
-    coiled_kwargs = ComputeResource(platform="coiled").cluster_kwargs("region_risk")
+    coiled_kwargs = ComputeResource(platform="coiled").cluster_kwargs(dg.AssetKey("region_risk"))
     worker_options = coiled_kwargs["worker_options"]
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=8,
-            processes=False,
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-            silence_logs=logging.ERROR,
-            **worker_options,
-        ) as cluster,
-        cluster.get_client() as client,
-    ):
-        _gather(client, "region_risk", hold_a_while, [(0.3,)] * 12, {}, resources)
+    cluster = LocalCluster(
+        n_workers=1,
+        threads_per_worker=8,
+        processes=False,
+        dashboard_address=None,  # pyright: ignore[reportArgumentType] (None: no dashboard)
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.ERROR,
+        **worker_options,
+    )
+    with cluster, cluster.get_client() as client:
+        _gather(client, dg.AssetKey("region_risk"), hold_a_while, [(0.3,)] * 12, {}, resources)
     assert _most_running == at_once
 
 
 def test_local_region_tasks_ask_for_no_worker_resources(local_clusters):
     """Locally (no MEMORY resource on the workers) region tasks still run."""
-    pid, _ = ComputeResource(local_threads_per_worker=4).run("region_risk", where_am_i)
+    pid, _ = ComputeResource(local_threads_per_worker=4).run(dg.AssetKey("region_risk"), where_am_i)
     assert pid == os.getpid()
     [(_, kwargs)] = local_clusters
     assert "resources" not in kwargs
@@ -565,10 +605,10 @@ DUCKDB_ASSETS = {
 @pytest.mark.parametrize("asset", sorted(DUCKDB_ASSETS))
 def test_duckdb_limits_follow_the_assets_vm_on_coiled(asset):
     duckdb = DuckDBResource(temp_directory="/scratch")
-    coiled = duckdb.config(ComputeResource(platform="coiled").vm(asset))
+    coiled = duckdb.config(ComputeResource(platform="coiled").vm(dg.AssetKey(asset)))
     assert (coiled.memory_limit, coiled.threads) == DUCKDB_ASSETS[asset]
     assert coiled.temp_directory == "/scratch"
-    local = duckdb.config(ComputeResource().vm(asset))
+    local = duckdb.config(ComputeResource().vm(dg.AssetKey(asset)))
     assert (local.memory_limit, local.threads, local.temp_directory) == ("4GB", None, "/scratch")
 
 
@@ -603,8 +643,12 @@ def worker_plugins() -> list[str]:
 def test_region_workers_fill_the_kernel_cache_before_regions(fake_coiled, test_log):
     """A Coiled region worker compiles (or loads) the numba kernels as it starts."""
     compute = ComputeResource(platform="coiled", environment="qa")
-    assert "ocr-kernel-cache" in compute.run("region_risk", worker_plugins, log=test_log)
-    assert "ocr-kernel-cache" not in compute.run("risk_pyramid", worker_plugins, log=test_log)
+    assert "ocr-kernel-cache" in compute.run(
+        dg.AssetKey("region_risk"), worker_plugins, log=test_log
+    )
+    assert "ocr-kernel-cache" not in compute.run(
+        dg.AssetKey("risk_pyramid"), worker_plugins, log=test_log
+    )
 
 
 # --- the DuckDB limits reach the task of each asset that opens connections ------------------
@@ -697,5 +741,6 @@ def test_each_duckdb_asset_hands_its_vms_limits_to_its_task(
     assert (config.memory_limit, config.threads) == expected
     [mat] = result.asset_materializations_for_node(asset_name)
     shown = mat.metadata["compute"].value
+    assert isinstance(shown, dict)
     assert shown["duckdb_memory_limit"] == expected[0]
     assert shown["duckdb_threads"] == (expected[1] or "all cores")

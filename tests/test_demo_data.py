@@ -19,8 +19,9 @@ from pyproj import CRS, Transformer
 from scipy import ndimage
 
 from ocr_core import demo_data
-from ocr_core.catalog import DATASETS, WIND_DIRECTIONS, InputCatalog, InputDataError, grid_offsets
+from ocr_core.catalog import DATASETS, InputCatalog, InputDataError, grid_offsets
 from ocr_core.grid import DEMO
+from ocr_core.schema import WIND_DIRECTIONS
 from ocr_core.storage import Storage
 
 SEED = 2026

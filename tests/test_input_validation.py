@@ -18,20 +18,31 @@ from raster_commits import region_commit_log
 from ocr_assets.phase01_regions import process_region
 from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, spec
 from ocr_core.grid import DEMO
-from ocr_core.process_region import BUILDINGS, SCOTT, WIND, load_region_inputs
+from ocr_core.process_region import load_region_inputs
+from ocr_core.schema import BUILDINGS, RILEY_30M, RILEY_270M, WIND_DISTRIBUTION
+from ocr_core.schema import SCOTT_2024 as SCOTT
 from ocr_core.storage import Storage
 from ocr_core.validation import (
     check_has_finite,
     check_range,
     check_wind_fractions,
     lat_lon_locator,
-    validate_region_inputs,
+    validate_hazard_inputs,
+    validate_pass_through,
 )
 
 REGION = "y2_x1"
-RILEY_270_2011 = "riley-et-al-2025-2011-270m-5070"
-RILEY_270_2047 = "riley-et-al-2025-2047-270m-5070"
-RILEY_30_2047 = "riley-et-al-2025-2047-30m-4326"
+WIND = WIND_DISTRIBUTION
+RILEY_270_2011, RILEY_270_2047 = RILEY_270M["2011"], RILEY_270M["2047"]
+RILEY_30_2047 = RILEY_30M["2047"]
+
+
+def validate_region_inputs(inputs) -> None:
+    """Every schema check of a ``RegionInputs`` that carries its pass-through variables."""
+    validate_hazard_inputs(inputs)
+    r0, r1, c0, c1 = inputs.region
+    layers = {"crps": inputs.crps, "rps": inputs.rps, "riley30": inputs.riley30}
+    validate_pass_through(layers, inputs.lat[r0:r1], inputs.lon[c0:c1])
 
 
 # ------------------------------------------------------------------------------ helpers

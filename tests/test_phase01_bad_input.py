@@ -12,7 +12,9 @@ from input_edits import rewrite_dataset, web_mercator
 from ocr_assets.phase01_regions import process_region
 from ocr_core.catalog import InputCatalog
 from ocr_core.grid import DEMO, RegionIdError
-from ocr_core.process_region import SCOTT, WIND, run_region_risk
+from ocr_core.process_region import run_region_risk
+from ocr_core.schema import SCOTT_2024 as SCOTT
+from ocr_core.schema import WIND_DISTRIBUTION as WIND
 from ocr_core.storage import Storage
 from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
 
@@ -117,9 +119,9 @@ def test_unreachable_storage_root_fails_before_work(demo_inputs_root, tmp_path):
     result = run_one(demo_inputs_root, blocker / "root")
     assert not result.success
     errors = [
-        e.event_specific_data.error.message
+        error.message
         for e in result.all_events
-        if getattr(e.event_specific_data, "error", None) is not None
+        if (error := getattr(e.event_specific_data, "error", None)) is not None
     ]
     assert any("cannot be written" in m and "OCR_STORAGE_ROOT" in m for m in errors)
     assert not (blocker / "root").exists()

@@ -19,8 +19,7 @@ from ocr_assets.phase01_regions import process_region
 from ocr_core import raster_store
 from ocr_core.catalog import InputCatalog
 from ocr_core.grid import DEMO
-from ocr_core.process_region import BUILDINGS
-from ocr_core.schema import OUTPUT_VARIABLES
+from ocr_core.schema import BUILDINGS, OUTPUT_VARIABLES
 from ocr_core.storage import Storage
 from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
 
@@ -86,7 +85,7 @@ def test_raster_matches_grid_and_schema(demo_root):
 
     repo = raster_store.open_repository(Storage(demo_root))
     ds = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
-    assert sorted(ds.data_vars) == sorted(OUTPUT_VARIABLES)
+    assert sorted(map(str, ds.data_vars)) == sorted(OUTPUT_VARIABLES)
     assert ds.sizes == {"latitude": DEMO.n_lat, "longitude": DEMO.n_lon}
     assert ds.attrs["ocr:grid"] == "demo" and ds.attrs["license_name"] == "CC-BY-4.0"
     assert bool((np.diff(ds.latitude.values) > 0).all())

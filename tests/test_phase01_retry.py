@@ -1,4 +1,5 @@
-"""Region failures are retried with a linear backoff of 5 s × attempt, then fail clearly."""
+"""Region failures are retried with a linear backoff of 5 s × attempt (the default delay),
+then fail clearly."""
 
 from pathlib import Path
 
@@ -14,13 +15,13 @@ class FlakyCompute(ComputeResource):
     counter_file: str
     failures: int = 1
 
-    def run(self, asset_name, fn, *args, log=None, **kwargs):
+    def run(self, asset, fn, *args, log=None, **kwargs):
         counter = Path(self.counter_file)
         seen = int(counter.read_text()) if counter.exists() else 0
         counter.write_text(str(seen + 1))
         if seen < self.failures:
-            raise ConnectionError(f"worker lost while running {asset_name} (simulated)")
-        return super().run(asset_name, fn, *args, log=log, **kwargs)
+            raise ConnectionError(f"worker lost while running {asset.to_user_string()} (simulated)")
+        return super().run(asset, fn, *args, log=log, **kwargs)
 
 
 def _materialize(inputs_root, out_root, compute):
@@ -66,7 +67,9 @@ def test_persistent_failure_gives_a_clear_error_after_the_last_attempt(demo_inpu
     assert not result.success
     assert _retry_waits(result) == [5, 10]
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.event_specific_data.error.message
+    error = failure.step_failure_data.error
+    assert error is not None
+    message = error.message
     assert "region_risk for region y3_x2 failed after 3 attempt(s)" in message
     assert "ConnectionError: worker lost" in message
     assert (tmp_path / "count").read_text() == "3"

@@ -31,7 +31,8 @@ from ocr_assets.phase01_regions import process_region, retryable
 from ocr_core.catalog import InputCatalog, InputDataError, spec
 from ocr_core.errors import TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
-from ocr_core.process_region import BUILDINGS, SCOTT
+from ocr_core.schema import BUILDINGS
+from ocr_core.schema import SCOTT_2024 as SCOTT
 from ocr_core.storage import Storage
 from ocr_resources import ComputeResource
 
@@ -180,7 +181,7 @@ def _raise(kind: str):
 )
 def test_exception_type_survives_dask(kind, expected, retry):
     with pytest.raises(expected) as info:
-        ComputeResource().run("region_risk", _raise, kind)
+        ComputeResource().run(dg.AssetKey("region_risk"), _raise, kind)
     assert retryable(info.value) is retry
     if kind == "boto":
         assert isinstance(info.value.__cause__, ReadTimeoutError)
