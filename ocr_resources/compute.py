@@ -43,7 +43,7 @@ from ocr_core.machines import (
     vm_type,
     worker_memory_gib,
 )
-from ocr_deploy.software_env import software_build
+from ocr_resources.coiled_software import software_build
 from ocr_resources.settings import ENVIRONMENTS, PLATFORMS
 
 if TYPE_CHECKING:

@@ -48,7 +48,7 @@ def installed(monkeypatch):
     body: ``yield from installed(monkeypatch)``)."""
     import coiled
 
-    from ocr_deploy.software_env import software_build
+    from ocr_resources.coiled_software import software_build
 
     api = FakeSoftwareAPI(coiled)
     monkeypatch.setattr(coiled, "list_software_environments", api.list_software_environments)

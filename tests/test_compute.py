@@ -24,7 +24,7 @@ import pytest
 from coiled_software_api import installed
 
 from ocr_core.machines import VM_TYPES
-from ocr_deploy.software_env import SoftwareBuildError
+from ocr_resources.coiled_software import SoftwareBuildError
 from ocr_resources.compute import PROFILES, ComputeResource
 from ocr_resources.duckdb import DuckDBResource
 
@@ -390,7 +390,7 @@ def test_coiled_cluster_name_is_per_software_environment(software_api):
 
 
 def _new_process() -> None:
-    from ocr_deploy.software_env import software_build
+    from ocr_resources.coiled_software import software_build
 
     software_build.cache_clear()
 

@@ -4,14 +4,9 @@ lookup run against Coiled's API faked at its two calls (tests/coiled_software_ap
 import pytest
 from coiled_software_api import installed
 
-from ocr_deploy.software_env import (
-    SoftwareBuildError,
-    create_software_env,
-    latest_build,
-    main,
-    software_build,
-    software_env_name,
-)
+from ocr_deploy.plan import software_env_name
+from ocr_deploy.software_env import create_software_env, main
+from ocr_resources.coiled_software import SoftwareBuildError, latest_build, software_build
 
 
 @pytest.mark.parametrize(
