@@ -95,7 +95,7 @@ def fetch_one(con, sql: str) -> tuple:
 
 def record_batches(con, sql: str, rows: int = 50_000):
     """A query's result as a pyarrow RecordBatchReader of ``rows``-row batches (streamed)."""
-    return con.execute(sql).fetch_record_batch(rows)
+    return con.execute(sql).to_arrow_reader(rows)
 
 
 def connect(
