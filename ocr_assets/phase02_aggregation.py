@@ -116,7 +116,9 @@ def _level_figures(stats: "SummaryStats") -> dict[str, dict]:
                 "reason": stats.skipped[level],
             }
             continue
-        s = stats.levels[level]
+        s = stats.levels.get(level)
+        if s is None:
+            continue
         histograms = s.risk_score_histograms
         out[level] = {
             "present": True,
