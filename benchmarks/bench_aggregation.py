@@ -87,7 +87,6 @@ def generate_inputs(root: Path, n_buildings: int, seed: int = 0) -> dict:
 
     from ocr_core.catalog import InputCatalog
     from ocr_core.grid import DEMO
-    from ocr_core.schema import LEVELS as CENSUS_LEVELS
     from ocr_core.storage import Storage
 
     start = time.perf_counter()
