@@ -21,9 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from ocr_core.schema import OUTPUT_VARIABLES
+from ocr_core.schema import GEOGRAPHIES, OUTPUT_VARIABLES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +36,7 @@ STEPS = ("consolidate", "summary_stats")
 
 
 # --- synthetic inputs --------------------------------------------------------------------------
-def _census_geoids(catalog) -> tuple[list[str], object, object] | None:
+def _census_geoids(catalog) -> tuple[list[str], Any, Any] | None:
     """Real demo block GEOIDs with a representative point each, if the demo blocks exist."""
     import geopandas as gpd
     import shapely
@@ -85,19 +87,18 @@ def generate_inputs(root: Path, n_buildings: int, seed: int = 0) -> dict:
 
     from ocr_core.catalog import InputCatalog
     from ocr_core.grid import DEMO
-    from ocr_core.schema import LEVELS as CENSUS_LEVELS
     from ocr_core.storage import Storage
 
     start = time.perf_counter()
     storage = Storage(str(root))
     source, target = InputCatalog(Storage(str(DEMO_INPUTS))), InputCatalog(storage)
     copied = []
-    for level in CENSUS_LEVELS:
-        name = f"us-census-{level}"
+    for geography in GEOGRAPHIES:
+        name = geography.census_dataset
         if Path(source.uri(name)).exists():
             Path(target.uri(name)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source.uri(name), target.uri(name))
-            copied.append(level)
+            copied.append(geography.level)
     census = _census_geoids(source)
     rng = np.random.default_rng(seed)
     regions = DEMO.valid_region_ids
@@ -168,12 +169,12 @@ def run_step(step: str, root: str, memory_limit: str, threads: int | None) -> di
             from ocr_core.consolidate import write_buildings_geoparquet
 
             result = write_buildings_geoparquet(storage, duck)
-            buildings = result["buildings"]
+            buildings = result.buildings
         else:
-            from ocr_core.aggregate import write_summary_stats
+            from ocr_core.statistics import write_summary_stats
 
             result = write_summary_stats(storage, InputCatalog(storage), duck)
-            buildings = max(r.get("total_buildings", 0) for r in result.values())
+            buildings = result.total_buildings
     seconds = time.perf_counter() - start
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
@@ -181,7 +182,7 @@ def run_step(step: str, root: str, memory_limit: str, threads: int | None) -> di
         "buildings": buildings,
         "seconds": seconds,
         "peak_rss_bytes": max(rss.peak_bytes, max_rss),
-        "result": result,
+        "result": asdict(result),
     }
 
 
@@ -211,7 +212,7 @@ def _machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--memory-limit", default="3GB", help="DuckDB memory_limit (the bound)")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (all cores)")

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ocr_core.duck import DuckDBConfig, connect, sql_file, sql_files
+from ocr_core.duck import DuckDBConfig, connect, fetch_one, sql_file, sql_files
+from ocr_core.schema import HISTOGRAMS, LEVELS, REQUIRED_LEVELS, RISK_SCORE_BOUNDARIES, VARIABLES
 from ocr_core.storage import Storage
 
-RANGES = {
-    "rps_scott": (0.0, 100.0),
-    "rps_2011": (0.0, 100.0),
-    "rps_2047": (0.0, 100.0),
-    "crps_scott": (0.0, 100.0),
-    "bp_2011": (0.0, 1.0),
-    "bp_2047": (0.0, 1.0),
-    "bp_2011_riley": (0.0, 1.0),
-    "bp_2047_riley": (0.0, 1.0),
-}
-SUMMARY_LEVELS = ("counties", "tracts", "states", "nation", "blocks")
+if TYPE_CHECKING:
+    from ocr_core.analysis_files import AnalysisOutput
 
+Check = tuple[bool, dict[str, Any]]  # what every check returns: (passed, its figures)
+# What ``audit`` returns: {check: {"passed": bool, "details": figures}}, the shape the assets'
+# Dagster check results are made from.
+Audit = dict[str, dict[str, Any]]
 
 SHRINK_LIMIT = 0.5  # a building count falling below half the published one is blocked
 
@@ -34,7 +31,7 @@ class AuditError(ValueError):
     """Blocking checks failed on staged outputs, so nothing was published; ``checks`` holds
     every check's (passed, details)."""
 
-    def __init__(self, message: str, checks: dict[str, dict]):
+    def __init__(self, message: str, checks: Audit):
         super().__init__(message)
         self.checks = checks
 
@@ -42,7 +39,7 @@ class AuditError(ValueError):
         return type(self), (str(self), self.checks)
 
 
-def audit(results: dict[str, tuple[bool, dict]]) -> dict[str, dict]:
+def audit(results: dict[str, Check]) -> Audit:
     """``{check: {"passed", "details"}}``; AuditError naming each failed check with its
     figures if any failed."""
     checks = {name: {"passed": bool(ok), "details": d} for name, (ok, d) in results.items()}
@@ -60,7 +57,7 @@ def _figures(details: dict, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def shrink_guard(published: int | None, new: int, accept: bool, what: str):
+def shrink_guard(published: int | None, new: int, accept: bool, what: str) -> Check:
     """Block a building count below ``SHRINK_LIMIT`` × the published one, unless accepted."""
     details = {"published": published, "new": new, "limit": SHRINK_LIMIT, "accepted": accept}
     fell = published is not None and published > 0 and new < SHRINK_LIMIT * published
@@ -114,10 +111,8 @@ def consolidated_matches_regions(
     duck: DuckDBConfig | None = None,
     consolidated: str | None = None,
     partitioned: str | None = None,
-):
+) -> Check:
     """The consolidated file and the hive dataset hold exactly the region files' buildings."""
-    con = connect(duck, storage)
-    key = "GEOID, ST_AsWKB(geometry) AS wkb, rps_2011, rps_2047"
     hive = _files_below(
         storage, partitioned or storage.current_dir(storage.partitioned_buildings_uri)
     )
@@ -128,47 +123,62 @@ def consolidated_matches_regions(
         "partitioned": f"read_parquet({sql_files(hive)}::VARCHAR[], hive_partitioning = true)",
     }
     regions = _regions_sql(region_files(storage))
-    details: dict = {"region_rows": con.execute(f"SELECT count(*) FROM {regions}").fetchone()[0]}
-    passed = True
-    for name, src in sources.items():
-        rows = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
-        missing = con.execute(
-            f"SELECT count(*) FROM (SELECT {key} FROM {regions} EXCEPT ALL SELECT {key} FROM {src})"
-        ).fetchone()[0]
-        extra = con.execute(
-            f"SELECT count(*) FROM (SELECT {key} FROM {src} EXCEPT ALL SELECT {key} FROM {regions})"
-        ).fetchone()[0]
-        details[name] = {"rows": rows, "missing": missing, "extra_or_duplicated": extra}
-        passed &= missing == 0 and extra == 0
-    if details["region_rows"] == 0:
-        passed = False
+    with connect(duck, storage) as con:
+        details: dict = {"region_rows": _count(con, regions)}
+        passed = details["region_rows"] > 0
+        for name, src in sources.items():
+            missing, extra = _difference(con, regions, src), _difference(con, src, regions)
+            details[name] = {
+                "rows": _count(con, src),
+                "missing": missing,
+                "extra_or_duplicated": extra,
+            }
+            passed &= missing == 0 and extra == 0
     return passed, details
+
+
+def _count(con, source: str) -> int:
+    (rows,) = fetch_one(con, f"SELECT count(*) FROM {source}")
+    return rows
+
+
+def _difference(con, source: str, other: str) -> int:
+    """Buildings of ``source`` not in ``other``, as a multiset (duplicates count)."""
+    key = "GEOID, ST_AsWKB(geometry) AS wkb, rps_2011, rps_2047"
+    return _count(con, f"(SELECT {key} FROM {source} EXCEPT ALL SELECT {key} FROM {other})")
 
 
 def building_value_ranges(
     storage: Storage, duck: DuckDBConfig | None = None, path: str | list[str] | None = None
-):
+) -> Check:
     """Every risk column of building files (default: the consolidated one) lies in its
     schema range, no NaN."""
-    con = connect(duck, storage)
     paths = [path] if isinstance(path, str) else path or [storage.consolidated_buildings_uri]
     src = f"read_parquet({sql_files(paths)}::VARCHAR[])"
     exprs = ", ".join(
-        f"min({v}), max({v}), count(*) FILTER (WHERE isnan({v}) OR {v} IS NULL)" for v in RANGES
+        f"min({v.name}), max({v.name}), count(*) FILTER (WHERE isnan({v.name}) OR {v.name} IS NULL)"
+        for v in VARIABLES
     )
-    row = con.execute(f"SELECT {exprs} FROM {src}").fetchone()
+    with connect(duck, storage) as con:
+        row = fetch_one(con, f"SELECT {exprs} FROM {src}")
     details, passed = {}, True
-    for i, (var, (lo, hi)) in enumerate(RANGES.items()):
-        vmin, vmax, bad = row[3 * i : 3 * i + 3]
+    for i, var in enumerate(VARIABLES):
+        (lo, hi), (vmin, vmax, bad) = var.range, row[3 * i : 3 * i + 3]
         ok = bad == 0 and (vmin is None or (vmin >= lo and vmax <= hi))
-        details[var] = {"min": vmin, "max": vmax, "nan_or_null": bad, "range": [lo, hi], "ok": ok}
+        details[var.name] = {
+            "min": vmin,
+            "max": vmax,
+            "nan_or_null": bad,
+            "range": [lo, hi],
+            "ok": ok,
+        }
         passed &= ok
     return passed, details
 
 
 def published_summary_paths(storage: Storage) -> dict[str, str]:
     """Level -> published summary file, for the levels present."""
-    paths = {lvl: storage.published_summary_stats_uri(lvl) for lvl in SUMMARY_LEVELS}
+    paths = {lvl: storage.published_summary_stats_uri(lvl) for lvl in LEVELS}
     return {lvl: p for lvl, p in paths.items() if storage.exists(p)}
 
 
@@ -182,41 +192,46 @@ def _aggregation_footer(storage: Storage, path: str) -> dict:
     return json.loads(raw) if raw else {}
 
 
+def _summary_level_sql(source: str) -> str:
+    """Rows, buildings, rows whose histograms don't add up, rows with a statistic out of range."""
+    bins = len(RISK_SCORE_BOUNDARIES) + 1
+    bad_hist = " OR ".join(
+        [f"list_sum({h}) != building_count" for h in HISTOGRAMS]
+        + [f"len({h}) != {bins}" for h in HISTOGRAMS]
+    )
+    out_of_range = " OR ".join(
+        f"{v.name}_{stat} < {v.range[0]} OR {v.name}_{stat} > {v.range[1]}"
+        for v in VARIABLES
+        if v.summarized
+        for stat in ("mean", "median")
+    )
+    return f"""SELECT count(*), sum(building_count),
+        count(*) FILTER (WHERE {bad_hist}), count(*) FILTER (WHERE {out_of_range})
+        FROM {source}"""
+
+
 def summary_stats_consistent(
     storage: Storage, duck: DuckDBConfig | None = None, paths: dict[str, str] | None = None
-):
+) -> Check:
     """Per level: histograms sum to building_count; county and national totals agree with
     the buildings; means and medians inside the schema ranges. ``paths``: level -> file
     (default: the published ones)."""
-    con = connect(duck, storage)
     paths = published_summary_paths(storage) if paths is None else paths
-    levels = [lvl for lvl in SUMMARY_LEVELS if lvl in paths]
+    levels = [lvl for lvl in LEVELS if lvl in paths]
     details: dict = {"levels": levels}
-    passed = {"counties", "tracts", "states", "nation"} <= set(levels)
-    for level in levels:
-        src = f"read_parquet({sql_file(paths[level])})"
-        range_terms = " OR ".join(
-            f"{v}_{stat} < {lo} OR {v}_{stat} > {hi}"
-            for v, (lo, hi) in RANGES.items()
-            if v != "rps_scott"
-            for stat in ("mean", "median")
-        )
-        rows, total, bad_hist, bad_range = con.execute(
-            f"""SELECT count(*), sum(building_count),
-                count(*) FILTER (WHERE list_sum(risk_score_2011_hist) != building_count
-                                 OR list_sum(risk_score_2047_hist) != building_count
-                                 OR len(risk_score_2011_hist) != 11
-                                 OR len(risk_score_2047_hist) != 11),
-                count(*) FILTER (WHERE {range_terms})
-            FROM {src}"""
-        ).fetchone()
-        details[level] = {
-            "rows": rows,
-            "buildings": int(total or 0),
-            "bad_histograms": bad_hist,
-            "out_of_range": bad_range,
-        }
-        passed &= bad_hist == 0 and bad_range == 0
+    passed = set(REQUIRED_LEVELS) <= set(levels)
+    with connect(duck, storage) as con:
+        for level in levels:
+            sql = _summary_level_sql(f"read_parquet({sql_file(paths[level])})")
+            rows, total, bad_hist, bad_range = fetch_one(con, sql)
+            details[level] = {
+                "rows": rows,
+                "buildings": int(total or 0),
+                "bad_histograms": bad_hist,
+                "out_of_range": bad_range,
+            }
+            passed &= bad_hist == 0 and bad_range == 0
+        region_rows = _count(con, _regions_sql(region_files(storage)))
     if "counties" in details and "nation" in details:
         # Buildings whose centroid lies in no county (offshore, a polygon gap) are reported
         # by the aggregation; counted with them, the counties must add up to the nation.
@@ -226,9 +241,6 @@ def summary_stats_consistent(
             details["counties"]["buildings"] + unassigned == details["nation"]["buildings"]
         )
         passed &= details["counties_sum_equals_nation"]
-    region_rows = con.execute(
-        f"SELECT count(*) FROM {_regions_sql(region_files(storage))}"
-    ).fetchone()[0]
     details["region_buildings"] = region_rows
     if "nation" in details:
         details["nation_equals_region_buildings"] = details["nation"]["buildings"] == region_rows
@@ -236,31 +248,30 @@ def summary_stats_consistent(
     return bool(passed), details
 
 
-def analysis_files_complete(written: dict[str, dict]):
+def analysis_files_complete(written: dict[str, AnalysisOutput]) -> Check:
     """Every analysis file holds exactly one row per row of its summary table."""
     details, passed = {}, True
     for name, out in written.items():
-        if not out.get("present"):
-            continue
-        ok = all(n == out["summary_rows"] for n in out["rows_per_file"].values())
-        details[name] = {"summary_rows": out["summary_rows"], **out["rows_per_file"], "ok": ok}
+        ok = all(n == out.summary_rows for n in out.rows_per_file.values())
+        details[name] = {"summary_rows": out.summary_rows, **out.rows_per_file, "ok": ok}
         passed &= ok
     return passed and bool(details), details
 
 
-def buildings_reconcile(written: int, dropped: int, in_input: int):
+def buildings_reconcile(written: int, dropped: int, in_input: int) -> Check:
     """Rows written + rows dropped for NaN = the input's buildings in the region."""
     details = {"written": written, "dropped_nan": dropped, "in_input": in_input}
     details["ok"] = written + dropped == in_input
     return details["ok"], details
 
 
-def array_value_ranges(arrays: dict):
+def array_value_ranges(arrays: dict) -> Check:
     """Each risk array's finite values inside the schema range (a region's raster)."""
     import numpy as np
 
     details, passed = {}, True
-    for var, (lo, hi) in RANGES.items():
+    for variable in VARIABLES:
+        var, (lo, hi) = variable.name, variable.range
         if var not in arrays:
             continue
         a = np.asarray(arrays[var])

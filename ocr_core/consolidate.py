@@ -1,7 +1,7 @@
 """Building GeoParquet outputs: one consolidated file and a state/county hive dataset.
 
-The reference step partition-buildings (ocr-pipeline §1.3) read the region files twice and wrote
-with OVERWRITE_OR_IGNORE, leaving stale ``data_N`` files behind. Here:
+The reference's partition step read the region files twice and wrote with OVERWRITE_OR_IGNORE,
+leaving stale ``data_N`` files behind (docs/method.md). Here:
 
 1. The region files are listed once and read once, by one DuckDB ``COPY`` that sorts the rows
    by GEOID (then bbox corner, so reruns are deterministic) and writes the consolidated file into
@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from ocr_core.duck import DuckDBConfig, connect, sql_files
+from ocr_core.checks import Audit
+from ocr_core.duck import DuckDBConfig, connect, fetch_one, sql_files, sql_literal
 from ocr_core.metadata import vector_metadata
 from ocr_core.storage import Storage
 
@@ -44,16 +46,30 @@ class BuildingDataError(ValueError):
     """The region building files cannot be consolidated as they are (bad GEOID or metadata)."""
 
 
+@dataclass(frozen=True)
+class ConsolidatedBuildings:
+    """Where the two building outputs went, their size, and the checks' figures."""
+
+    consolidated_uri: str
+    partitioned_uri: str
+    region_files: int
+    buildings: int
+    partitions: int
+    consolidated_bytes: int
+    partitioned_bytes: int
+    seconds: float
+    checks: Audit
+
+
 def write_buildings_geoparquet(
     storage: Storage, duck: DuckDBConfig | None = None, accept_shrink: bool = False
-) -> dict:
-    """Write, check and publish the consolidated building file and the state/county dataset;
-    return run metadata with the checks' figures (``checks.AuditError`` if one failed).
+) -> ConsolidatedBuildings:
+    """Write, check and publish the consolidated building file and the state/county dataset
+    (``checks.AuditError`` if a check failed).
 
     Nothing is published unless both outputs were written completely and passed; a rerun
     replaces the previous outputs whole.
     """
-    from ocr_core import checks
     from ocr_core.publish import stage
 
     start = time.perf_counter()
@@ -66,10 +82,8 @@ def write_buildings_geoparquet(
             "asset (all regions) before the building GeoParquet outputs"
         )
     meta = vector_metadata(storage.version)
-    con = connect(duck, storage)
-    try:
+    with connect(duck, storage) as con:
         con.execute("SET enable_geoparquet_conversion = false")
-        con.execute("SET enable_progress_bar = false")
         geo = _merged_geo_metadata(con, sources)
         with stage(storage) as st:
             cpath = st.file(storage.consolidated_buildings_uri, ".parquet")
@@ -83,38 +97,46 @@ def write_buildings_geoparquet(
                 )
             consolidated_bytes = cpath.stat().st_size
             partitioned_bytes = sum(p.stat().st_size for p in pdir.rglob("*") if p.is_file())
-            published = checks.parquet_rows(storage, storage.consolidated_buildings_uri)
-            audited = checks.audit(
-                {
-                    "buildings_match_region_files": checks.consolidated_matches_regions(
-                        storage, duck, consolidated=str(cpath), partitioned=str(pdir)
-                    ),
-                    "buildings_value_ranges": checks.building_value_ranges(
-                        storage, duck, path=str(cpath)
-                    ),
-                    "buildings_not_collapsed": checks.shrink_guard(
-                        published, buildings, accept_shrink, "the consolidated buildings"
-                    ),
-                }
-            )
+            audited = _audit(storage, duck, cpath, pdir, buildings, accept_shrink)
             st.publish()
-    finally:
-        con.close()
-    return {
-        "consolidated_uri": storage.consolidated_buildings_uri,
-        "partitioned_uri": storage.partitioned_buildings_uri,
-        "region_files": len(sources),
-        "buildings": buildings,
-        "partitions": partitions,
-        "consolidated_bytes": consolidated_bytes,
-        "partitioned_bytes": partitioned_bytes,
-        "seconds": round(time.perf_counter() - start, 3),
-        "checks": audited,
-    }
+    return ConsolidatedBuildings(
+        consolidated_uri=storage.consolidated_buildings_uri,
+        partitioned_uri=storage.partitioned_buildings_uri,
+        region_files=len(sources),
+        buildings=buildings,
+        partitions=partitions,
+        consolidated_bytes=consolidated_bytes,
+        partitioned_bytes=partitioned_bytes,
+        seconds=round(time.perf_counter() - start, 3),
+        checks=audited,
+    )
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _audit(
+    storage: Storage,
+    duck: DuckDBConfig | None,
+    consolidated: Path,
+    partitioned: Path,
+    buildings: int,
+    accept_shrink: bool,
+) -> Audit:
+    """The blocking checks of the staged outputs (``checks.AuditError`` if one failed)."""
+    from ocr_core import checks
+
+    published = checks.parquet_rows(storage, storage.consolidated_buildings_uri)
+    return checks.audit(
+        {
+            "buildings_match_region_files": checks.consolidated_matches_regions(
+                storage, duck, consolidated=str(consolidated), partitioned=str(partitioned)
+            ),
+            "buildings_value_ranges": checks.building_value_ranges(
+                storage, duck, path=str(consolidated)
+            ),
+            "buildings_not_collapsed": checks.shrink_guard(
+                published, buildings, accept_shrink, "the consolidated buildings"
+            ),
+        }
+    )
 
 
 def _merged_geo_metadata(con, sources: list[str]) -> dict:
@@ -169,12 +191,13 @@ def _write_consolidated(con, sources: list[str], path: Path, geo: dict, meta: di
         raise BuildingDataError("region files have no GEOID column: rematerialize region_buildings")
     order = "GEOID, bbox.xmin, bbox.ymin" if "bbox" in columns else "GEOID"
     kv = {"geo": json.dumps(geo), **meta}
-    kv_sql = ", ".join(f'"{k}": {_sql_str(v)}' for k, v in kv.items())
-    (count,) = con.execute(
-        f"COPY (SELECT * FROM read_parquet({files}) ORDER BY {order}) TO {_sql_str(str(path))} "
+    kv_sql = ", ".join(f'"{k}": {sql_literal(v)}' for k, v in kv.items())
+    (count,) = fetch_one(
+        con,
+        f"COPY (SELECT * FROM read_parquet({files}) ORDER BY {order}) TO {sql_literal(str(path))} "
         f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL}, "
-        f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, KV_METADATA {{{kv_sql}}})"
-    ).fetchone()
+        f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, KV_METADATA {{{kv_sql}}})",
+    )
     return int(count)
 
 
@@ -196,7 +219,7 @@ class _CountyWriter:
             schema,
             compression="zstd",
             compression_level=ZSTD_LEVEL,
-            use_dictionary=strings,
+            use_dictionary=strings,  # pyright: ignore[reportArgumentType]  (a list is allowed)
             store_schema=False,
         )
         self.schema, self.geo, self.meta = schema, geo, meta
@@ -226,8 +249,8 @@ class _CountyWriter:
         if "bbox" not in table.column_names:
             return
         bbox = table.column("bbox")
-        lo = [pc.min(pc.struct_field(bbox, f)).as_py() for f in ("xmin", "ymin")]
-        hi = [pc.max(pc.struct_field(bbox, f)).as_py() for f in ("xmax", "ymax")]
+        lo = [pc.min(pc.struct_field(bbox, f)).as_py() for f in ("xmin", "ymin")]  # pyright: ignore[reportAttributeAccessIssue]
+        hi = [pc.max(pc.struct_field(bbox, f)).as_py() for f in ("xmax", "ymax")]  # pyright: ignore[reportAttributeAccessIssue]
         if self.bounds is None:
             self.bounds = [*lo, *hi]
         else:
@@ -262,15 +285,15 @@ def _write_partitions(consolidated: Path, folder: Path, geo: dict, meta: dict) -
     buildings = partitions = 0
     for batch in source.iter_batches(batch_size=65_536):
         geoid = batch.column("GEOID")
-        valid = pc.fill_null(pc.match_substring_regex(geoid, GEOID_PATTERN), False)
-        if not pc.all(valid).as_py():
-            bad = pc.filter(geoid, pc.invert(valid))
+        valid = pc.fill_null(pc.match_substring_regex(geoid, GEOID_PATTERN), False)  # pyright: ignore[reportAttributeAccessIssue]
+        if not pc.all(valid).as_py():  # pyright: ignore[reportAttributeAccessIssue]
+            bad = pc.filter(geoid, pc.invert(valid))  # pyright: ignore[reportAttributeAccessIssue]
             raise BuildingDataError(
                 f"{len(bad)}+ buildings have a missing or malformed GEOID (expected 15 digits, "
                 f"e.g. got {bad[0].as_py()!r}): fix the tagged building input and "
                 "rematerialize region_buildings"
             )
-        keys = pc.cast(pc.utf8_slice_codeunits(geoid, 0, 5), "int32").to_numpy()
+        keys = pc.cast(pc.utf8_slice_codeunits(geoid, 0, 5), "int32").to_numpy()  # pyright: ignore[reportAttributeAccessIssue]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         stops = np.r_[starts[1:], len(keys)]
         for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
@@ -283,6 +306,7 @@ def _write_partitions(consolidated: Path, folder: Path, geo: dict, meta: dict) -
                 writer = _CountyWriter(folder, county, schema, geo, meta)
                 current = county
                 partitions += 1
+            assert writer is not None  # opened for the first county and on every change
             writer.add(batch.slice(lo, hi - lo))
             buildings += hi - lo
     if writer is not None:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ocr_core.storage import Storage
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 class DuckDBSetupError(RuntimeError):
@@ -69,7 +74,33 @@ def sql_files(uris: list[str]) -> str:
     return "[" + ", ".join(map(sql_file, uris)) + "]"
 
 
-def connect(config: DuckDBConfig | None = None, storage: Storage | None = None):
+def parquet_columns(con, source: str) -> dict[str, str]:
+    """Column name → DuckDB type of a parquet source (a ``sql_file``/``sql_files`` literal)."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({source})").fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+def geometry_crs(columns: dict[str, str], column: str = "geometry") -> tuple[bool, str | None]:
+    """(``column`` is a GEOMETRY, the CRS DuckDB read from its GeoParquet metadata or None)."""
+    match = re.fullmatch(r"GEOMETRY(?:\('(.*)'\))?", columns.get(column, ""))
+    return match is not None, match.group(1) if match and match.group(1) else None
+
+
+def fetch_one(con, sql: str) -> tuple:
+    """The one row of a query that always returns one (an aggregate without GROUP BY)."""
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql
+    return row
+
+
+def record_batches(con, sql: str, rows: int = 50_000):
+    """A query's result as a pyarrow RecordBatchReader of ``rows``-row batches (streamed)."""
+    return con.execute(sql).to_arrow_reader(rows)
+
+
+def connect(
+    config: DuckDBConfig | None = None, storage: Storage | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with spatial loaded, limits applied and S3 registered.
 
     DuckDB connections are context managers: use ``with connect(...) as con:`` so the

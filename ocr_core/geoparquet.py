@@ -1,4 +1,9 @@
-"""GeoParquet writing shared by every step: version 1.1, zstd, WKB, covering bbox."""
+"""GeoParquet writing shared by every step: version 1.1, zstd, WKB, EPSG:4326 as PROJ states it.
+
+Two entry points: ``write_geoparquet`` / ``to_geoparquet`` for a GeoDataFrame (with a covering
+bbox column), and ``write_query_geoparquet`` for a DuckDB query streamed in batches (the
+regional statistics and their downloads, which never hold every row in memory).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 import threading
 from pathlib import Path
 
+from ocr_core.duck import record_batches
 from ocr_core.storage import Storage
 
 GEOPARQUET_OPTIONS = {
@@ -16,6 +22,16 @@ GEOPARQUET_OPTIONS = {
     "write_covering_bbox": True,
     "schema_version": "1.1.0",
 }
+GEOMETRY_TYPES = (  # by shapely type id; a LinearRing is a LineString in GeoParquet
+    "Point",
+    "LineString",
+    "LineString",
+    "Polygon",
+    "MultiPoint",
+    "MultiLineString",
+    "MultiPolygon",
+    "GeometryCollection",
+)
 
 
 def write_geoparquet(frame, storage: Storage, uri: str, **kwargs) -> int:
@@ -35,7 +51,7 @@ def to_geoparquet(frame, path: Path, **kwargs) -> None:
     one write.
     """
     import pyarrow.parquet as pq
-    from geopandas.io.arrow import _geopandas_to_arrow
+    from geopandas.io.arrow import _geopandas_to_arrow  # pyright: ignore[reportAttributeAccessIssue]
 
     options = dict(GEOPARQUET_OPTIONS)
     compression = options.pop("compression")
@@ -56,6 +72,56 @@ def to_geoparquet(frame, path: Path, **kwargs) -> None:
             schema = schema.set(index, field.with_metadata(meta))
         table = table.cast(schema)
     pq.write_table(table, path, compression=compression, **kwargs)
+
+
+def write_query_geoparquet(
+    con, sql: str, path: Path, extra_metadata: dict[str, str] | None = None
+) -> int:
+    """Stream a DuckDB query with a WKB ``geometry`` column to GeoParquet 1.1 (zstd) in
+    EPSG:4326; returns its rows.
+
+    Polygons are reoriented counter-clockwise on the way (RFC 7946's right-hand rule); the
+    ``geo`` metadata (CRS, geometry types, bbox) is gathered from the batches and added to the
+    footer with ``extra_metadata``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import shapely
+
+    reader = record_batches(con, sql)
+    index = reader.schema.get_field_index("geometry")
+    schema = reader.schema.set(index, pa.field("geometry", pa.binary()))
+    rows, types, bounds = 0, set(), []
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in reader:
+            geoms = shapely.orient_polygons(
+                shapely.from_wkb(batch.column(index).to_numpy(zero_copy_only=False))
+            )
+            types.update(shapely.get_type_id(geoms).tolist())
+            if len(geoms):
+                bounds.append(shapely.total_bounds(geoms))
+            columns = list(batch.columns)
+            columns[index] = pa.array(shapely.to_wkb(geoms), pa.binary())
+            writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
+            rows += batch.num_rows
+        geo = json.dumps(_geo_metadata(types, bounds))
+        writer.add_key_value_metadata({"geo": geo, **(extra_metadata or {})})
+    return rows
+
+
+def _geo_metadata(types: set[int], bounds: list) -> dict:
+    """GeoParquet 1.1 ``geo`` metadata of a WKB geometry column in EPSG:4326."""
+    import numpy as np
+
+    column: dict = {
+        "encoding": "WKB",
+        "geometry_types": sorted({GEOMETRY_TYPES[t] for t in types if t >= 0}),
+        "crs": epsg_projjson(4326),
+    }
+    if bounds:
+        b = np.vstack(bounds)
+        column["bbox"] = [*b[:, :2].min(axis=0).tolist(), *b[:, 2:].max(axis=0).tolist()]
+    return {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
 
 
 @functools.cache

@@ -36,7 +36,8 @@ def main(step: str, root: str, inputs: str, regions: list[str]) -> None:
 
         write_buildings_geoparquet(storage, duck, accept_shrink=True)
     elif step == "summary":
-        from ocr_core.aggregate import write_analysis_files, write_summary_stats
+        from ocr_core.analysis_files import write_analysis_files
+        from ocr_core.statistics import write_summary_stats
 
         write_summary_stats(storage, catalog, duck)
         write_analysis_files(storage, duck)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import geopandas as gpd
 import numpy as np
@@ -19,17 +20,14 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from ocr_core.aggregate import (
-    HIST_BOUNDARIES,
-    LEVELS,
-    RISK_VARIABLES,
-    write_analysis_files,
-    write_summary_stats,
-)
+from ocr_core.analysis_files import write_analysis_files
 from ocr_core.catalog import InputCatalog, InputDataError
 from ocr_core.duck import DuckDBConfig
 from ocr_core.geoparquet import write_geoparquet
 from ocr_core.metadata import vector_metadata
+from ocr_core.schema import LEVELS, RISK_SCORE_BOUNDARIES
+from ocr_core.schema import SUMMARY_VARIABLES as RISK_VARIABLES
+from ocr_core.statistics import write_summary_stats
 from ocr_core.storage import Storage
 
 DUCK = DuckDBConfig(memory_limit="1GB", threads=2)
@@ -82,7 +80,7 @@ def census_frames() -> dict[str, gpd.GeoDataFrame]:
 
 def special_values() -> np.ndarray:
     """0, every boundary as float32 and its float32 neighbours (inside [0, 100])."""
-    b = np.array(HIST_BOUNDARIES, dtype=np.float32)
+    b = np.array(RISK_SCORE_BOUNDARIES, dtype=np.float32)
     near = np.concatenate([np.nextafter(b, np.float32(0)), np.nextafter(b, np.float32(200))])
     values = np.concatenate([[np.float32(0)], b, near[near <= np.float32(100)]])
     return values.astype(np.float32)
@@ -139,7 +137,7 @@ def make_inputs(root: Path, blocks: bool = True, buildings=None) -> Storage:
 # --- the independent computation -------------------------------------------------------------
 def expected_bin(values: np.ndarray) -> np.ndarray:
     """0 for exact zeros, else 1 + index of the first float32 boundary >= value."""
-    b = np.array(HIST_BOUNDARIES, dtype=np.float32)
+    b = np.array(RISK_SCORE_BOUNDARIES, dtype=np.float32)
     bins = np.searchsorted(b, values.astype(np.float32), side="left") + 1
     return np.where(values == 0, 0, bins)
 
@@ -156,8 +154,9 @@ def expected_level(buildings: gpd.GeoDataFrame, level: str) -> tuple[pd.DataFram
     if level == "nation":
         pts["GEOID"] = polys["GEOID"].iloc[0]
     else:
-        joined = gpd.sjoin(pts, polys[["GEOID", "geometry"]], predicate="intersects")
-        lowest = joined.groupby(level=0)["GEOID"].min()
+        right = cast(gpd.GeoDataFrame, polys[["GEOID", "geometry"]])
+        joined = gpd.sjoin(pts, right, predicate="intersects")
+        lowest = cast(pd.Series, joined.groupby(level=0)["GEOID"].min())
         pts = pts.loc[lowest.index].assign(GEOID=lowest)
     rows = []
     for geoid, g in pts.groupby("GEOID"):
@@ -184,6 +183,15 @@ def stat_names(level: str) -> list[str]:
         "risk_score_2011_hist",
         "risk_score_2047_hist",
     ]
+
+
+def building_total(frame: pd.DataFrame) -> int:
+    return int(frame["building_count"].to_numpy().sum())
+
+
+def epsg(frame: gpd.GeoDataFrame) -> int | None:
+    assert frame.crs is not None
+    return frame.crs.to_epsg()
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -216,7 +224,7 @@ def test_statistics_match_independent_computation(computed, level):
     got = gpd.read_parquet(path).set_index("GEOID")
     assert got.crs.to_epsg() == 4326
     assert list(got.index) == sorted(expected.index)  # only geographies with buildings
-    assert (got["building_count"] >= 1).all()
+    assert bool((got["building_count"] >= 1).all())
     for col in expected.columns:
         for geoid in expected.index:
             e, g = expected.loc[geoid, col], got.loc[geoid, col]
@@ -233,10 +241,10 @@ def test_statistics_match_independent_computation(computed, level):
         rings = [geom] if geom.geom_type == "Polygon" else list(geom.geoms)
         assert all(r.exterior.is_ccw for r in rings)
 
-    info = summary[level]
-    assert info["present"] and info["path"] == path and info["rows"] == len(expected)
-    assert info["building_count"] == expected["building_count"].sum()
-    assert info["total_buildings"] == len(buildings)
+    info = summary.levels[level]
+    assert info.path == path and info.rows == len(expected)
+    assert info.counts.building_count == expected["building_count"].sum()
+    assert info.counts.total_buildings == len(buildings)
 
 
 def test_each_building_once_and_ties_to_lowest_geoid(computed):
@@ -246,32 +254,35 @@ def test_each_building_once_and_ties_to_lowest_geoid(computed):
         level: gpd.read_parquet(storage.summary_stats_uri(level)).set_index("GEOID")
         for level in LEVELS
     }
-    nation = int(counts["nation"]["building_count"].sum())
+    nation = building_total(counts["nation"])
     assert nation == n
     for level in ("counties", "states", "tracts"):
-        assert counts[level]["building_count"].sum() == nation, level
-    assert counts["blocks"]["building_count"].sum() < nation
-    assert summary["blocks"]["unassigned_buildings"] == n - counts["blocks"]["building_count"].sum()
+        assert building_total(counts[level]) == nation, level
+    assert building_total(counts["blocks"]) < nation
+    blocks = summary.levels["blocks"].counts
+    assert blocks.unassigned_buildings == n - building_total(counts["blocks"])
     footer = pq.read_metadata(storage.summary_stats_uri("blocks")).metadata[b"ocr:aggregation"]
-    assert json.loads(footer)["unassigned_buildings"] == summary["blocks"]["unassigned_buildings"]
+    assert json.loads(footer) == blocks.figures()
     # x = -98 (4 buildings) is the CO/KS edge: all in CO ("08" < "20"); x = -99 lies on the
     # seam of CO's subdivision and is still one building each.
-    states = counts["states"]["building_count"]
+    states = counts["states"]["building_count"].to_dict()
     assert states["08"] == 4 * 64 and states["20"] == n - 4 * 64
-    assert summary["states"]["boundary_ties"] == 4
-    assert summary["states"]["subdivided_polygons"] == 1 and summary["states"]["pieces"] > 2
-    counties = counts["counties"]["building_count"]
+    states_counts = summary.levels["states"].counts
+    assert states_counts.boundary_ties == 4
+    assert states_counts.subdivided_polygons == 1
+    assert states_counts.pieces is not None and states_counts.pieces > 2
+    counties = counts["counties"]["building_count"].to_dict()
     assert counties["08001"] == 4 * 32 and counties["08005"] == 4 * 32
-    assert "31001" not in counties.index
+    assert "31001" not in counties
     # The split tract (two rows, one GEOID): buildings on its inner edge x = -97 count once.
-    assert summary["tracts"]["duplicate_geoid_rows"] == 1
+    assert summary.levels["tracts"].counts.duplicate_geoid_rows == 1
     assert counts["tracts"].loc["20001000100", "building_count"] == n - 4 * 64
 
 
 def test_census_polygons_transformed_to_wgs84(computed):
     storage, summary, _ = computed
     for level in LEVELS:
-        assert summary[level]["crs_transform"].startswith("ST_Transform EPSG:4269")
+        assert summary.levels[level].counts.crs_transform.startswith("ST_Transform EPSG:4269")
     got = gpd.read_parquet(storage.summary_stats_uri("counties")).set_index("GEOID")
     ref = census_frames()["counties"].to_crs(4326).set_index("GEOID")
     for geoid in got.index:
@@ -310,13 +321,13 @@ def test_blocks_skipped_when_absent(tmp_path):
     stale_csv.parent.mkdir(parents=True)
     stale_csv.write_text("stale")
     summary = write_summary_stats(storage, InputCatalog(storage), DUCK)
-    assert summary["blocks"]["present"] is False
-    assert "us-census-blocks" in summary["blocks"]["reason"]
+    assert "blocks" not in summary.levels
+    assert "us-census-blocks" in summary.skipped["blocks"]
     assert not stale.exists()  # it went with the old folder
-    assert all(summary[level]["present"] for level in LEVELS if level != "blocks")
+    assert set(summary.levels) == set(LEVELS) - {"blocks"}
     analysis = write_analysis_files(storage, DUCK)
-    assert analysis["block"]["present"] is False and not stale_csv.exists()
-    assert analysis["counties"]["present"] and analysis["counties"]["rows"] == 3
+    assert analysis.skipped == ("block",) and not stale_csv.exists()
+    assert analysis.outputs["counties"].rows == 3
 
 
 @pytest.mark.parametrize("missing", ["counties", "tracts", "states", "nation"])
@@ -356,10 +367,11 @@ def test_analysis_files(computed, level):
     storage, _, analysis = computed
     name = ANALYSIS[level]
     summary = gpd.read_parquet(storage.summary_stats_uri(level)).set_index("GEOID")
-    centroids = pd.Series(shapely.centroid(summary.geometry.values), index=summary.index)
-    info = analysis[name]
-    assert info["present"] and info["rows"] == len(summary)
-    assert info["paths"] == {
+    centroids = dict(zip(summary.index, shapely.centroid(summary.geometry.values), strict=True))
+    records = summary.to_dict("index")
+    info = analysis.outputs[name]
+    assert info.rows == len(summary)
+    assert info.paths == {
         e: storage.region_analysis_uri(name, e) for e in ("csv", "geojson", "parquet")
     }
 
@@ -371,8 +383,8 @@ def test_analysis_files(computed, level):
     csv = pd.read_csv(csv_path, comment="#", dtype={"GEOID": str}, float_precision="round_trip")
     csv = csv.set_index("GEOID")
     assert list(csv.index) == list(summary.index)
-    for geoid, row in csv.iterrows():
-        s = summary.loc[geoid]
+    for geoid, row in zip(csv.index, csv.to_dict("records"), strict=True):
+        s = records[geoid]
         assert row["building_count"] == s["building_count"]
         for v in RISK_VARIABLES:
             assert row[f"{v}_mean"] == s[f"{v}_mean"]
@@ -392,8 +404,8 @@ def test_analysis_files(computed, level):
         assert feature["type"] == "Feature"
         props = feature["properties"]
         assert list(props) == analysis_columns(level)
-        s = summary.loc[props["GEOID"]]
-        assert shapely.equals(shapely.geometry.shape(feature["geometry"]), s.geometry)
+        s = records[props["GEOID"]]
+        assert shapely.equals(shapely.geometry.shape(feature["geometry"]), s["geometry"])
         assert props["risk_score_2011_hist"] == list(s["risk_score_2011_hist"])
         assert np.float32(props["rps_2047_median"]) == np.float32(s["rps_2047_median"])
         assert props["longitude"] == pytest.approx(centroids[props["GEOID"]].x, abs=1e-9)
@@ -403,7 +415,7 @@ def test_analysis_files(computed, level):
     parquet_path = storage.region_analysis_uri(name, "parquet")
     frame = gpd.read_parquet(parquet_path)
     assert list(frame.columns) == [*analysis_columns(level), "geometry"]
-    assert frame.crs.to_epsg() == 4326 and len(frame) == len(summary)
+    assert epsg(frame) == 4326 and len(frame) == len(summary)
     geo = json.loads(pq.read_metadata(parquet_path).metadata[b"geo"])
     assert geo["version"] == "1.1.0"
 
@@ -417,14 +429,14 @@ def test_rerun_replaces_files_whole(tmp_path):
     remaining = len(building_frame()) - len(building_frame().iloc[2::3])
     summary = write_summary_stats(storage, catalog, DUCK)
     analysis = write_analysis_files(storage, DUCK)
-    assert summary["nation"]["building_count"] == remaining
+    assert summary.levels["nation"].counts.building_count == remaining
     nation = gpd.read_parquet(storage.summary_stats_uri("nation"))
     assert nation["building_count"].tolist() == [remaining]
     with open(storage.region_analysis_uri("nation", "geojson")) as f:
         assert json.load(f)["features"][0]["properties"]["building_count"] == remaining
     csv = pd.read_csv(storage.region_analysis_uri("counties", "csv"), comment="#")
-    assert len(csv) == analysis["counties"]["rows"] == 3
-    assert csv["building_count"].sum() == remaining
+    assert len(csv) == analysis.outputs["counties"].rows == 3
+    assert building_total(csv) == remaining
     leftovers = [p for p in Path(storage.root).rglob(".*") if ".tmp-" in p.name]
     assert leftovers == []
 
@@ -435,19 +447,19 @@ def test_runs_against_s3(tmp_path, s3_server, s3_bucket):
     storage = Storage(s3_bucket, s3_endpoint_url=s3_server, s3_region="us-east-1")
     storage.filesystem().put(local.root + "/", s3_bucket[len("s3://") :], recursive=True)
     summary = write_summary_stats(storage, InputCatalog(storage), DUCK)
-    assert summary["blocks"]["present"] is False
-    assert summary["nation"]["building_count"] == len(building_frame())
+    assert "blocks" in summary.skipped
+    assert summary.levels["nation"].counts.building_count == len(building_frame())
     analysis = write_analysis_files(storage, DUCK)
     folder = storage.current_dir(storage.region_analysis_dir)  # the version CURRENT names
     doc = json.loads(storage.read_bytes(f"{folder}/states/stats.geojson"))
-    assert len(doc["features"]) == analysis["states"]["rows"] == 2
+    assert len(doc["features"]) == analysis.outputs["states"].rows == 2
 
 
 def test_risk_score_histogram_bins_are_the_reference_bins():
     """Exact zeros are score 0; (a, b] bins compared in float32; NaN and > 100 not counted."""
     from ocr_core.schema import risk_score_histogram
 
-    b = np.array(HIST_BOUNDARIES, dtype=np.float32)
+    b = np.array(RISK_SCORE_BOUNDARIES, dtype=np.float32)
     values = np.concatenate([[0.0, 0.0, 1e-9], b, np.nextafter(b, np.float32(np.inf))[:-1],
                              [np.nan, 150.0]]).astype(np.float32)  # fmt: skip
     counts = risk_score_histogram(values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -19,18 +20,13 @@ from ocr_core.consolidate import (
 from ocr_core.duck import DuckDBConfig
 from ocr_core.geoparquet import write_geoparquet
 from ocr_core.metadata import vector_metadata
+from ocr_core.schema import OUTPUT_VARIABLES
 from ocr_core.storage import Storage
 
-RISK_COLUMNS = (
-    "rps_scott",
-    "rps_2011",
-    "rps_2047",
-    "bp_2011",
-    "bp_2047",
-    "crps_scott",
-    "bp_2011_riley",
-    "bp_2047_riley",
-)
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+RISK_COLUMNS = OUTPUT_VARIABLES
 # region file -> (county GEOID prefix, buildings); r3 alone holds state 04.
 REGIONS = {
     "y0_x0": (("06037", 100), ("06111", 50)),
@@ -57,12 +53,17 @@ def _region_frame(region: str, parts, seed: int):
     return gpd.GeoDataFrame(data, geometry=geometry, crs="EPSG:4326")
 
 
-def _write_regions(storage: Storage, regions=REGIONS) -> dict[str, object]:
+def _write_regions(storage: Storage, regions=REGIONS) -> dict[str, gpd.GeoDataFrame]:
     frames = {}
     for seed, (region, parts) in enumerate(regions.items()):
         frames[region] = _region_frame(region, parts, seed)
         write_geoparquet(frames[region], storage, storage.region_geoparquet_uri(region))
     return frames
+
+
+def _epsg(frame: gpd.GeoDataFrame) -> int | None:
+    assert frame.crs is not None
+    return frame.crs.to_epsg()
 
 
 def _rows(frames) -> Counter:
@@ -112,13 +113,13 @@ def test_outputs_hold_exactly_the_input_rows(storage):
     result = write_buildings_geoparquet(storage, DUCK)
 
     expected = _rows(frames.values())
-    assert result["buildings"] == sum(expected.values()) == 360
-    assert result["partitions"] == 3
-    assert result["region_files"] == 3
-    assert result["consolidated_bytes"] == Path(storage.consolidated_buildings_uri).stat().st_size
+    assert result.buildings == sum(expected.values()) == 360
+    assert result.partitions == 3
+    assert result.region_files == 3
+    assert result.consolidated_bytes == Path(storage.consolidated_buildings_uri).stat().st_size
 
     consolidated = gpd.read_parquet(storage.consolidated_buildings_uri)
-    assert consolidated.crs.to_epsg() == 4326
+    assert _epsg(consolidated) == 4326
     assert _rows([consolidated]) == expected
     assert list(consolidated["GEOID"]) == sorted(consolidated["GEOID"])
     schema = pq.read_schema(storage.consolidated_buildings_uri)
@@ -143,7 +144,7 @@ def test_outputs_hold_exactly_the_input_rows(storage):
     county = gpd.read_parquet(
         f"{storage.partitioned_buildings_uri}/state_fips=06/county_fips=111/data_0.parquet"
     )
-    assert county.crs.to_epsg() == 4326
+    assert _epsg(county) == 4326
     assert len(county) == 170
     file_bbox = json.loads(
         pq.read_schema(
@@ -159,7 +160,7 @@ def test_hidden_temp_files_in_the_region_folder_are_ignored(storage):
     _write_regions(storage)
     region = Path(storage.region_geoparquet_uri("y0_x0"))
     shutil.copy(region, region.with_name(f".{region.name}.tmp-0123abcd.parquet"))
-    assert write_buildings_geoparquet(storage, DUCK)["buildings"] == 360
+    assert write_buildings_geoparquet(storage, DUCK).buildings == 360
 
 
 def test_common_metadata_has_vector_keys_and_no_partition_fields(storage):
@@ -187,7 +188,7 @@ def test_rerun_replaces_whole_without_stale_files(storage):
 
     result = write_buildings_geoparquet(storage, DUCK)
 
-    assert result["partitions"] == 2
+    assert result.partitions == 2
     assert _files(storage, storage.partitioned_buildings_uri) == [
         "_common_metadata",
         "state_fips=06/county_fips=037/data_0.parquet",
@@ -257,10 +258,10 @@ def test_s3_writes_both_outputs_and_rerun_removes_stale_files(s3_server, s3_buck
     storage.write_bytes_atomic(neighbour, b"not part of the dataset")
 
     result = write_buildings_geoparquet(storage, DUCK)
-    assert result["buildings"] == 360 and result["partitions"] == 3
+    assert result.buildings == 360 and result.partitions == 3
     with fs.open(storage.fs_path(storage.consolidated_buildings_uri), "rb") as f:
-        consolidated = gpd.read_parquet(f)
-    assert consolidated.crs.to_epsg() == 4326
+        consolidated = gpd.read_parquet(f)  # pyright: ignore[reportArgumentType]  (a file works)
+    assert _epsg(consolidated) == 4326
     assert _rows([consolidated]) == _rows(frames.values())
     assert "state_fips=04/county_fips=013/data_0.parquet" in _files(
         storage, storage.current_dir(storage.partitioned_buildings_uri)
@@ -293,7 +294,7 @@ def test_s3_prefix_with_glob_characters_is_read_as_a_name(s3_server, s3_bucket):
     storage = Storage(root=root, s3_endpoint_url=s3_server, s3_region="us-east-1")
     frames = _write_regions(storage)
     result = write_buildings_geoparquet(storage, DUCK)
-    assert result["region_files"] == 3 and result["buildings"] == 360
+    assert result.region_files == 3 and result.buildings == 360
     passed, details = checks.consolidated_matches_regions(storage, DUCK)
     assert passed and details["partitioned"]["rows"] == details["region_rows"] == 360
     with storage.filesystem().open(storage.fs_path(storage.consolidated_buildings_uri)) as f:

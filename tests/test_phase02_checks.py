@@ -27,6 +27,13 @@ from ocr_resources import (
 REGIONS = ("y2_x1", "y3_x3")
 
 
+def _number(entry: dg.MetadataValue) -> float:
+    """A numeric metadata entry's value."""
+    value = entry.value
+    assert isinstance(value, int | float)
+    return value
+
+
 def _resources(root, inputs_root) -> dict:
     return {
         "storage": StorageResource(root=str(root)),
@@ -71,15 +78,16 @@ def phase02_root(tmp_path_factory, demo_inputs_root):
     }
     assert all(e.passed for e in evaluations)
     by_name = {e.check_name: e.metadata for e in evaluations}
-    rows = by_name["buildings_match_region_files"]
-    assert rows["region_rows"].value > 0  # each figure its own entry, as numbers (they plot)
+    region_rows = _number(by_name["buildings_match_region_files"]["region_rows"])
+    assert region_rows > 0  # each figure its own entry, as numbers (they plot)
     ranges = by_name["buildings_value_ranges"]
-    assert 0 <= ranges["bp_2011 min"].value <= ranges["bp_2011 max"].value <= 1
+    assert 0 <= _number(ranges["bp_2011 min"]) <= _number(ranges["bp_2011 max"]) <= 1
     (stats,) = result.asset_materializations_for_node("region_summary_stats")
-    md = stats.metadata
-    table = md["nation_risk_score_histogram"].value.splitlines()[2:]
-    counts = [int(row.split(" | ")[2].split()[0].replace(",", "")) for row in table]
-    assert len(counts) == 11 and sum(counts) == rows["region_rows"].value
+    table = stats.metadata["nation_risk_score_histogram"].value
+    assert isinstance(table, str)
+    rows = table.splitlines()[2:]
+    counts = [int(row.split(" | ")[2].split()[0].replace(",", "")) for row in rows]
+    assert len(counts) == 11 and sum(counts) == region_rows
     return root
 
 
@@ -94,10 +102,16 @@ def test_outputs_reconcile(phase02_root):
     assert Path(csv).read_text().startswith("# version: unversioned")
 
 
-def test_checks_fail_on_a_duplicated_building(phase02_root, tmp_path):
+@pytest.fixture
+def copied(phase02_root, tmp_path) -> Storage:
+    """A copy of the phase 02 outputs to break."""
     root = tmp_path / "copy"
     shutil.copytree(phase02_root, root)
-    storage = Storage(str(root))
+    return Storage(str(root))
+
+
+def test_checks_fail_on_a_duplicated_building(copied):
+    storage = copied
     path = storage.consolidated_buildings_uri
     table = pq.read_table(path)
     pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)
@@ -105,10 +119,8 @@ def test_checks_fail_on_a_duplicated_building(phase02_root, tmp_path):
     assert not passed and details["consolidated"]["extra_or_duplicated"] == 1
 
 
-def test_checks_fail_on_a_lost_building_and_bad_values(phase02_root, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(phase02_root, root)
-    storage = Storage(str(root))
+def test_checks_fail_on_a_lost_building_and_bad_values(copied):
+    storage = copied
     path = storage.consolidated_buildings_uri
     table = pq.read_table(path)
     rps = table.column("rps_2011").to_pylist()
@@ -125,10 +137,8 @@ def test_checks_fail_on_a_lost_building_and_bad_values(phase02_root, tmp_path):
     assert not passed and details["rps_2011"]["max"] == 150.0
 
 
-def test_checks_fail_when_histograms_do_not_sum(phase02_root, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(phase02_root, root)
-    storage = Storage(str(root))
+def test_checks_fail_when_histograms_do_not_sum(copied):
+    storage = copied
     path = storage.summary_stats_uri("tracts")
     con = duckdb.connect()
     table = con.execute(f"SELECT * FROM read_parquet('{path}')").fetch_arrow_table()
