@@ -657,39 +657,30 @@ _written_with: list = []
 _check_names: list[str] = []
 
 
-def writer_stub(*args):
+def writer_stub(writer: str, *args, **kwargs):
     """Stands in for an asset's writer on the cluster: records the DuckDBConfig it was given
-    and returns a summary whose checks all passed."""
+    and returns the writer's result type, every check passed."""
+    from ocr_core.analysis_files import AnalysisFiles
+    from ocr_core.consolidate import ConsolidatedBuildings
     from ocr_core.duck import DuckDBConfig
-
-    _written_with.extend(a for a in args if isinstance(a, DuckDBConfig))
-    return {
-        "checks": {name: {"passed": True, "details": {}} for name in _check_names},
-        **dict.fromkeys(("consolidated_uri", "partitioned_uri", "path"), "/nowhere"),
-        **dict.fromkeys(("buildings", "partitions", "bytes"), 0),
-    }
-
-
-def tiles_writer_stub(*args):
-    """``writer_stub`` for the tile writers, which return dataclasses: a tileset when given a
-    tippecanoe runner, else a feature export."""
+    from ocr_core.statistics import SummaryStats
     from ocr_core.tiles import FeatureExport, TilesetResult
     from ocr_core.tileset_info import PMTilesInfo
-    from ocr_core.tippecanoe import Tippecanoe
 
-    checks = writer_stub(*args)["checks"]
-    if not any(isinstance(a, Tippecanoe) for a in args):
+    _written_with.extend(a for a in (*args, *kwargs.values()) if isinstance(a, DuckDBConfig))
+    checks = {name: {"passed": True, "details": {}} for name in _check_names}
+    if writer == "write_buildings_geoparquet":
+        return ConsolidatedBuildings("/nowhere", "/nowhere", 0, 0, 0, 0, 0, 0.0, checks)
+    if writer == "write_summary_stats":
+        return SummaryStats("/nowhere", 0, {}, {}, checks)
+    if writer == "write_analysis_files":
+        return AnalysisFiles("/nowhere", {}, (), checks)
+    if writer == "export_building_features":
         return FeatureExport(0, 0.0, {}, checks)
     info = PMTilesInfo(
-        bytes=0,
-        min_zoom=0,
-        max_zoom=0,
-        bounds=[],
-        tiles=0,
-        layers=[],
-        layer_features={},
+        bytes=0, min_zoom=0, max_zoom=0, bounds=[], tiles=0, layers=[], layer_features={},
         features=0,
-    )
+    )  # fmt: skip
     return TilesetResult("/nowhere", info, checks, 0.0)
 
 
@@ -699,10 +690,10 @@ DUCKDB_WRITERS = {
         "consolidate",
         "write_buildings_geoparquet",
     ),
-    "region_summary_stats": ("ocr_assets.phase02_aggregation", "aggregate", "write_summary_stats"),
+    "region_summary_stats": ("ocr_assets.phase02_aggregation", "statistics", "write_summary_stats"),
     "region_analysis_files": (
         "ocr_assets.phase02_aggregation",
-        "aggregate",
+        "analysis_files",
         "write_analysis_files",
     ),
     "regional_pmtiles": ("ocr_assets.phase03_tiles", "tiles", "build_regional_pmtiles"),
@@ -715,12 +706,13 @@ DUCKDB_WRITERS = {
 def test_each_duckdb_asset_hands_its_vms_limits_to_its_task(
     fake_coiled, monkeypatch, tmp_path, asset_name, platform
 ):
+    import functools
     import importlib
 
     from ocr_resources import InputCatalogResource, StorageResource, TippecanoeResource
 
     assets_module, core_module, writer = DUCKDB_WRITERS[asset_name]
-    stub = tiles_writer_stub if core_module == "tiles" else writer_stub
+    stub = functools.partial(writer_stub, writer)
     monkeypatch.setattr(importlib.import_module(f"ocr_core.{core_module}"), writer, stub)
     asset = getattr(importlib.import_module(assets_module), asset_name)
     _written_with.clear()
