@@ -110,18 +110,16 @@ def make_region_inputs(area: float = 1.0, seed: int = 0, region_id: str = "y13_x
         nw = (ny - 1 - rows) / ny + np.arange(wc0, wc1)[None, :] / nx < 0.25
         block[nw] = np.nan
         block[rng.random(block.shape[:2]) < 0.002] = 0.0
+    store_270m = {"bp270": bp270, "x270": x270, "y270": y270, "chunks270": chunks}
     return RegionInputs(
         lat=lat,
         lon=lon,
         region=region,
         wind=wind,
-        bp270=bp270,
-        x270=x270,
-        y270=y270,
+        wind_window=(wr0, wr1, wc0, wc1),
         crs270="EPSG:5070",
         pixel_size=grid.pixel_size,
-        chunks270=chunks,
-        wind_window=(wr0, wr1, wc0, wc1),
+        **store_270m,
     )
 
 

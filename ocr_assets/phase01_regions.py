@@ -121,7 +121,7 @@ def run_region_step(
 
 def _canceling(context: dg.AssetExecutionContext) -> bool:
     """Whether the run is being terminated: a task lost to the interrupt is never retried."""
-    run = context.instance.get_run_by_id(context.run_id)
+    run = context.instance.get_run_by_id(context.run.run_id)
     return run is not None and run.status in (
         dg.DagsterRunStatus.CANCELING,
         dg.DagsterRunStatus.CANCELED,
@@ -175,7 +175,7 @@ class RegionRecorder:
         records = self.context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=REGION_BUILDINGS, asset_partitions=[region]), limit=1
         ).records
-        return bool(records) and records[0].run_id == self.context.run_id
+        return bool(records) and records[0].run_id == self.context.run.run_id
 
 
 def _process_region(

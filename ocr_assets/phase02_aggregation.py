@@ -190,7 +190,7 @@ def _analysis_metadata(s: "AnalysisFiles") -> dict:
 @_phase02_asset(
     "region_analysis_files",
     "Public downloads per geography: stats.csv, stats.geojson and stats.parquet "
-    "(optional, like the seed's --write-regional-stats).",
+    "(optional: --write-regional-stats).",
     deps=[region_summary_stats],
     kinds={"duckdb", "csv", "geojson"},
     optional="write-regional-stats",

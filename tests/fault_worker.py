@@ -43,8 +43,9 @@ def main(step: str, root: str, inputs: str, regions: list[str]) -> None:
         write_analysis_files(storage, duck)
     elif step == "tiles":
         from ocr_core import tiles
+        from ocr_core.tippecanoe import Tippecanoe
 
-        runner = tiles.Tippecanoe()
+        runner = Tippecanoe()
         tiles.export_building_features(storage, duck)
         tiles.build_building_pmtiles(storage, runner)
         tiles.build_centroid_pmtiles(storage, runner)

@@ -33,6 +33,20 @@ def region_resources(inputs_root: Path, out_root: Path, compute=None) -> dict:
     }
 
 
+def run_region_step(inputs_root: Path, out_root: Path, region: str, compute=None):
+    """The region step (``process_region``) of ``region`` on those inputs, failures kept."""
+    import dagster as dg
+
+    from ocr_assets.phase01_regions import process_region
+
+    return dg.materialize(
+        [process_region],
+        partition_key=region,
+        resources=region_resources(inputs_root, out_root, compute),
+        raise_on_error=False,
+    )
+
+
 def web_mercator(ds):
     """Mutation: the store's CRS metadata all saying EPSG:3857 (root EPSG attribute dropped)."""
     from pyproj import CRS

@@ -180,17 +180,21 @@ def _wait_for_started_run(instance, region: str, seen: set, timeout: float = 120
     raise AssertionError(f"no started run of {region}")
 
 
-def test_sigterm_cancels_a_kill_fails_and_the_next_run_succeeds(demo_output, cli_env, instance):
-    # SIGTERM to the command: its run is canceled (not retried) and the command exits 130.
-    seen = {r.run_id for r in _region_runs(instance, OTHER)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ocr_assets.cli", "region", OTHER],
+def _start_region_command(cli_env: dict, region: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ocr_assets.cli", "region", region],
         cwd=PROJECT,
         env=cli_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_sigterm_cancels_a_kill_fails_and_the_next_run_succeeds(demo_output, cli_env, instance):
+    # SIGTERM to the command: its run is canceled (not retried) and the command exits 130.
+    seen = {r.run_id for r in _region_runs(instance, OTHER)}
+    proc = _start_region_command(cli_env, OTHER)
     run, _ = _wait_for_started_run(instance, OTHER, seen)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=180)
@@ -204,14 +208,7 @@ def test_sigterm_cancels_a_kill_fails_and_the_next_run_succeeds(demo_output, cli
 
     # kill -9 of the run's process: the run is failed within 2 minutes, the command says so.
     seen = {r.run_id for r in _region_runs(instance, OTHER)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ocr_assets.cli", "region", OTHER],
-        cwd=PROJECT,
-        env=cli_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_region_command(cli_env, OTHER)
     run, pid = _wait_for_started_run(instance, OTHER, seen)
     os.kill(pid, signal.SIGKILL)
     killed_at = time.time()

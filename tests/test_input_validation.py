@@ -12,7 +12,7 @@ import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from input_edits import region_resources, rewrite_dataset
+from input_edits import region_resources, rewrite_dataset, run_region_step
 from raster_commits import region_commit_log
 
 from ocr_assets.phase01_regions import process_region
@@ -211,12 +211,7 @@ def test_schema_violation_fails_at_once_and_writes_nothing(inputs_copy, tmp_path
     name, (mutate, expected), parts = CASES[case]
     rewrite_dataset(inputs_copy, name, mutate)
     out = tmp_path / "out"
-    result = dg.materialize(
-        [process_region],
-        partition_key=REGION,
-        resources=region_resources(inputs_copy, out),
-        raise_on_error=False,
-    )
+    result = run_region_step(inputs_copy, out, REGION)
     line = _assert_failed_once(result, "region_risk")
     for part in parts:
         assert part in line
@@ -242,12 +237,7 @@ def test_bad_rerun_leaves_the_published_region_unchanged(demo_inputs_root, input
 
     mutate, _ = _set_30m("CRPS", SCOTT, PIXELS, 101.0)
     rewrite_dataset(inputs_copy, SCOTT, mutate)
-    bad = dg.materialize(
-        [process_region],
-        partition_key=REGION,
-        resources=region_resources(inputs_copy, out),
-        raise_on_error=False,
-    )
+    bad = run_region_step(inputs_copy, out, REGION)
     assert "3 30 m pixel(s) outside [0, 100]" in _assert_failed_once(bad, "region_risk")
     assert not [
         e

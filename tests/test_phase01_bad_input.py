@@ -7,16 +7,14 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
-from input_edits import rewrite_dataset, web_mercator
+from input_edits import rewrite_dataset, run_region_step, web_mercator
 
-from ocr_assets.phase01_regions import process_region
 from ocr_core.catalog import InputCatalog
 from ocr_core.grid import DEMO, RegionIdError
 from ocr_core.process_region import run_region_risk
 from ocr_core.schema import SCOTT_2024 as SCOTT
 from ocr_core.schema import WIND_DISTRIBUTION as WIND
 from ocr_core.storage import Storage
-from ocr_resources import ComputeResource, InputCatalogResource, StorageResource
 
 
 def _failure_message(result) -> str:
@@ -32,16 +30,7 @@ def _no_outputs(root: Path) -> bool:
 
 
 def run_one(inputs_root: Path, out_root: Path, region: str = "y2_x1"):
-    return dg.materialize(
-        [process_region],
-        partition_key=region,
-        resources={
-            "storage": StorageResource(root=str(out_root)),
-            "catalog": InputCatalogResource(root=str(inputs_root)),
-            "compute": ComputeResource(),
-        },
-        raise_on_error=False,
-    )
+    return run_region_step(inputs_root, out_root, region)
 
 
 def test_missing_input_dataset_is_named_and_not_retried(tmp_path):
@@ -56,35 +45,37 @@ def test_missing_input_dataset_is_named_and_not_retried(tmp_path):
     assert _no_outputs(out)
 
 
-def test_wrong_crs_is_named(inputs_copy, tmp_path):
-    rewrite_dataset(inputs_copy, SCOTT, web_mercator)
+def assert_bad_input_named(inputs_copy, tmp_path, dataset: str, mutate, message: str) -> None:
+    """The region step on inputs with ``dataset`` mutated fails naming ``message``, and
+    writes nothing."""
+    rewrite_dataset(inputs_copy, dataset, mutate)
     out = tmp_path / "out"
     result = run_one(inputs_copy, out)
-    assert not result.success
-    assert (
-        "has CRS EPSG:3857 (found in 'spatial_ref' variable attr 'crs_wkt'), but the "
-        "catalog expects EPSG:4326" in _failure_message(result)
-    )
+    assert message in _failure_message(result)
     assert _no_outputs(out)
+
+
+def test_wrong_crs_is_named(inputs_copy, tmp_path):
+    message = (
+        "has CRS EPSG:3857 (found in 'spatial_ref' variable attr 'crs_wkt'), but the "
+        "catalog expects EPSG:4326"
+    )
+    assert_bad_input_named(inputs_copy, tmp_path, SCOTT, web_mercator, message)
 
 
 def test_missing_variable_is_named(inputs_copy, tmp_path):
-    rewrite_dataset(inputs_copy, SCOTT, lambda ds: ds.drop_vars("CRPS"))
-    out = tmp_path / "out"
-    result = run_one(inputs_copy, out)
-    assert "lacks variable(s) ['CRPS']" in _failure_message(result)
-    assert _no_outputs(out)
+    assert_bad_input_named(
+        inputs_copy, tmp_path, SCOTT, lambda ds: ds.drop_vars("CRPS"), "lacks variable(s) ['CRPS']"
+    )
 
 
 def test_input_off_the_grid_is_named(inputs_copy, tmp_path):
     def shift(ds):
         return ds.assign_coords(longitude=ds.longitude + DEMO.pixel_size * 0.4)
 
-    rewrite_dataset(inputs_copy, WIND, shift)
-    out = tmp_path / "out"
-    result = run_one(inputs_copy, out)
-    assert "offset from the demo grid by a fraction of a pixel" in _failure_message(result)
-    assert _no_outputs(out)
+    assert_bad_input_named(
+        inputs_copy, tmp_path, WIND, shift, "offset from the demo grid by a fraction of a pixel"
+    )
 
 
 def test_negative_wind_fractions_are_an_input_error(inputs_copy, tmp_path):
@@ -93,11 +84,7 @@ def test_negative_wind_fractions_are_an_input_error(inputs_copy, tmp_path):
         w[..., 0] = -np.abs(w[..., 0]) - 0.1
         return ds.assign(wind_direction_distribution=(ds.wind_direction_distribution.dims, w))
 
-    rewrite_dataset(inputs_copy, WIND, negate)
-    out = tmp_path / "out"
-    result = run_one(inputs_copy, out)
-    assert "negative fractions" in _failure_message(result)
-    assert _no_outputs(out)
+    assert_bad_input_named(inputs_copy, tmp_path, WIND, negate, "negative fractions")
 
 
 @pytest.mark.parametrize("region", ["y0_x0", "y9_x9", "banana"])

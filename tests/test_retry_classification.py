@@ -25,7 +25,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from fsspec.implementations.local import LocalFileSystem
-from input_edits import region_resources
+from input_edits import region_resources, run_region_step
 
 from ocr_assets.phase01_regions import process_region, retryable
 from ocr_core.catalog import InputCatalog, InputDataError, spec
@@ -282,12 +282,7 @@ def _serve_buildings_with(monkeypatch, errors: list[BaseException]) -> list[Base
 def _run_buildings(demo_inputs_root, tmp_path):
     """The region step; its risk half succeeds, so the buildings half meets the failure."""
     out = tmp_path / "out"
-    result = dg.materialize(
-        [process_region],
-        partition_key=REGION,
-        resources=region_resources(demo_inputs_root, out),
-        raise_on_error=False,
-    )
+    result = run_region_step(demo_inputs_root, out, REGION)
     return result, Path(Storage(str(out)).region_geoparquet_uri(REGION))
 
 
