@@ -66,7 +66,7 @@ def tagged_buildings(
     gdf = _tagged_frame(
         _uuids(scene.seed, len(keep)), geoid[keep].astype(str), geoms[keep], counties, states
     )
-    gdf = gdf.iloc[np.argsort(_spatial_key(scene.grid, gdf.geometry.values), kind="stable")]
+    gdf = gdf.iloc[np.argsort(_spatial_key(scene.grid, gdf.geometry.to_numpy()), kind="stable")]
     counts = BuildingCounts(n_buildings, n_seam_kept, int(scene.seed))
     return gdf.reset_index(drop=True), counts
 

