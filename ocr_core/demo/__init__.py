@@ -21,7 +21,14 @@ writer returns what it wrote (``written``). Heavy libraries are imported inside 
 from ocr_core.demo.buildings import write_tagged_buildings
 from ocr_core.demo.census import write_census_polygons
 from ocr_core.demo.rasters import RASTER_CHUNKS, write_hazard_inputs
-from ocr_core.demo.scene import DOMAIN_EXTRA_PX, Scene, build_scene, domain_bounds, domain_pad
+from ocr_core.demo.scene import (
+    DOMAIN_EXTRA_PX,
+    Scene,
+    build_scene,
+    domain_axes,
+    domain_bounds,
+    domain_pad,
+)
 from ocr_core.demo.stores import SOURCE
 from ocr_core.demo.written import (
     BuildingCounts,
@@ -42,6 +49,7 @@ __all__ = [
     "WrittenRaster",
     "WrittenTable",
     "build_scene",
+    "domain_axes",
     "domain_bounds",
     "domain_pad",
     "write_census_polygons",
