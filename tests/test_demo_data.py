@@ -50,7 +50,7 @@ TOWN_CENTRES = {
 
 
 def _generate(root, seed, n_buildings=60_000) -> tuple[InputCatalog, dict[str, demo.Written]]:
-    demo.build_scene.cache_clear()  # rebuild everything from the seed, nothing from memory
+    demo.build_scene.cache_clear()  # rebuild everything from `seed`, nothing from memory
     catalog = InputCatalog(Storage(str(root)))
     meta: dict[str, demo.Written] = {}
     meta |= demo.write_hazard_inputs(catalog, seed=seed)

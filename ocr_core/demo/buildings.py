@@ -102,7 +102,7 @@ def _block_geoids(blocks: gpd.GeoDataFrame, geoms: np.ndarray) -> np.ndarray:
 
 
 def _uuids(seed: int, n: int) -> list[str]:
-    """n version-4 UUIDs from the seed's "building-ids" stream."""
+    """n version-4 UUIDs from the "building-ids" random stream of ``seed``."""
     import uuid
 
     raw = rng(seed, "building-ids").integers(0, 2**63, size=(n, 2), dtype="int64")
