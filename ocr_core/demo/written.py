@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class MaskCounts:
-    """The blobs of the Scott store's masks."""
+    """How many blobs each mask of the Scott store has."""
 
-    towns: int
-    lakes: int
-    rock_patches: int
+    towns: int  # burn probability 0, CRPS kept
+    lakes: int  # burn probability 0
+    rock_patches: int  # NaN burn probability on land
 
 
 @dataclass(frozen=True)
