@@ -22,7 +22,8 @@ from pyproj import CRS, Transformer
 from scipy import ndimage
 
 from ocr_core import demo
-from ocr_core.catalog import DATASETS, InputCatalog, InputDataError, grid_offsets
+from ocr_core.catalog import DATASETS, InputCatalog, grid_offsets
+from ocr_core.errors import InputDataError
 from ocr_core.grid import DEMO
 from ocr_core.schema import (
     BUILDINGS,

@@ -17,7 +17,8 @@ import shapely
 import xarray as xr
 from pyproj import CRS
 
-from ocr_core.catalog import InputCatalog, InputDataError, spec
+from ocr_core.catalog import InputCatalog, spec
+from ocr_core.errors import InputDataError
 from ocr_core.schema import BUILDINGS, GEOGRAPHY, RILEY_270M, WIND_VARIABLE
 from ocr_core.schema import SCOTT_2024 as SCOTT
 from ocr_core.schema import WIND_DISTRIBUTION as WIND

@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ocr_core.catalog import InputDataError
 from ocr_core.demo.footprints import lattice_footprints, seam_footprints
 from ocr_core.demo.noise import rng
 from ocr_core.demo.scene import Scene, build_scene
 from ocr_core.demo.tables import read_geo_table, read_table, write_table
 from ocr_core.demo.written import BuildingCounts
+from ocr_core.errors import InputDataError
 from ocr_core.grid import DEMO, Grid
 from ocr_core.schema import BUILDINGS, GEOGRAPHY
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
-from ocr_core.catalog import DATASETS, InputCatalog, InputDataError, grid_offsets, store_crs
+from ocr_core.catalog import DATASETS, InputCatalog, grid_offsets
 from ocr_core.demo.hazard import albers_riley, hazard
 from ocr_core.demo.masks import Where
 from ocr_core.demo.scene import Scene, build_scene
@@ -24,7 +24,9 @@ from ocr_core.demo.stores import (
 )
 from ocr_core.demo.wind import wind_shares
 from ocr_core.demo.written import MaskCounts, WrittenRaster
+from ocr_core.errors import InputDataError
 from ocr_core.grid import DEMO, Grid
+from ocr_core.input_crs import store_crs
 from ocr_core.schema import RILEY_30M, RILEY_270M, SCENARIO_YEARS, SCOTT_2024, WIND_DISTRIBUTION
 
 if TYPE_CHECKING:

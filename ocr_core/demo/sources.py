@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, cast
 
-from ocr_core.catalog import InputDataError
 from ocr_core.demo.geo import LonLatBox
+from ocr_core.errors import InputDataError
 
 if TYPE_CHECKING:
     import geopandas as gpd

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ocr_core.catalog import DATASETS, InputCatalog, InputDataError
+from ocr_core.catalog import DATASETS, InputCatalog
 from ocr_core.demo.written import WrittenTable
+from ocr_core.errors import InputDataError
 from ocr_core.geoparquet import write_geoparquet
 
 if TYPE_CHECKING:
