@@ -22,14 +22,8 @@ from scipy import ndimage
 from ocr_core.demo import domain_axes
 from ocr_core.demo.wind import WIND_QUANTUM
 from ocr_core.grid import CONUS_PIXEL_SIZE, Grid
-from ocr_core.schema import (
-    RILEY_30M,
-    RILEY_270M,
-    SCENARIO_YEARS,
-    SCOTT_2024,
-    WIND_DISTRIBUTION,
-    WIND_VARIABLE,
-)
+from ocr_core.schema import RILEY_30M, RILEY_270M, SCENARIO_YEARS, SCOTT_2024, WIND_VARIABLE
+from ocr_core.schema import WIND_DISTRIBUTION as WIND
 
 CHUNKS_30M = (250, 190)
 CHUNKS_270M = (41, 37)
@@ -175,7 +169,7 @@ def write_raster_stores(
         coords={**coords, "quantile": 0.99},
     )
     wind.attrs = {"reprojected_to": SCOTT_2024}
-    _commit(catalog, WIND_DISTRIBUTION, wind, CHUNKS_30M)
+    _commit(catalog, WIND, wind, CHUNKS_30M)
     _write_270m(catalog, sc, rng, chunks_270m)
     return sc
 
