@@ -4,26 +4,33 @@ On the demo grid they are generated (deterministically from a seed) under the st
 on the CONUS grid they are external assets describing the real stores of the catalog.
 """
 
+from typing import TYPE_CHECKING, Any
+
 import dagster as dg
 
 from ocr_assets import OWNERS
 from ocr_assets.metadata import metadata_value
 from ocr_core.catalog import DATASETS
-from ocr_core.schema import LEVELS as CENSUS_LEVELS
+from ocr_core.schema import (
+    BUILDINGS,
+    CENSUS_DATASETS,
+    RILEY_30M,
+    RILEY_270M,
+    SCOTT_2024,
+    WIND_DISTRIBUTION,
+)
 from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.storage import InputCatalogResource
 
+if TYPE_CHECKING:
+    from ocr_core.demo import Written
+
 INPUT_DATASETS: dict[str, tuple[str, ...]] = {
-    "scott_2024": ("scott-et-al-2024-30m-4326",),
-    "riley_2025": (
-        "riley-et-al-2025-2011-270m-5070",
-        "riley-et-al-2025-2047-270m-5070",
-        "riley-et-al-2025-2011-30m-4326",
-        "riley-et-al-2025-2047-30m-4326",
-    ),
-    "wind_direction_distribution": ("conus404-ffwi-p99-wind-direction-distribution-30m-4326",),
-    "census_polygons": tuple(f"us-census-{level}" for level in CENSUS_LEVELS),
-    "tagged_buildings": ("conus-overture-region-id-tagged-buildings",),
+    "scott_2024": (SCOTT_2024,),
+    "riley_2025": (*RILEY_270M.values(), *RILEY_30M.values()),
+    "wind_direction_distribution": (WIND_DISTRIBUTION,),
+    "census_polygons": CENSUS_DATASETS,
+    "tagged_buildings": (BUILDINGS,),
 }
 GROUP = "inputs"
 
@@ -60,28 +67,59 @@ class DemoInputsConfig(dg.Config):
     description="Generate every input of the demo grid: real county/state polygons and places, "
     "synthetic hazard rasters, tracts, blocks and building footprints.",
 )
-def demo_inputs(
-    context: dg.AssetExecutionContext, config: DemoInputsConfig, catalog: InputCatalogResource
-):
-    from ocr_core import demo_data
+def demo_inputs(config: DemoInputsConfig, catalog: InputCatalogResource):
+    from ocr_core import demo
 
     catalog.storage().check_reachable()
     cat, grid = catalog.catalog(), catalog.grid_def()
-    written: dict[str, dict] = {}
-    written |= demo_data.write_hazard_inputs(cat, grid, seed=config.seed)
-    written |= demo_data.write_census_polygons(cat, grid, seed=config.seed)
-    written |= demo_data.write_tagged_buildings(
+    written: dict[str, Written] = {}
+    written |= demo.write_hazard_inputs(cat, grid, seed=config.seed)
+    written |= demo.write_census_polygons(cat, grid, seed=config.seed)
+    written |= demo.write_tagged_buildings(
         cat, grid, seed=config.seed, n_buildings=config.n_buildings
     )
     for key, names in INPUT_DATASETS.items():
+        datasets = {n: written_metadata(written[n]) if n in written else {} for n in names}
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
                 "dagster/uri": dg.MetadataValue.path(cat.uri(names[0])),
                 "seed": config.seed,
-                "datasets": dg.MetadataValue.json({n: written.get(n, {}) for n in names}),
+                "datasets": dg.MetadataValue.json(datasets),
             },
         )
+
+
+def written_metadata(w: "Written") -> dict[str, Any]:
+    """A demo store's report as the JSON of the asset's ``datasets`` metadata."""
+    from dataclasses import asdict
+
+    from ocr_core.demo import WrittenRaster
+
+    if isinstance(w, WrittenRaster):
+        meta: dict[str, Any] = {
+            "uri": w.uri,
+            "crs": w.crs,
+            "crs_found_in": w.crs_found_in,
+            "variables": list(w.variables),
+            "dims": w.dims,
+            "seed": w.seed,
+        }
+        if w.grid_offset is not None:
+            meta["grid_offset"] = list(w.grid_offset)
+        meta |= {f"{var}_nan_fraction": f for var, f in w.nan_fractions.items()}
+        meta["ranges"] = {var: list(r) for var, r in w.ranges.items()}
+        meta["bytes"] = w.bytes
+        return meta | (asdict(w.masks) if w.masks else {})
+    meta = {
+        "uri": w.uri,
+        "crs": w.crs,
+        "rows": w.rows,
+        "columns": list(w.columns),
+        "bounds": list(w.bounds),
+        "bytes": w.bytes,
+    }
+    return meta | (asdict(w.buildings) if w.buildings else {})
 
 
 @dg.multi_asset_check(

@@ -19,13 +19,14 @@ import xarray as xr
 from pyproj import CRS, Transformer
 from scipy import ndimage
 
+from ocr_core.demo import domain_axes
+from ocr_core.demo.wind import WIND_QUANTUM
 from ocr_core.grid import CONUS_PIXEL_SIZE, Grid
+from ocr_core.schema import RILEY_30M, RILEY_270M, SCENARIO_YEARS, SCOTT_2024, WIND_VARIABLE
+from ocr_core.schema import WIND_DISTRIBUTION as WIND
 
-DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
-WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
 CHUNKS_30M = (250, 190)
 CHUNKS_270M = (41, 37)
-WIND_QUANTUM = 2.0**-12
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,7 @@ def test_grid(name: str, lat0: float, lon0: float, rows: int = 360, cols: int = 
 
 
 def _scene(grid: Grid, riley_east_cut_deg: float | None) -> Scene:
-    m = grid.buffer_pixels + 8
-    lat = grid.lat_centers(-m, grid.n_lat + m)
-    lon = grid.lon_centers(-m, grid.n_lon + m)
+    lat, lon = domain_axes(grid)  # the demo rasters' extent
     fwd = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True)
     bx, by = fwd.transform(
         np.concatenate([lon, lon, np.full(lat.size, lon[0]), np.full(lat.size, lon[-1])]),
@@ -155,21 +154,21 @@ def write_raster_stores(
         coords=coords,
     )
     scott.attrs = _attrs_4326("Scott et al. 2024 (test)")
-    _commit(catalog, "scott-et-al-2024-30m-4326", scott, CHUNKS_30M)
-    for scenario in ("2011", "2047"):
+    _commit(catalog, SCOTT_2024, scott, CHUNKS_30M)
+    for scenario in SCENARIO_YEARS:
         riley = xr.Dataset({"BP": layer(0.07, zero_cut=0.25)}, coords=coords)
         riley.attrs = _attrs_4326(f"Riley et al. 2025 {scenario} (test)")
-        _commit(catalog, f"riley-et-al-2025-{scenario}-30m-4326", riley, CHUNKS_30M)
+        _commit(catalog, RILEY_30M[scenario], riley, CHUNKS_30M)
     wind = xr.Dataset(
         {
-            "wind_direction_distribution": (
+            WIND_VARIABLE: (
                 ("latitude", "longitude", "wind_direction"),
                 _wind(rng, shape, ocean),
             )
         },
         coords={**coords, "quantile": 0.99},
     )
-    wind.attrs = {"reprojected_to": "scott-et-al-2024-30m-4326"}
+    wind.attrs = {"reprojected_to": SCOTT_2024}
     _commit(catalog, WIND, wind, CHUNKS_30M)
     _write_270m(catalog, sc, rng, chunks_270m)
     return sc
@@ -179,7 +178,7 @@ def _write_270m(catalog, sc: Scene, rng, chunks: tuple[int, int]) -> None:
     x2, y2 = np.meshgrid(sc.x, sc.y)
     lon2, lat2 = Transformer.from_crs("EPSG:5070", "EPSG:4326", always_xy=True).transform(x2, y2)
     sea = _tilted_coast(lat2, lon2, sc.grid, slope=0.45, frac=0.78)
-    for k, scenario in enumerate(("2011", "2047")):
+    for k, scenario in enumerate(SCENARIO_YEARS):
         f = _smooth_field(rng, x2.shape, 2.5)
         bp = np.where(f > 0.35, 0.0004 + 0.07 * (f - 0.35) * (1 + 0.3 * k), 0.0)
         holes = (rng.random(bp.shape) < 0.02) & (bp > 0)
@@ -193,4 +192,4 @@ def _write_270m(catalog, sc: Scene, rng, chunks: tuple[int, int]) -> None:
             },
             coords={"y": sc.y, "x": sc.x, "spatial_ref": _spatial_ref(5070)},
         )
-        _commit(catalog, f"riley-et-al-2025-{scenario}-270m-5070", ds, chunks)
+        _commit(catalog, RILEY_270M[scenario], ds, chunks)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
+from typing import cast
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import shapely
@@ -18,16 +21,27 @@ from grid_helpers import region_id_at
 from pyproj import CRS, Transformer
 from scipy import ndimage
 
-from ocr_core import demo_data
-from ocr_core.catalog import DATASETS, InputCatalog, InputDataError, grid_offsets
+from ocr_core import demo
+from ocr_core.catalog import DATASETS, InputCatalog, grid_offsets
+from ocr_core.errors import InputDataError
 from ocr_core.grid import DEMO
-from ocr_core.schema import WIND_DIRECTIONS
+from ocr_core.schema import (
+    BUILDINGS,
+    CENSUS_DATASETS,
+    RASTER_DATASETS,
+    RILEY_30M,
+    RILEY_270M,
+    SCENARIO_YEARS,
+    WIND_DIRECTIONS,
+    WIND_VARIABLE,
+)
+from ocr_core.schema import SCOTT_2024 as SCOTT
+from ocr_core.schema import WIND_DISTRIBUTION as WIND
 from ocr_core.storage import Storage
 
 SEED = 2026
-PAD = DEMO.buffer_pixels + demo_data.DOMAIN_EXTRA_PX
-WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
-SCOTT = "scott-et-al-2024-30m-4326"
+PAD = demo.domain_pad(DEMO)
+BLOCKS, TRACTS, COUNTIES, STATES, NATION = CENSUS_DATASETS  # finest first
 # GeoNames coordinates of three large places: their centres are built up (town zeros).
 TOWN_CENTRES = {
     "Santa Clarita": (-118.54259, 34.39166),
@@ -36,23 +50,24 @@ TOWN_CENTRES = {
 }
 
 
-def _generate(root, seed, n_buildings=60_000):
-    demo_data._scene.cache_clear()  # rebuild everything from the seed, nothing from memory
+def _generate(root, seed, n_buildings=60_000) -> tuple[InputCatalog, dict[str, demo.Written]]:
+    demo.build_scene.cache_clear()  # rebuild everything from `seed`, nothing from memory
     catalog = InputCatalog(Storage(str(root)))
-    meta = demo_data.write_hazard_inputs(catalog, seed=seed)
-    meta |= demo_data.write_census_polygons(catalog, seed=seed)
-    meta |= demo_data.write_tagged_buildings(catalog, seed=seed, n_buildings=n_buildings)
+    meta: dict[str, demo.Written] = {}
+    meta |= demo.write_hazard_inputs(catalog, seed=seed)
+    meta |= demo.write_census_polygons(catalog, seed=seed)
+    meta |= demo.write_tagged_buildings(catalog, seed=seed, n_buildings=n_buildings)
     return catalog, meta
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def generated(tmp_path_factory):
     return _generate(tmp_path_factory.mktemp("demo-inputs"), SEED)
 
 
 @pytest.fixture(scope="module")
-def catalog(demo):
-    return demo[0]
+def catalog(generated):
+    return generated[0]
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +104,15 @@ def _lonlat_index(lon, lat):
 
 
 # --- layout and metadata -----------------------------------------------------------------------
-def test_every_catalog_dataset_is_written_where_the_catalog_says(demo):
-    catalog, meta = demo
+def test_every_catalog_dataset_is_written_where_the_catalog_says(generated):
+    catalog, meta = generated
     assert set(meta) == set(DATASETS)
     for name, m in meta.items():
-        assert m["uri"] == catalog.uri(name)
-        assert catalog.storage.exists(m["uri"])
-        assert m["crs"] == DATASETS[name].crs
-    json.dumps(meta)  # small JSON-able values only
-    total = sum(m["bytes"] for m in meta.values())
+        assert m.uri == catalog.uri(name)
+        assert catalog.storage.exists(m.uri)
+        assert m.crs == DATASETS[name].crs
+    json.dumps({name: asdict(m) for name, m in meta.items()})  # small JSON-able values only
+    total = sum(m.bytes for m in meta.values())
     assert total < 150e6, f"demo inputs take {total / 1e6:.0f} MB"
 
 
@@ -116,7 +131,7 @@ def test_rasters_sit_on_the_grid_with_the_expected_attributes(catalog):
         np.testing.assert_array_equal(
             ds["longitude"].values, DEMO.lon_centers(-PAD, DEMO.n_lon + PAD)
         )
-        assert ds.attrs["data_source"] == demo_data.SOURCE and ds.attrs["seed"] == SEED
+        assert ds.attrs["data_source"] == demo.SOURCE and ds.attrs["seed"] == SEED
         assert "crs" not in ds.attrs  # the real stores carry no root crs attribute
         assert ds["spatial_ref"].ndim == 0 and int(ds["spatial_ref"]) == 4326  # odc-geo style
         assert CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]).to_epsg() == 4326
@@ -125,7 +140,7 @@ def test_rasters_sit_on_the_grid_with_the_expected_attributes(catalog):
         for var in d.variables:
             assert ds[var].dtype == np.float32
             assert ds[var].dims[:2] == ("latitude", "longitude")
-            assert ds[var].encoding["chunks"][:2] == demo_data.RASTER_CHUNKS
+            assert ds[var].encoding["chunks"][:2] == demo.RASTER_CHUNKS
 
 
 def test_scott_values_are_in_range_and_rps_is_bp_times_crps(scott):
@@ -146,8 +161,8 @@ def test_fields_are_spatially_correlated_not_white_noise(scott):
 
 
 def test_riley_2047_is_2011_scaled_by_a_varying_factor(catalog):
-    bp11 = catalog.open_zarr("riley-et-al-2025-2011-30m-4326")["BP"].values
-    bp47 = catalog.open_zarr("riley-et-al-2025-2047-30m-4326")["BP"].values
+    bp11 = catalog.open_zarr(RILEY_30M["2011"])["BP"].values
+    bp47 = catalog.open_zarr(RILEY_30M["2047"])["BP"].values
     assert np.array_equal(np.isnan(bp11), np.isnan(bp47))
     assert np.array_equal(bp11 == 0, bp47 == 0)
     ok = bp11 > 1e-3
@@ -158,30 +173,33 @@ def test_riley_2047_is_2011_scaled_by_a_varying_factor(catalog):
 
 
 def test_scott_and_riley_30m_root_attributes_are_the_reals(catalog):
-    for name in (SCOTT, "riley-et-al-2025-2047-30m-4326"):
+    for name in (SCOTT, RILEY_30M["2047"]):
         attrs = catalog.open_zarr(name).attrs
         assert attrs["EPSG"] == "4326" and attrs["resolution"] == "30m", name
         assert {"title", "version", "data_source", "description"} <= set(attrs), name
-    assert catalog.open_zarr("riley-et-al-2025-2047-30m-4326").attrs["climate_run_year"] == "2047"
+    assert catalog.open_zarr(RILEY_30M["2047"]).attrs["climate_run_year"] == "2047"
 
 
 def test_wind_store_has_the_real_layout(catalog):
     ds = catalog.open_zarr(WIND)
-    var = ds["wind_direction_distribution"]
+    var = ds[WIND_VARIABLE]
     assert var.dims == ("latitude", "longitude", "wind_direction")
-    assert var.encoding["chunks"] == (*demo_data.RASTER_CHUNKS, 8)
+    assert var.encoding["chunks"] == (*demo.RASTER_CHUNKS, 8)
     assert "wind_direction" not in ds.coords  # "Dimensions without coordinates"
     assert ", ".join(WIND_DIRECTIONS) in var.attrs["description"]  # the order, N first
     assert ds.attrs["reprojected_to"] == SCOTT and "EPSG" not in ds.attrs
     assert float(ds["quantile"]) == 0.99
-    lambert = CRS.from_wkt(ds["crs"].attrs["crs_wkt"]).coordinate_operation.method_name
-    assert lambert.startswith("Lambert Conic Conformal")  # CONUS404's, kept by the reprojection
+    operation = CRS.from_wkt(ds["crs"].attrs["crs_wkt"]).coordinate_operation
+    assert operation is not None
+    assert operation.method_name.startswith(
+        "Lambert Conic Conformal"
+    )  # CONUS404's, kept by the reprojection
     assert int(ds["spatial_ref"]) == 4326
 
 
 def test_wind_shares_are_valid_fractions(catalog, scott):
     ds = catalog.open_zarr(WIND)
-    w = ds["wind_direction_distribution"].values
+    w = ds[WIND_VARIABLE].values
     assert w.shape[2] == 8
     valid = np.isfinite(w).all(axis=2)
     assert np.array_equal(np.isnan(w).any(axis=2), ~valid)  # all eight or none
@@ -195,6 +213,11 @@ def test_wind_shares_are_valid_fractions(catalog, scott):
     a, b = ne[:, :-1], ne[:, 1:]
     ok = np.isfinite(a) & np.isfinite(b)
     assert np.abs(a[ok] - b[ok]).max() < 0.01  # smooth
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components of ``mask`` and their count (scipy's stubs allow an int alone)."""
+    return cast(tuple[np.ndarray, int], ndimage.label(mask))
 
 
 # --- masks: ocean, regions, towns, rock --------------------------------------------------------
@@ -217,7 +240,7 @@ def test_ocean_and_southern_row_are_nan_and_every_valid_region_has_data(scott):
 
 def test_towns_and_lakes_are_zero_with_crps_kept(scott, catalog):
     bp, crps = scott["BP"].values, scott["CRPS"].values
-    riley = catalog.open_zarr("riley-et-al-2025-2011-30m-4326")["BP"].values
+    riley = catalog.open_zarr(RILEY_30M["2011"])["BP"].values
     for name, (lon, lat) in TOWN_CENTRES.items():
         row, col = _lonlat_index(lon, lat)
         assert bp[row, col] == 0, name
@@ -226,14 +249,14 @@ def test_towns_and_lakes_are_zero_with_crps_kept(scott, catalog):
     land = np.isfinite(crps)
     zero = (bp == 0) & land
     assert 0.05 < zero.sum() / land.sum() < 0.5
-    _, n_zero_areas = ndimage.label(zero)
+    _, n_zero_areas = _label(zero)
     assert n_zero_areas >= 10  # many towns plus lakes
 
 
 def test_rock_patches_are_small_nan_holes_on_land(scott):
     bp, crps = scott["BP"].values, scott["CRPS"].values
     rock = np.isnan(bp) & np.isfinite(crps)
-    labels, n = ndimage.label(rock)
+    labels, n = _label(rock)
     assert n >= 10
     sizes = np.bincount(labels.ravel())[1:]
     assert sizes.max() < 1500  # well under 1.5 km²
@@ -242,8 +265,8 @@ def test_rock_patches_are_small_nan_holes_on_land(scott):
 
 # --- 270 m EPSG:5070 Riley ---------------------------------------------------------------------
 def test_riley_270m_grid_covers_the_domain(catalog, scott):
-    for year in ("2011", "2047"):
-        ds = catalog.open_zarr(f"riley-et-al-2025-{year}-270m-5070")
+    for year in SCENARIO_YEARS:
+        ds = catalog.open_zarr(RILEY_270M[year])
         x, y = ds["x"].values, ds["y"].values
         assert ds["BP"].dims == ("y", "x")
         assert {"FLP1", "FLP6"} <= set(ds.data_vars) and "crs" not in ds.attrs
@@ -263,15 +286,15 @@ def test_riley_270m_grid_covers_the_domain(catalog, scott):
         assert y[0] <= py.min() - margin and y[-1] >= py.max() + margin
         bp = ds["BP"].values
         assert np.nanmin(bp) == 0 and np.nanmax(bp) <= 1
-        flp = sum(ds[f"FLP{k}"].values for k in range(1, 7))
+        flp = np.add.reduce([ds[f"FLP{k}"].values for k in range(1, 7)])
         ok = np.isfinite(bp)
         np.testing.assert_allclose(flp[ok], 1.0, atol=1e-5)
         assert np.array_equal(np.isnan(flp), ~ok)
 
 
 def test_riley_270m_agrees_with_30m(catalog):
-    coarse = catalog.open_zarr("riley-et-al-2025-2011-270m-5070")
-    fine = catalog.open_zarr("riley-et-al-2025-2011-30m-4326")["BP"].values
+    coarse = catalog.open_zarr(RILEY_270M["2011"])
+    fine = catalog.open_zarr(RILEY_30M["2011"])["BP"].values
     xx, yy = np.meshgrid(coarse["x"].values, coarse["y"].values)
     lon, lat = Transformer.from_crs("EPSG:5070", "EPSG:4326", always_xy=True).transform(xx, yy)
     row, col = _lonlat_index(lon, lat)
@@ -287,7 +310,7 @@ def test_riley_270m_agrees_with_30m(catalog):
 
 
 def test_riley_270m_has_isolated_gaps_for_the_gap_fill(catalog):
-    bp = catalog.open_zarr("riley-et-al-2025-2011-270m-5070")["BP"].values
+    bp = catalog.open_zarr(RILEY_270M["2011"])["BP"].values
     core = bp[1:-1, 1:-1]
     neighbours_positive = (
         (bp[:-2, 1:-1] > 0) & (bp[2:, 1:-1] > 0) & (bp[1:-1, :-2] > 0) & (bp[1:-1, 2:] > 0)
@@ -303,7 +326,7 @@ def _geo_metadata(path) -> dict:
 
 
 def test_census_files_are_geoparquet_1_1_with_covering_bbox(catalog):
-    for name in (*demo_data.CENSUS_NAMES, demo_data.BUILDINGS_NAME):
+    for name in (*CENSUS_DATASETS, BUILDINGS):
         path = catalog.uri(name)
         geo = _geo_metadata(path)
         assert geo["version"] == "1.1.0", name
@@ -313,20 +336,21 @@ def test_census_files_are_geoparquet_1_1_with_covering_bbox(catalog):
         bbox = schema.field("bbox").type
         assert [bbox.field(i).name for i in range(4)] == ["xmin", "ymin", "xmax", "ymax"]
         gdf = gpd.read_parquet(path)
+        assert gdf.crs is not None
         assert gdf.crs.to_epsg() == int(DATASETS[name].crs.split(":")[1]), name
         for col in DATASETS[name].variables:
             assert col in schema.names, (name, col)
 
 
 def test_real_counties_states_and_nation(catalog):
-    counties = gpd.read_parquet(catalog.uri("us-census-counties"))
+    counties = gpd.read_parquet(catalog.uri(COUNTIES))
     assert {"06037", "06111"} <= set(counties.GEOID)
     assert dict(zip(counties.GEOID, counties.NAME, strict=True))["06037"] == "Los Angeles"
-    states = gpd.read_parquet(catalog.uri("us-census-states"))
+    states = gpd.read_parquet(catalog.uri(STATES))
     assert len(states) == 49 and states.GEOID.str.len().eq(2).all()
     assert {"06", "11", "53"} <= set(states.GEOID) and not {"02", "15", "72"} & set(states.GEOID)
     assert dict(zip(states.GEOID, states.STUSPS, strict=True))["06"] == "CA"
-    nation = gpd.read_parquet(catalog.uri("us-census-nation"))
+    nation = gpd.read_parquet(catalog.uri(NATION))
     assert list(nation.GEOID) == ["US"] and list(nation.NAME) == ["United States"]
     west, south, east, north = nation.total_bounds
     assert west >= -125 and south >= 24 and east <= -66 and north <= 50
@@ -334,15 +358,15 @@ def test_real_counties_states_and_nation(catalog):
 
 
 def test_tracts_tile_the_county_parts_and_carry_their_county(catalog):
-    counties = gpd.read_parquet(catalog.uri("us-census-counties"))
-    tracts = gpd.read_parquet(catalog.uri("us-census-tracts"))
+    counties = gpd.read_parquet(catalog.uri(COUNTIES))
+    tracts = gpd.read_parquet(catalog.uri(TRACTS))
     assert tracts.GEOID.str.len().eq(11).all() and tracts.GEOID.is_unique
     assert set(tracts.GEOID.str[:5]) <= set(counties.GEOID)
     assert len(tracts) > 100
-    domain = shapely.box(*demo_data._scene(DEMO, SEED).domain_bounds)
-    for county in counties.itertuples():
-        part = shapely.intersection(county.geometry, domain).area
-        mine = tracts[tracts.GEOID.str[:5] == county.GEOID]
+    domain = shapely.box(*demo.domain_bounds(DEMO))
+    for geoid, geometry in zip(counties.GEOID, counties.geometry, strict=True):
+        part = shapely.intersection(geometry, domain).area
+        mine = tracts[tracts.GEOID.str[:5] == geoid]
         if part == 0:
             assert mine.empty
             continue
@@ -351,30 +375,31 @@ def test_tracts_tile_the_county_parts_and_carry_their_county(catalog):
 
 
 def test_blocks_tile_their_tracts(catalog):
-    tracts = gpd.read_parquet(catalog.uri("us-census-tracts")).set_index("GEOID")
-    blocks = gpd.read_parquet(catalog.uri("us-census-blocks"))
+    tracts = gpd.read_parquet(catalog.uri(TRACTS)).set_index("GEOID")
+    blocks = gpd.read_parquet(catalog.uri(BLOCKS))
     assert blocks.GEOID.str.len().eq(15).all() and blocks.GEOID.is_unique
     assert set(blocks.GEOID.str[:11]) == set(tracts.index)
     area = shapely.area(blocks.geometry.values)
-    sums = blocks.assign(a=area).groupby(blocks.GEOID.str[:11])["a"].sum()
+    sums = cast(pd.Series, pd.Series(area).groupby(blocks.GEOID.str[:11].to_numpy()).sum())
     tract_area = shapely.area(tracts.geometry.values)
     np.testing.assert_allclose(sums.loc[tracts.index].values, tract_area, rtol=1e-6)
     rng = np.random.default_rng(0)
-    for geoid in rng.choice(tracts.index.values, 25, replace=False):  # no overlaps: union = sum
+    tract_geometry = dict(zip(tracts.index, tracts.geometry, strict=True))
+    for geoid in rng.choice(np.asarray(tracts.index), 25, replace=False):  # union = sum
         mine = blocks[blocks.GEOID.str[:11] == geoid].geometry.values
         union = shapely.union_all(mine).area
-        assert math.isclose(union, tracts.loc[geoid].geometry.area, rel_tol=1e-6), geoid
+        assert math.isclose(union, tract_geometry[geoid].area, rel_tol=1e-6), geoid
 
 
 # --- buildings ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def buildings(catalog):
-    return gpd.read_parquet(catalog.uri(demo_data.BUILDINGS_NAME))
+    return gpd.read_parquet(catalog.uri(BUILDINGS))
 
 
 def test_buildings_are_tagged_with_existing_blocks(buildings, catalog):
-    blocks = gpd.read_parquet(catalog.uri("us-census-blocks"))
-    counties = gpd.read_parquet(catalog.uri("us-census-counties"))
+    blocks = gpd.read_parquet(catalog.uri(BLOCKS))
+    counties = gpd.read_parquet(catalog.uri(COUNTIES))
     assert len(buildings) == 60_000
     assert buildings["id"].is_unique and buildings["id"].str.len().eq(36).all()
     assert set(buildings.block_geoid) <= set(blocks.GEOID)
@@ -408,8 +433,8 @@ def test_buildings_are_small_separate_footprints_on_land_in_valid_regions(buildi
     assert np.isfinite(scott["CRPS"].values[row, col]).all()  # no footprint over the sea
 
 
-def test_some_buildings_sit_on_region_seams(buildings, demo):
-    table = pq.read_table(demo[0].uri(demo_data.BUILDINGS_NAME), columns=["bbox"])
+def test_some_buildings_sit_on_region_seams(buildings, generated):
+    table = pq.read_table(generated[0].uri(BUILDINGS), columns=["bbox"])
     bbox = table["bbox"].combine_chunks()
     xmin, ymin = bbox.field("xmin").to_numpy(), bbox.field("ymin").to_numpy()
     seams_lon = [DEMO.lon_edge(k * DEMO.chunk_lon) for k in range(1, DEMO.n_cols)]
@@ -422,51 +447,56 @@ def test_some_buildings_sit_on_region_seams(buildings, demo):
     for s in seams_lon:
         near |= (np.abs(xmin - s) <= DEMO.pixel_size) & (xmin != s)
     assert near.sum() >= 6
-    assert demo[1][demo_data.BUILDINGS_NAME]["seam_buildings"] >= 20
+    written = generated[1][BUILDINGS]
+    assert isinstance(written, demo.WrittenTable) and written.buildings is not None
+    assert written.buildings.seam_buildings >= 20
 
 
-def test_buildings_are_sorted_by_region_in_row_groups(demo):
-    path = demo[0].uri(demo_data.BUILDINGS_NAME)
+def _region_at(lon: float, lat: float) -> str:
+    region = region_id_at(DEMO, lon, lat)
+    assert region is not None, (lon, lat)
+    return region
+
+
+def test_buildings_are_sorted_by_region_in_row_groups(generated):
+    path = generated[0].uri(BUILDINGS)
     meta = pq.ParquetFile(path).metadata
     assert meta.num_row_groups >= 5
     assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 10_000
     bbox = pq.read_table(path, columns=["bbox"])["bbox"].combine_chunks()
     xmin, ymin = bbox.field("xmin").to_numpy(), bbox.field("ymin").to_numpy()
-    order = [
-        DEMO.all_region_ids().index(region_id_at(DEMO, x, y))
-        for x, y in zip(xmin, ymin, strict=True)
-    ]
+    order = [DEMO.all_region_ids().index(_region_at(x, y)) for x, y in zip(xmin, ymin, strict=True)]
     assert (np.diff(order) >= 0).mean() > 0.999  # float rounding at seams aside
 
 
 def test_buildings_need_the_census_blocks(tmp_path):
     empty = InputCatalog(Storage(str(tmp_path)))
     with pytest.raises(InputDataError, match="write_census_polygons"):
-        demo_data.write_tagged_buildings(empty, n_buildings=100)
+        demo.write_tagged_buildings(empty, n_buildings=100)
 
 
 # --- determinism -------------------------------------------------------------------------------
-def test_rerun_with_the_same_seed_replaces_with_identical_content(demo):
+def test_rerun_with_the_same_seed_replaces_with_identical_content(generated):
     import icechunk
 
-    catalog, meta = demo
+    catalog, meta = generated
     before = _digest(catalog)
     _, again = _generate(catalog.storage.root, SEED)
     after = _digest(catalog)
     assert before.keys() == after.keys()
     different = [k for k in before if not _same(before[k], after[k])]
     assert not different
-    for name in demo_data.RASTER_NAMES:  # old snapshots expired and collected
+    for name in RASTER_DATASETS:  # old snapshots expired and collected
         repo = icechunk.Repository.open(catalog.storage.icechunk_storage(catalog.uri(name)))
         assert len(list(repo.ancestry(branch="main"))) <= 2, name
-        assert again[name]["bytes"] <= meta[name]["bytes"] * 1.05, name
+        assert again[name].bytes <= meta[name].bytes * 1.05, name
 
 
-def test_a_different_seed_gives_different_data(demo, tmp_path):
-    catalog, _ = demo
+def test_a_different_seed_gives_different_data(generated, tmp_path):
+    catalog, _ = generated
     other, _ = _generate(tmp_path, 7, n_buildings=5_000)
     a, b = _digest(catalog), _digest(other)
-    for key in (f"{SCOTT}/BP", f"{WIND}/wind_direction_distribution", "us-census-tracts"):
+    for key in (f"{SCOTT}/BP", f"{WIND}/{WIND_VARIABLE}", TRACTS):
         assert not _same(a[key], b[key]), key
     np.testing.assert_array_equal(a[f"{SCOTT}/latitude"], b[f"{SCOTT}/latitude"])  # same grid
-    assert a["us-census-counties"].equals(b["us-census-counties"])  # real data does not change
+    assert a[COUNTIES].equals(b[COUNTIES])  # real data does not change

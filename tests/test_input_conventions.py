@@ -17,14 +17,15 @@ import shapely
 import xarray as xr
 from pyproj import CRS
 
-from ocr_core.catalog import InputCatalog, InputDataError, spec
+from ocr_core.catalog import InputCatalog, spec
+from ocr_core.errors import InputDataError
+from ocr_core.schema import BUILDINGS, GEOGRAPHY, RILEY_270M, WIND_VARIABLE
+from ocr_core.schema import SCOTT_2024 as SCOTT
+from ocr_core.schema import WIND_DISTRIBUTION as WIND
 from ocr_core.storage import Storage
 
-SCOTT = "scott-et-al-2024-30m-4326"
-RILEY_270 = "riley-et-al-2025-2011-270m-5070"
-WIND = "conus404-ffwi-p99-wind-direction-distribution-30m-4326"
-BUILDINGS = "conus-overture-region-id-tagged-buildings"
-COUNTIES = "us-census-counties"
+RILEY_270 = RILEY_270M["2011"]
+COUNTIES = GEOGRAPHY["counties"].census_dataset
 RES = 0.00030799387843671866
 # The WKT the USFS GeoTIFFs carry (ESRI's name for NAD83 / Conus Albers), as rasterio reports it.
 USGS_ALBERS_WKT = (
@@ -115,7 +116,7 @@ def _lambert_crs_variable() -> xr.DataArray:
 def _wind_store() -> xr.Dataset:
     """compute_fosberg_fire_weather_index.reproject: odc-geo output with CONUS404's Lambert
     ``crs`` variable and the quantile scalar carried along; root reprojected_to only."""
-    ds = _geographic(("wind_direction_distribution",), extra_dims=(("wind_direction", 8),))
+    ds = _geographic((WIND_VARIABLE,), extra_dims=(("wind_direction", 8),))
     ds = ds.assign_coords(crs=_lambert_crs_variable(), quantile=np.float64(0.99))
     ds.attrs = {"reprojected_to": SCOTT}
     return ds
@@ -155,7 +156,7 @@ def test_270m_store_with_the_epsg_wkt_of_nad83_conus_albers_is_accepted(catalog)
 def test_wind_store_reads_spatial_ref_not_conus404s_stale_lambert_crs(catalog):
     _commit(catalog, WIND, _wind_store())
     ds = catalog.open_zarr(WIND)
-    assert ds["wind_direction_distribution"].dims == ("latitude", "longitude", "wind_direction")
+    assert ds[WIND_VARIABLE].dims == ("latitude", "longitude", "wind_direction")
     assert catalog.crs(WIND, ds) == ("EPSG:4326", "'spatial_ref' variable attr 'crs_wkt'")
 
 
