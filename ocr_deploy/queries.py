@@ -1,7 +1,8 @@
 """The GraphQL documents ``deploy run`` sends to a deployment's webserver (``ocr_deploy.run``).
 
-Each asks for exactly the fields ``run`` reads, with the error types a call can answer so a
-refusal comes back as one line instead of a missing field.
+Each asks for exactly the fields ``run`` reads; errors are asked for through Dagster's ``Error``
+interface (every error type has a ``message``), so a refusal comes back as one line instead of
+a missing field.
 """
 
 RELOAD = """
@@ -16,10 +17,7 @@ mutation Reload($name: String!) {
         ... on PythonError { message }
       }
     }
-    ... on RepositoryLocationNotFound { message }
-    ... on ReloadNotSupported { message }
-    ... on UnauthorizedError { message }
-    ... on PythonError { message }
+    ... on Error { message }
   }
 }
 """
@@ -35,12 +33,9 @@ LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
   __typename
   ... on LaunchBackfillSuccess { backfillId }
-  ... on PartitionSetNotFoundError { message }
-  ... on PartitionKeysNotFoundError { message }
   ... on InvalidStepError { invalidStepKey }
   ... on InvalidOutputError { invalidOutputName }
-  ... on UnauthorizedError { message }
-  ... on PythonError { message }
+  ... on Error { message }
 } }
 """
 PROGRESS = """
