@@ -68,3 +68,11 @@ def inputs_copy(demo_inputs_root, tmp_path) -> Path:
     dst = tmp_path / "inputs"
     shutil.copytree(demo_inputs_root, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def demo_generation(tmp_path_factory):
+    """One full demo generation (seed 2026, 60 000 buildings) for the demo-data tests."""
+    from demo_generation import SEED, generate
+
+    return generate(tmp_path_factory.mktemp("demo-generation"), SEED)
