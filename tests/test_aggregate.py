@@ -32,7 +32,8 @@ from aggregate_inputs import (
 )
 
 from ocr_core.analysis_files import write_analysis_files
-from ocr_core.catalog import InputCatalog, InputDataError
+from ocr_core.catalog import InputCatalog
+from ocr_core.errors import InputDataError
 from ocr_core.metadata import vector_metadata
 from ocr_core.schema import LEVELS, RISK_SCORE_BOUNDARIES
 from ocr_core.schema import SUMMARY_VARIABLES as RISK_VARIABLES
