@@ -18,22 +18,29 @@ import io
 import json
 import math
 import os
-import shutil
 import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 import pytest
+from chromium import chromium
 from cli_process import one_error_line, run_cli
-from processes import free_port, stop_group
+from map_support import (
+    IDLE,
+    PROJECT,
+    RENDERED,
+    get,
+    jump,
+    map_page,
+    map_server,
+    match_buildings,
+    publish_demo,
+    publish_to_s3,
+    tile_pixel,
+)
+from processes import LOOPBACK
 
 from ocr_core.map_raster import colour_table
 from ocr_core.map_server import map_url
@@ -41,86 +48,15 @@ from ocr_core.schema import RISK_SCORE_BOUNDARIES, risk_scores
 from ocr_core.storage import Storage
 from ocr_core.tiles import BUILDING_PROPERTIES, TILESETS, property_names
 
-PROJECT = Path(__file__).resolve().parents[1]
-LOOPBACK = "127.0.0.1"
 REGIONS = ("y2_x1", "y2_x2")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [  # as tests/test_ui.py drives it
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-]
-VIEWPORT = {"width": 1280, "height": 800}
 BUILDING_ZOOM = 12  # web/map.js: buildings from this zoom on
-START_TIMEOUT_S = 60
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-IDLE = """() => new Promise((resolve) => {
-  const map = window.ocrMap;
-  if (map.loaded() && map.areTilesLoaded()) resolve(); else map.once("idle", () => resolve());
-})"""
-RENDERED = """(layer) => window.ocrMap.queryRenderedFeatures({layers: [layer]}).map((f) => ({
-  id: f.id, properties: window.ocrDecode(layer, f.properties), geometry: f.geometry}))"""
 
 
-# --- the published demo -------------------------------------------------------------------------
+# --- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def published(demo_inputs_root, tmp_path_factory) -> Storage:
     """Two demo regions and every output the map reads, published into a fresh local root."""
-    import dagster as dg
-
-    from ocr_assets import phase01_regions, phase02_aggregation, phase03_tiles
-    from ocr_resources import (
-        ComputeResource,
-        DuckDBResource,
-        InputCatalogResource,
-        StorageResource,
-        TippecanoeResource,
-    )
-
-    root = tmp_path_factory.mktemp("map-root")
-    resources = {
-        "storage": StorageResource(root=str(root)),
-        "catalog": InputCatalogResource(root=str(demo_inputs_root)),
-        "compute": ComputeResource(),
-        "duckdb": DuckDBResource(memory_limit="1GB"),
-        "tippecanoe": TippecanoeResource(),
-    }
-    fan_ins = [
-        phase02_aggregation.region_summary_stats,
-        phase03_tiles.building_tile_features,
-        phase03_tiles.building_pmtiles,
-        phase03_tiles.building_centroid_pmtiles,
-        phase03_tiles.regional_pmtiles,
-        phase03_tiles.risk_pyramid,
-    ]
-    with dg.instance_for_test() as instance:
-        for region in REGIONS:
-            result = dg.materialize(
-                [phase01_regions.process_region],
-                partition_key=region,
-                instance=instance,
-                resources=resources,
-            )
-            assert result.success
-        result = dg.materialize(fan_ins, instance=instance, resources=resources)
-        assert result.success
-        materializations = [
-            e.step_materialization_data.materialization
-            for e in result.all_events
-            if e.is_step_materialization
-        ]
-        links = {m.asset_key.to_user_string(): m.metadata for m in materializations}
-    for asset, layer in [
-        ("building_pmtiles", "buildings"),
-        ("building_centroid_pmtiles", "centroids"),
-        ("regional_pmtiles", "regions"),
-        ("risk_pyramid", "raster"),
-    ]:
-        assert links[asset]["map"].value == map_url(layer), asset  # the link in Dagster
-    return Storage(str(root))
+    return publish_demo(tmp_path_factory.mktemp("map-root"), demo_inputs_root, REGIONS)
 
 
 @pytest.fixture(scope="module")
@@ -131,105 +67,18 @@ def artifacts() -> Path:
     return folder
 
 
-# --- the server ---------------------------------------------------------------------------------
-def get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """Status, headers and body of a GET (an error status is returned, not raised)."""
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with OPENER.open(req, timeout=30) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-@contextmanager
-def map_server(root: str, **env: str) -> Iterator[str]:
-    """``ocr-dagster map`` on a free loopback port in its own process group, serving ``root``;
-    yields its URL, then stops the group by its id."""
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OCR_")}
-    base |= {"PYTHONPATH": str(PROJECT), "PYTHONDONTWRITEBYTECODE": "1", "OCR_STORAGE_ROOT": root}
-    log = io.BytesIO()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ocr_assets.cli", "map", "--port", str(port)],
-        cwd=PROJECT,
-        env=base | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                log.write(proc.stdout.read() if proc.stdout else b"")
-                raise AssertionError(f"ocr-dagster map exited {proc.returncode}: {log.getvalue()}")
-            try:
-                if get(f"{url}/config.json")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"ocr-dagster map did not answer in {START_TIMEOUT_S} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        stop_group(proc, timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
-
-
 @pytest.fixture(scope="module")
 def local_map(published) -> Iterator[str]:
     with map_server(published.root) as url:
         yield url
 
 
-# --- the browser --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: ./dev setup installs Debian's chromium"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
-@contextmanager
-def map_page(browser, url: str, shot: Path | None = None):
-    """A page of the map at ``url``, ready and idle; after the block, no console error or
-    thrown exception may have been logged (a screenshot is kept in ``shot`` either way)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(url)
-        page.wait_for_function("window.ocrReady === true")
-        page.evaluate(IDLE)
-        yield page
-        page.evaluate(IDLE)
-    finally:
-        if shot is not None:
-            page.screenshot(path=shot)
-            print(f"screenshot: {shot}")
-        context.close()
-    assert not errors, f"the page logged errors: {errors}"
-
-
-def jump(page, zoom: float, lon: float, lat: float) -> None:
-    page.evaluate(f"() => window.ocrMap.jumpTo({{zoom: {zoom}, center: [{lon}, {lat}]}})")
-    page.evaluate(IDLE)
-
-
-# --- the region GeoParquet and the statistics ---------------------------------------------------
 @pytest.fixture(scope="module")
 def buildings(published):
     import geopandas as gpd
@@ -237,24 +86,6 @@ def buildings(published):
 
     files = published.list_files(published.region_geoparquet_dir, ".parquet")
     return pd.concat([gpd.read_parquet(f) for f in files], ignore_index=True)
-
-
-def _match_buildings(features: list[dict], buildings) -> dict[int, int]:
-    """Feature id → row of the building each rendered feature draws (the footprint nearest to
-    a point inside the drawn, possibly tile-clipped, polygon)."""
-    import shapely
-
-    tree = shapely.STRtree(buildings.geometry.values)
-    rows: dict[int, set[int]] = {}
-    for f in features:
-        point = shapely.geometry.shape(f["geometry"]).representative_point()
-        row, distance = tree.query_nearest(point, return_distance=True, all_matches=False)
-        assert distance[0] < 2e-5, f"feature {f['id']} draws no building ({distance[0]}°)"
-        rows.setdefault(f["id"], set()).add(int(row[0]))
-    assert all(len(r) == 1 for r in rows.values()), "a feature id names two buildings"
-    found = {fid: r.pop() for fid, r in rows.items()}
-    assert len(set(found.values())) == len(found), "a building has two feature ids"
-    return found
 
 
 # --- tests ----------------------------------------------------------------------------------------
@@ -307,14 +138,6 @@ def test_a_taken_port_or_a_bad_one_is_one_line(published, tmp_path):
     assert bad.returncode == 2 and "is not a TCP port" in bad.stderr
 
 
-def _tile_pixel(z: int, lon: float, lat: float) -> tuple[int, int, int, int]:
-    """Web Mercator tile x, y and the pixel column, row of a point at zoom z."""
-    n = 2**z
-    fx = (lon + 180.0) / 360.0 * n
-    fy = (1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n
-    return int(fx), int(fy), int((fx % 1) * 256), int((fy % 1) * 256)
-
-
 def test_raster_tiles_show_the_pyramid_where_it_is(local_map, published):
     """Each pixel of a raster tile has the colour of the risk score of the pyramid cell at its
     centre (EPSG:4326 grid, read here with xarray's nearest selection)."""
@@ -336,7 +159,7 @@ def test_raster_tiles_show_the_pyramid_where_it_is(local_map, published):
     ii, jj = np.nonzero(np.isfinite(values) & (values > 0))
     for k in rng.choice(ii.size, 20, replace=False):
         lat, lon = float(level0.latitude[ii[k]]), float(level0.longitude[jj[k]])
-        x, y, col, row = _tile_pixel(z, lon, lat)
+        x, y, col, row = tile_pixel(z, lon, lat)
         status, headers, body = get(f"{local_map}/pyramid/rps_2047/{z}/{x}/{y}.png")
         assert status == 200 and headers["Content-Type"] == "image/png"
         pixel = np.asarray(Image.open(io.BytesIO(body)).convert("RGBA"))[row, col]
@@ -365,7 +188,7 @@ def test_browser_draws_the_buildings_of_the_geoparquet(local_map, buildings, bro
         features = page.evaluate(RENDERED, "buildings")
         assert len(features) >= 10, "too few buildings drawn at the building zoom"
         assert page.evaluate(RENDERED, "centroids") == []  # centroids only below
-        rows = _match_buildings(features, buildings)
+        rows = match_buildings(features, buildings)
         for f in features:
             row = buildings.iloc[rows[f["id"]]]
             for name in BUILDING_PROPERTIES:
@@ -439,21 +262,6 @@ def test_browser_draws_the_counties_of_the_summary_statistics(
         page.evaluate(IDLE)
 
 
-# --- an s3:// root -------------------------------------------------------------------------------
-def publish_to_s3(local: Storage, s3: Storage) -> str:
-    """The local tiles and pyramid published to ``s3`` as the pipeline publishes there (files in
-    one PUT each, the pyramid as a version behind ``CURRENT``); the pyramid's version folder."""
-    from ocr_core.publish import stage
-
-    with stage(s3) as st:
-        for name in TILESETS:
-            shutil.copyfile(local.pmtiles_uri(name), st.file(s3.pmtiles_uri(name)))
-        version = st.folder_uri(s3.pyramid_uri)
-        s3.filesystem().put(f"{local.pyramid_uri}/", s3.fs_path(version), recursive=True)
-        st.publish()
-    return version
-
-
 def test_s3_root_is_served_alike(s3_server, s3_bucket, published, local_map, browser, artifacts):
     s3 = Storage(s3_bucket, s3_endpoint_url=s3_server, s3_region="us-east-1")
     version = publish_to_s3(published, s3)
@@ -475,7 +283,7 @@ def test_s3_root_is_served_alike(s3_server, s3_bucket, published, local_map, bro
         local_info = json.loads(get(f"{local_map}/pyramid.json")[2])
         assert {**info, "location": None} == {**local_info, "location": None}
         west, south, east, north = info["bounds"]
-        x, y, _, _ = _tile_pixel(12, (west + east) / 2, (south + north) / 2)
+        x, y, _, _ = tile_pixel(12, (west + east) / 2, (south + north) / 2)
         tile = f"/pyramid/rps_2011/12/{x}/{y}.png"
         assert get(url + tile)[2] == get(local_map + tile)[2]  # the same picture
         with map_page(browser, f"{url}/#layer=buildings", artifacts / "s3-buildings.png") as page:
