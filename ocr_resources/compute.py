@@ -1,7 +1,7 @@
 """Where each asset's heavy work runs: a local Dask cluster, or a Coiled cluster sized per asset.
 
 ``PROFILES`` is the single table of Coiled machine sizes, keyed by asset key (every asset that
-uses this resource has a row; ``tests/test_compute.py`` checks the table against the graph).
+uses this resource has a row; ``tests/test_compute_profiles.py`` checks it against the graph).
 Assets call ``ComputeResource.run_for(context, fn, ...)`` (or ``run(asset_key, fn, ...)`` for
 one output of a multi-asset), which runs ``fn`` as one Dask task on that asset's cluster and
 returns its result. Inside ``fn``, dask/xarray computations use the same cluster

@@ -76,3 +76,17 @@ def demo_generation(tmp_path_factory):
     from demo_generation import SEED, generate
 
     return generate(tmp_path_factory.mktemp("demo-generation"), SEED)
+
+
+@pytest.fixture(scope="session")
+def demo_catalog(demo_generation):
+    """The catalog of ``demo_generation``."""
+    return demo_generation[0]
+
+
+@pytest.fixture(scope="session")
+def demo_scott(demo_catalog):
+    """The Scott 30 m store of ``demo_generation``, loaded."""
+    from ocr_core.schema import SCOTT_2024
+
+    return demo_catalog.open_zarr(SCOTT_2024).load()

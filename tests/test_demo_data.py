@@ -12,7 +12,6 @@ from dataclasses import asdict
 from typing import cast
 
 import numpy as np
-import pytest
 from demo_generation import PAD, SEED, digest, generate, lonlat_index, same
 from pyproj import CRS, Transformer
 from scipy import ndimage
@@ -41,39 +40,24 @@ TOWN_CENTRES = {
 }
 
 
-@pytest.fixture(scope="module")
-def generated(demo_generation):
-    return demo_generation
-
-
-@pytest.fixture(scope="module")
-def catalog(generated):
-    return generated[0]
-
-
-@pytest.fixture(scope="module")
-def scott(catalog):
-    return catalog.open_zarr(SCOTT).load()
-
-
 # --- layout and metadata -----------------------------------------------------------------------
-def test_every_catalog_dataset_is_written_where_the_catalog_says(generated):
-    catalog, meta = generated
+def test_every_catalog_dataset_is_written_where_the_catalog_says(demo_generation):
+    demo_catalog, meta = demo_generation
     assert set(meta) == set(DATASETS)
     for name, m in meta.items():
-        assert m.uri == catalog.uri(name)
-        assert catalog.storage.exists(m.uri)
+        assert m.uri == demo_catalog.uri(name)
+        assert demo_catalog.storage.exists(m.uri)
         assert m.crs == DATASETS[name].crs
     json.dumps({name: asdict(m) for name, m in meta.items()})  # small JSON-able values only
     total = sum(m.bytes for m in meta.values())
     assert total < 150e6, f"demo inputs take {total / 1e6:.0f} MB"
 
 
-def test_rasters_sit_on_the_grid_with_the_expected_attributes(catalog):
+def test_rasters_sit_on_the_grid_with_the_expected_attributes(demo_catalog):
     for name, d in DATASETS.items():
         if not d.on_processing_grid:
             continue
-        ds = catalog.open_zarr(name)
+        ds = demo_catalog.open_zarr(name)
         assert grid_offsets(d, ds, DEMO) == (-PAD, -PAD)
         assert ds.sizes["latitude"] == DEMO.n_lat + 2 * PAD
         assert ds.sizes["longitude"] == DEMO.n_lon + 2 * PAD
@@ -96,8 +80,8 @@ def test_rasters_sit_on_the_grid_with_the_expected_attributes(catalog):
             assert ds[var].encoding["chunks"][:2] == demo.RASTER_CHUNKS
 
 
-def test_scott_values_are_in_range_and_rps_is_bp_times_crps(scott):
-    bp, crps, rps = (scott[v].values for v in ("BP", "CRPS", "RPS"))
+def test_scott_values_are_in_range_and_rps_is_bp_times_crps(demo_scott):
+    bp, crps, rps = (demo_scott[v].values for v in ("BP", "CRPS", "RPS"))
     assert np.nanmin(bp) == 0 and 0.05 < np.nanmax(bp) <= 0.08
     assert np.nanmin(crps) > 0 and np.nanmax(crps) <= 100
     assert np.nanmin(rps) >= 0 and np.nanmax(rps) <= 100
@@ -106,16 +90,16 @@ def test_scott_values_are_in_range_and_rps_is_bp_times_crps(scott):
     assert np.array_equal(np.isnan(rps), np.isnan(bp))
 
 
-def test_fields_are_spatially_correlated_not_white_noise(scott):
-    bp = scott["BP"].values
+def test_fields_are_spatially_correlated_not_white_noise(demo_scott):
+    bp = demo_scott["BP"].values
     a, b = bp[:, :-1], bp[:, 1:]
     ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
     assert np.corrcoef(a[ok], b[ok])[0, 1] > 0.9
 
 
-def test_riley_2047_is_2011_scaled_by_a_varying_factor(catalog):
-    bp11 = catalog.open_zarr(RILEY_30M["2011"])["BP"].values
-    bp47 = catalog.open_zarr(RILEY_30M["2047"])["BP"].values
+def test_riley_2047_is_2011_scaled_by_a_varying_factor(demo_catalog):
+    bp11 = demo_catalog.open_zarr(RILEY_30M["2011"])["BP"].values
+    bp47 = demo_catalog.open_zarr(RILEY_30M["2047"])["BP"].values
     assert np.array_equal(np.isnan(bp11), np.isnan(bp47))
     assert np.array_equal(bp11 == 0, bp47 == 0)
     ok = bp11 > 1e-3
@@ -125,16 +109,16 @@ def test_riley_2047_is_2011_scaled_by_a_varying_factor(catalog):
     assert np.nanmax(bp47) <= 1
 
 
-def test_scott_and_riley_30m_root_attributes_are_the_reals(catalog):
+def test_scott_and_riley_30m_root_attributes_are_the_reals(demo_catalog):
     for name in (SCOTT, RILEY_30M["2047"]):
-        attrs = catalog.open_zarr(name).attrs
+        attrs = demo_catalog.open_zarr(name).attrs
         assert attrs["EPSG"] == "4326" and attrs["resolution"] == "30m", name
         assert {"title", "version", "data_source", "description"} <= set(attrs), name
-    assert catalog.open_zarr(RILEY_30M["2047"]).attrs["climate_run_year"] == "2047"
+    assert demo_catalog.open_zarr(RILEY_30M["2047"]).attrs["climate_run_year"] == "2047"
 
 
-def test_wind_store_has_the_real_layout(catalog):
-    ds = catalog.open_zarr(WIND)
+def test_wind_store_has_the_real_layout(demo_catalog):
+    ds = demo_catalog.open_zarr(WIND)
     var = ds[WIND_VARIABLE]
     assert var.dims == ("latitude", "longitude", "wind_direction")
     assert var.encoding["chunks"] == (*demo.RASTER_CHUNKS, 8)
@@ -150,13 +134,15 @@ def test_wind_store_has_the_real_layout(catalog):
     assert int(ds["spatial_ref"]) == 4326
 
 
-def test_wind_shares_are_valid_fractions(catalog, scott):
-    ds = catalog.open_zarr(WIND)
+def test_wind_shares_are_valid_fractions(demo_catalog, demo_scott):
+    ds = demo_catalog.open_zarr(WIND)
     w = ds[WIND_VARIABLE].values
     assert w.shape[2] == 8
     valid = np.isfinite(w).all(axis=2)
     assert np.array_equal(np.isnan(w).any(axis=2), ~valid)  # all eight or none
-    assert np.array_equal(valid, np.isfinite(scott["CRPS"].values))  # NaN exactly over the ocean
+    assert np.array_equal(
+        valid, np.isfinite(demo_scott["CRPS"].values)
+    )  # NaN exactly over the ocean
     assert np.abs(w[valid].sum(axis=1) - 1).max() <= 1e-5
     assert w[valid].min() >= 0
     mean = dict(zip(WIND_DIRECTIONS, w[valid].mean(axis=0), strict=True))
@@ -174,9 +160,9 @@ def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 # --- masks: ocean, regions, towns, rock --------------------------------------------------------
-def test_ocean_and_southern_row_are_nan_and_every_valid_region_has_data(scott):
-    crps = scott["CRPS"].values
-    lat = scott["latitude"].values
+def test_ocean_and_southern_row_are_nan_and_every_valid_region_has_data(demo_scott):
+    crps = demo_scott["CRPS"].values
+    lat = demo_scott["latitude"].values
     assert np.isnan(crps[lat < DEMO.lat_edge(DEMO.chunk_lat)]).all()
     valid = set(DEMO.valid_region_ids)
     for region in DEMO.all_region_ids():
@@ -188,12 +174,12 @@ def test_ocean_and_southern_row_are_nan_and_every_valid_region_has_data(scott):
             assert np.isnan(window).all(), region
     row, col = lonlat_index(-118.9, 33.95)  # open sea south of Malibu
     for var in ("BP", "CRPS", "RPS"):
-        assert np.isnan(scott[var].values[row, col])
+        assert np.isnan(demo_scott[var].values[row, col])
 
 
-def test_towns_and_lakes_are_zero_with_crps_kept(scott, catalog):
-    bp, crps = scott["BP"].values, scott["CRPS"].values
-    riley = catalog.open_zarr(RILEY_30M["2011"])["BP"].values
+def test_towns_and_lakes_are_zero_with_crps_kept(demo_scott, demo_catalog):
+    bp, crps = demo_scott["BP"].values, demo_scott["CRPS"].values
+    riley = demo_catalog.open_zarr(RILEY_30M["2011"])["BP"].values
     for name, (lon, lat) in TOWN_CENTRES.items():
         row, col = lonlat_index(lon, lat)
         assert bp[row, col] == 0, name
@@ -206,20 +192,20 @@ def test_towns_and_lakes_are_zero_with_crps_kept(scott, catalog):
     assert n_zero_areas >= 10  # many towns plus lakes
 
 
-def test_rock_patches_are_small_nan_holes_on_land(scott):
-    bp, crps = scott["BP"].values, scott["CRPS"].values
+def test_rock_patches_are_small_nan_holes_on_land(demo_scott):
+    bp, crps = demo_scott["BP"].values, demo_scott["CRPS"].values
     rock = np.isnan(bp) & np.isfinite(crps)
     labels, n = _label(rock)
     assert n >= 10
     sizes = np.bincount(labels.ravel())[1:]
     assert sizes.max() < 1500  # well under 1.5 km²
-    assert np.isnan(scott["RPS"].values[rock]).all()
+    assert np.isnan(demo_scott["RPS"].values[rock]).all()
 
 
 # --- 270 m EPSG:5070 Riley ---------------------------------------------------------------------
-def test_riley_270m_grid_covers_the_domain(catalog, scott):
+def test_riley_270m_grid_covers_the_domain(demo_catalog, demo_scott):
     for year in SCENARIO_YEARS:
-        ds = catalog.open_zarr(RILEY_270M[year])
+        ds = demo_catalog.open_zarr(RILEY_270M[year])
         x, y = ds["x"].values, ds["y"].values
         assert ds["BP"].dims == ("y", "x")
         assert {"FLP1", "FLP6"} <= set(ds.data_vars) and "crs" not in ds.attrs
@@ -228,7 +214,7 @@ def test_riley_270m_grid_covers_the_domain(catalog, scott):
         assert ds["BP"].encoding["chunks"] == ds["BP"].shape  # {y: 6000, x: 4500}: one chunk
         np.testing.assert_allclose(np.diff(x), 270.0)
         np.testing.assert_allclose(np.diff(y), 270.0)  # sortby(['y', 'x']): south first
-        lon, lat = scott["longitude"].values, scott["latitude"].values
+        lon, lat = demo_scott["longitude"].values, demo_scott["latitude"].values
         edge_lon = np.concatenate([lon, np.full(lat.size, lon[-1]), lon, np.full(lat.size, lon[0])])
         edge_lat = np.concatenate([np.full(lon.size, lat[0]), lat, np.full(lon.size, lat[-1]), lat])
         px, py = Transformer.from_crs("EPSG:4326", "EPSG:5070", always_xy=True).transform(
@@ -245,9 +231,9 @@ def test_riley_270m_grid_covers_the_domain(catalog, scott):
         assert np.array_equal(np.isnan(flp), ~ok)
 
 
-def test_riley_270m_agrees_with_30m(catalog):
-    coarse = catalog.open_zarr(RILEY_270M["2011"])
-    fine = catalog.open_zarr(RILEY_30M["2011"])["BP"].values
+def test_riley_270m_agrees_with_30m(demo_catalog):
+    coarse = demo_catalog.open_zarr(RILEY_270M["2011"])
+    fine = demo_catalog.open_zarr(RILEY_30M["2011"])["BP"].values
     xx, yy = np.meshgrid(coarse["x"].values, coarse["y"].values)
     lon, lat = Transformer.from_crs("EPSG:5070", "EPSG:4326", always_xy=True).transform(xx, yy)
     row, col = lonlat_index(lon, lat)
@@ -262,8 +248,8 @@ def test_riley_270m_agrees_with_30m(catalog):
     assert np.median(rel) < 0.01 and np.quantile(rel, 0.95) < 0.05
 
 
-def test_riley_270m_has_isolated_gaps_for_the_gap_fill(catalog):
-    bp = catalog.open_zarr(RILEY_270M["2011"])["BP"].values
+def test_riley_270m_has_isolated_gaps_for_the_gap_fill(demo_catalog):
+    bp = demo_catalog.open_zarr(RILEY_270M["2011"])["BP"].values
     core = bp[1:-1, 1:-1]
     neighbours_positive = (
         (bp[:-2, 1:-1] > 0) & (bp[2:, 1:-1] > 0) & (bp[1:-1, :-2] > 0) & (bp[1:-1, 2:] > 0)
@@ -273,26 +259,28 @@ def test_riley_270m_has_isolated_gaps_for_the_gap_fill(catalog):
     assert (gaps & np.isnan(core)).sum() >= 3
 
 
-def test_rerun_with_the_same_seed_replaces_with_identical_content(generated):
+def test_rerun_with_the_same_seed_replaces_with_identical_content(demo_generation):
     import icechunk
 
-    catalog, meta = generated
-    before = digest(catalog)
-    _, again = generate(catalog.storage.root, SEED)
-    after = digest(catalog)
+    demo_catalog, meta = demo_generation
+    before = digest(demo_catalog)
+    _, again = generate(demo_catalog.storage.root, SEED)
+    after = digest(demo_catalog)
     assert before.keys() == after.keys()
     different = [k for k in before if not same(before[k], after[k])]
     assert not different
     for name in RASTER_DATASETS:  # old snapshots expired and collected
-        repo = icechunk.Repository.open(catalog.storage.icechunk_storage(catalog.uri(name)))
+        repo = icechunk.Repository.open(
+            demo_catalog.storage.icechunk_storage(demo_catalog.uri(name))
+        )
         assert len(list(repo.ancestry(branch="main"))) <= 2, name
         assert again[name].bytes <= meta[name].bytes * 1.05, name
 
 
-def test_a_different_seed_gives_different_data(generated, tmp_path):
-    catalog, _ = generated
+def test_a_different_seed_gives_different_data(demo_generation, tmp_path):
+    demo_catalog, _ = demo_generation
     other, _ = generate(tmp_path, 7, n_buildings=5_000)
-    a, b = digest(catalog), digest(other)
+    a, b = digest(demo_catalog), digest(other)
     for key in (f"{SCOTT}/BP", f"{WIND}/{WIND_VARIABLE}", TRACTS):
         assert not same(a[key], b[key]), key
     np.testing.assert_array_equal(a[f"{SCOTT}/latitude"], b[f"{SCOTT}/latitude"])  # same grid

@@ -21,25 +21,9 @@ from ocr_core.catalog import DATASETS, InputCatalog
 from ocr_core.errors import InputDataError
 from ocr_core.grid import DEMO
 from ocr_core.schema import BUILDINGS, CENSUS_DATASETS
-from ocr_core.schema import SCOTT_2024 as SCOTT
 from ocr_core.storage import Storage
 
 BLOCKS, TRACTS, COUNTIES, STATES, NATION = CENSUS_DATASETS  # finest first
-
-
-@pytest.fixture(scope="module")
-def generated(demo_generation):
-    return demo_generation
-
-
-@pytest.fixture(scope="module")
-def catalog(generated):
-    return generated[0]
-
-
-@pytest.fixture(scope="module")
-def scott(catalog):
-    return catalog.open_zarr(SCOTT).load()
 
 
 # --- census ------------------------------------------------------------------------------------
@@ -47,9 +31,9 @@ def _geo_metadata(path) -> dict:
     return json.loads(pq.read_schema(path).metadata[b"geo"])
 
 
-def test_census_files_are_geoparquet_1_1_with_covering_bbox(catalog):
+def test_census_files_are_geoparquet_1_1_with_covering_bbox(demo_catalog):
     for name in (*CENSUS_DATASETS, BUILDINGS):
-        path = catalog.uri(name)
+        path = demo_catalog.uri(name)
         geo = _geo_metadata(path)
         assert geo["version"] == "1.1.0", name
         covering = geo["columns"]["geometry"]["covering"]["bbox"]
@@ -64,24 +48,24 @@ def test_census_files_are_geoparquet_1_1_with_covering_bbox(catalog):
             assert col in schema.names, (name, col)
 
 
-def test_real_counties_states_and_nation(catalog):
-    counties = gpd.read_parquet(catalog.uri(COUNTIES))
+def test_real_counties_states_and_nation(demo_catalog):
+    counties = gpd.read_parquet(demo_catalog.uri(COUNTIES))
     assert {"06037", "06111"} <= set(counties.GEOID)
     assert dict(zip(counties.GEOID, counties.NAME, strict=True))["06037"] == "Los Angeles"
-    states = gpd.read_parquet(catalog.uri(STATES))
+    states = gpd.read_parquet(demo_catalog.uri(STATES))
     assert len(states) == 49 and states.GEOID.str.len().eq(2).all()
     assert {"06", "11", "53"} <= set(states.GEOID) and not {"02", "15", "72"} & set(states.GEOID)
     assert dict(zip(states.GEOID, states.STUSPS, strict=True))["06"] == "CA"
-    nation = gpd.read_parquet(catalog.uri(NATION))
+    nation = gpd.read_parquet(demo_catalog.uri(NATION))
     assert list(nation.GEOID) == ["US"] and list(nation.NAME) == ["United States"]
     west, south, east, north = nation.total_bounds
     assert west >= -125 and south >= 24 and east <= -66 and north <= 50
     assert nation.geometry.iloc[0].contains(shapely.Point(-118.6, 34.2))
 
 
-def test_tracts_tile_the_county_parts_and_carry_their_county(catalog):
-    counties = gpd.read_parquet(catalog.uri(COUNTIES))
-    tracts = gpd.read_parquet(catalog.uri(TRACTS))
+def test_tracts_tile_the_county_parts_and_carry_their_county(demo_catalog):
+    counties = gpd.read_parquet(demo_catalog.uri(COUNTIES))
+    tracts = gpd.read_parquet(demo_catalog.uri(TRACTS))
     assert tracts.GEOID.str.len().eq(11).all() and tracts.GEOID.is_unique
     assert set(tracts.GEOID.str[:5]) <= set(counties.GEOID)
     assert len(tracts) > 100
@@ -96,9 +80,9 @@ def test_tracts_tile_the_county_parts_and_carry_their_county(catalog):
         assert math.isclose(shapely.union_all(mine.geometry.values).area, part, rel_tol=1e-6)
 
 
-def test_blocks_tile_their_tracts(catalog):
-    tracts = gpd.read_parquet(catalog.uri(TRACTS)).set_index("GEOID")
-    blocks = gpd.read_parquet(catalog.uri(BLOCKS))
+def test_blocks_tile_their_tracts(demo_catalog):
+    tracts = gpd.read_parquet(demo_catalog.uri(TRACTS)).set_index("GEOID")
+    blocks = gpd.read_parquet(demo_catalog.uri(BLOCKS))
     assert blocks.GEOID.str.len().eq(15).all() and blocks.GEOID.is_unique
     assert set(blocks.GEOID.str[:11]) == set(tracts.index)
     area = shapely.area(blocks.geometry.values)
@@ -115,13 +99,13 @@ def test_blocks_tile_their_tracts(catalog):
 
 # --- buildings ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def buildings(catalog):
-    return gpd.read_parquet(catalog.uri(BUILDINGS))
+def buildings(demo_catalog):
+    return gpd.read_parquet(demo_catalog.uri(BUILDINGS))
 
 
-def test_buildings_are_tagged_with_existing_blocks(buildings, catalog):
-    blocks = gpd.read_parquet(catalog.uri(BLOCKS))
-    counties = gpd.read_parquet(catalog.uri(COUNTIES))
+def test_buildings_are_tagged_with_existing_blocks(buildings, demo_catalog):
+    blocks = gpd.read_parquet(demo_catalog.uri(BLOCKS))
+    counties = gpd.read_parquet(demo_catalog.uri(COUNTIES))
     assert len(buildings) == 60_000
     assert buildings["id"].is_unique and buildings["id"].str.len().eq(36).all()
     assert set(buildings.block_geoid) <= set(blocks.GEOID)
@@ -137,7 +121,7 @@ def test_buildings_are_tagged_with_existing_blocks(buildings, catalog):
     assert shapely.covers(own, shapely.centroid(sample.geometry.values)).all()
 
 
-def test_buildings_are_small_separate_footprints_on_land_in_valid_regions(buildings, scott):
+def test_buildings_are_small_separate_footprints_on_land_in_valid_regions(buildings, demo_scott):
     geoms = buildings.geometry.values
     assert (shapely.get_num_coordinates(geoms) == 5).all()
     lat_mid = math.radians(34.2)
@@ -152,11 +136,11 @@ def test_buildings_are_small_separate_footprints_on_land_in_valid_regions(buildi
     assert set(regions) <= valid
     assert len(set(regions)) >= 10
     row, col = lonlat_index(*shapely.get_coordinates(shapely.centroid(geoms)).T)
-    assert np.isfinite(scott["CRPS"].values[row, col]).all()  # no footprint over the sea
+    assert np.isfinite(demo_scott["CRPS"].values[row, col]).all()  # no footprint over the sea
 
 
-def test_some_buildings_sit_on_region_seams(buildings, generated):
-    table = pq.read_table(generated[0].uri(BUILDINGS), columns=["bbox"])
+def test_some_buildings_sit_on_region_seams(buildings, demo_generation):
+    table = pq.read_table(demo_generation[0].uri(BUILDINGS), columns=["bbox"])
     bbox = table["bbox"].combine_chunks()
     xmin, ymin = bbox.field("xmin").to_numpy(), bbox.field("ymin").to_numpy()
     seams_lon = [DEMO.lon_edge(k * DEMO.chunk_lon) for k in range(1, DEMO.n_cols)]
@@ -169,7 +153,7 @@ def test_some_buildings_sit_on_region_seams(buildings, generated):
     for s in seams_lon:
         near |= (np.abs(xmin - s) <= DEMO.pixel_size) & (xmin != s)
     assert near.sum() >= 6
-    written = generated[1][BUILDINGS]
+    written = demo_generation[1][BUILDINGS]
     assert isinstance(written, demo.WrittenTable) and written.buildings is not None
     assert written.buildings.seam_buildings >= 20
 
@@ -180,8 +164,8 @@ def _region_at(lon: float, lat: float) -> str:
     return region
 
 
-def test_buildings_are_sorted_by_region_in_row_groups(generated):
-    path = generated[0].uri(BUILDINGS)
+def test_buildings_are_sorted_by_region_in_row_groups(demo_generation):
+    path = demo_generation[0].uri(BUILDINGS)
     meta = pq.ParquetFile(path).metadata
     assert meta.num_row_groups >= 5
     assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 10_000
