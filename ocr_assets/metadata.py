@@ -4,10 +4,17 @@ the region records (``ocr_core.region_results``) as their materializations' meta
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
 from ocr_core.region_results import RegionBuildings, RegionRisk, ValueRange
+
+if TYPE_CHECKING:
+    from ocr_resources.compute import ComputeResource
+
+T = TypeVar("T")
 
 
 def metadata_value(value) -> dg.MetadataValue:
@@ -74,7 +81,9 @@ def check_results(checks: dict[str, dict]) -> list[dg.AssetCheckResult]:
     ]
 
 
-def audited(context, compute, fn, *args):
+def audited(
+    context: dg.AssetExecutionContext, compute: ComputeResource, fn: Callable[..., T], *args: Any
+) -> Generator[dg.AssetCheckResult, None, T]:
     """Run a write–audit–publish function on the asset's cluster (a generator: use with
     ``yield from``). Its checks passed: return its summary. A check failed, so nothing was
     published: yield the failing check results and fail the step, not retried."""

@@ -4,7 +4,7 @@ The building and centroid tile assets both read one shared export of the buildin
 so the buildings are scanned once and the two tile builds can run in parallel.
 """
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -19,8 +19,7 @@ from ocr_resources.storage import StorageResource
 from ocr_resources.tippecanoe import TippecanoeResource
 
 if TYPE_CHECKING:
-    from ocr_core.pyramid import PyramidResult
-    from ocr_core.tiles import FeatureExport, TilesetResult
+    from ocr_core.tiles import TilesetResult
 
 GROUP = "phase03_tiles"
 # The two building tile builds start before other ready steps, so they run side by side.
@@ -112,8 +111,7 @@ def building_tile_features(
     from ocr_core.tiles import export_building_features
 
     db = duckdb.config(compute.vm_for(context))
-    exported = yield from audited(context, compute, export_building_features, storage.storage(), db)
-    result = cast("FeatureExport", exported)
+    result = yield from audited(context, compute, export_building_features, storage.storage(), db)
     yield dg.MaterializeResult(
         check_results=check_results(result.checks),
         metadata={
@@ -190,9 +188,7 @@ def risk_pyramid(
 ):
     from ocr_core.pyramid import write_pyramid
 
-    result = cast(
-        "PyramidResult", (yield from audited(context, compute, write_pyramid, storage.storage()))
-    )
+    result = yield from audited(context, compute, write_pyramid, storage.storage())
     yield dg.MaterializeResult(
         check_results=check_results(result.checks),
         metadata={
