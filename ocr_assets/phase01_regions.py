@@ -23,9 +23,8 @@ from ocr_assets.inputs import riley_2025, scott_2024, tagged_buildings, wind_dir
 from ocr_assets.metadata import region_buildings_metadata, region_risk_metadata
 from ocr_assets.partitions import region_partitions
 from ocr_core import faults
-from ocr_core.catalog import InputDataError
 from ocr_core.checks import AuditError
-from ocr_core.errors import TransientInputError, is_transient, summary
+from ocr_core.errors import InputDataError, TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
 from ocr_core.versions import CODE_VERSIONS
 from ocr_resources.compute import ComputeResource

@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocr_core.catalog import InputDataError
 from ocr_core.checks import Audit
 from ocr_core.duck import (
     DuckDBConfig,
@@ -23,6 +22,7 @@ from ocr_core.duck import (
     sql_file,
     sql_literal,
 )
+from ocr_core.errors import InputDataError
 from ocr_core.geoparquet import write_query_geoparquet
 from ocr_core.metadata import vector_metadata
 from ocr_core.schema import GEOGRAPHIES, HISTOGRAMS

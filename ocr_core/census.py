@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ocr_core.catalog import InputCatalog, InputDataError
+from ocr_core.catalog import InputCatalog
 from ocr_core.duck import fetch_one, geometry_crs, parquet_columns, sql_file
+from ocr_core.errors import InputDataError
 from ocr_core.schema import GEOGRAPHIES, GEOGRAPHY
 
 MAX_PIECE_VERTICES = 256

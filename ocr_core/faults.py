@@ -59,7 +59,7 @@ def point(name: str) -> None:
 
 def region_attempt(region_id: str, retry_number: int) -> None:
     """Fail a region attempt as the plan says: transient on the first one(s), or always."""
-    from ocr_core.catalog import InputDataError
+    from ocr_core.errors import InputDataError
 
     if VARIABLE not in os.environ:
         return

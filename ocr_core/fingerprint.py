@@ -58,7 +58,7 @@ def region_input_fingerprint(region_id: str, grid_name: str, catalog: InputCatal
 def observed_fingerprint(region_id: str, grid_name: str, catalog: InputCatalog) -> str:
     """The digest, or ``unreadable:…`` when the inputs cannot be read (the region is then
     marked changed, and its run fails with the reason)."""
-    from ocr_core.catalog import InputDataError
+    from ocr_core.errors import InputDataError
 
     try:
         return region_input_fingerprint(region_id, grid_name, catalog)

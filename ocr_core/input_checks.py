@@ -12,15 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ocr_core.catalog import (
-    DATASETS,
-    InputCatalog,
-    InputDataError,
-    grid_offsets,
-    spec,
-    store_crs,
-)
+from ocr_core.catalog import DATASETS, InputCatalog, grid_offsets, spec
+from ocr_core.errors import InputDataError
 from ocr_core.grid import Grid
+from ocr_core.input_crs import store_crs
 from ocr_core.schema import (
     BUILDINGS,
     MIN_BUILDING_ROWS,

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from ocr_core import faults
-from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, read_error, spec
+from ocr_core.catalog import InputCatalog, grid_offsets, read_error, spec
+from ocr_core.errors import InputDataError
 from ocr_core.geoparquet import to_geoparquet
 from ocr_core.grid import Grid, get_grid
 from ocr_core.memory import PeakRSS

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ocr_core import census
-from ocr_core.catalog import InputCatalog, InputDataError
+from ocr_core.catalog import InputCatalog
 from ocr_core.checks import Audit
 from ocr_core.duck import (
     DuckDBConfig,
@@ -44,6 +44,7 @@ from ocr_core.duck import (
     sql_file,
     sql_files,
 )
+from ocr_core.errors import InputDataError
 from ocr_core.geoparquet import write_query_geoparquet
 from ocr_core.schema import (
     GEOGRAPHY,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ocr_core.catalog import InputDataError, spec
+from ocr_core.catalog import spec
+from ocr_core.errors import InputDataError
 from ocr_core.schema import (
     MIN_BUILDING_ROWS,
     RILEY_30M,

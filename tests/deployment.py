@@ -12,12 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processes import stop_group
+from processes import LOOPBACK, PROJECT, stop_group
 
 from ocr_deploy.graphql import DeployError, GraphQL
 
-PROJECT = Path(__file__).resolve().parents[1]
-LOOPBACK = "127.0.0.1"
 SERVICES = ("code-server", "webserver", "daemon")
 START_TIMEOUT_S = 240
 

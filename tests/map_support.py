@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from processes import LOOPBACK, free_port, stop_group
+from processes import LOOPBACK, PROJECT, free_port, stop_group
 
 from ocr_core.map_server import map_url
 from ocr_core.storage import Storage
 from ocr_core.tiles import TILESETS
 
-PROJECT = Path(__file__).resolve().parents[1]
 VIEWPORT = {"width": 1280, "height": 800}
 START_TIMEOUT_S = 60
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -16,9 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from processes import free_port
-
-LOOPBACK = "127.0.0.1"
+from processes import LOOPBACK, free_port
 
 
 def postgres_bin() -> Path:

@@ -1,5 +1,5 @@
-"""Processes the tests start: a free loopback port for a server, and stopping a process that
-runs in its own session together with everything it started."""
+"""Processes the tests start: the project folder they run in, a free loopback port for a
+server, and stopping a process that runs in its own session with everything it started."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import os
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+PROJECT = Path(__file__).resolve().parents[1]  # the repository root
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ import dagster as dg
 import numpy as np
 import pytest
 from input_edits import rewrite_dataset
+from processes import PROJECT
 
 from ocr_assets.inputs import INPUT_DATASETS, demo_inputs, input_checks
 from ocr_core.catalog import DATASETS, InputCatalog
@@ -21,7 +22,6 @@ from ocr_core.schema import RILEY_270M, WIND_DISTRIBUTION
 from ocr_core.storage import Storage
 from ocr_resources import InputCatalogResource
 
-PROJECT = Path(__file__).resolve().parents[1]
 WIND = WIND_DISTRIBUTION
 RILEY_270 = RILEY_270M["2011"]
 

@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 from daemon_process import running_daemon
 from input_edits import rewrite_dataset
+from processes import PROJECT
 from test_input_validation import _set_30m
 
 from ocr_core import raster_store
@@ -26,7 +27,6 @@ from ocr_core.storage import Storage
 from ocr_resources.run_coordinator import WRITER_TAG
 from ocr_resources.run_launcher import run_worker_pid
 
-PROJECT = Path(__file__).resolve().parents[1]
 REGION = "y2_x1"  # whose input the --changed test edits (read by _set_30m)
 OTHER = "y2_x2"
 

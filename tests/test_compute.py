@@ -8,19 +8,17 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import compute_fakes
 import dagster as dg
 import pytest
 from compute_fakes import fail, weighted_sum, where_am_i
+from processes import PROJECT
 
 from ocr_resources.compute import ComputeResource
 
 # The fixtures of tests/compute_fakes.py, found by pytest among this module's names.
 local_clusters = compute_fakes.local_clusters
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_local_runs_on_a_dask_worker_and_tears_down(local_clusters):
@@ -132,6 +130,6 @@ def test_import_does_not_load_coiled_or_distributed():
         "print(','.join(m for m in ('coiled', 'distributed') if m in sys.modules))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == ""

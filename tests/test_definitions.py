@@ -9,12 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
-from processes import free_port, stop_group
+from processes import PROJECT, free_port, stop_group
 
 from ocr_assets.definitions import defs
 from ocr_core.grid import DEMO
 
-PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 

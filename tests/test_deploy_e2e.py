@@ -14,20 +14,18 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import boto3
 import pytest
 from deployment import Deployment, deployment_running
 from postgres_server import postgres_running
-from processes import free_port
+from processes import PROJECT, free_port
 
 from ocr_core.fan_ins import FAN_INS
 from ocr_core.storage import LAYOUT_PREFIXES, TENSOR_PREFIX, VECTOR_PREFIX
 from ocr_deploy.graphql import GraphQL
 from ocr_deploy.run import DEPLOY_TAG, OPTIONAL_PRODUCTS, REGION_ASSETS, missing_regions
 
-PROJECT = Path(__file__).resolve().parents[1]
 REGIONS = ("y2_x1", "y2_x2")
 BUCKET = "ocr-deploy-e2e"
 PASSWORD = "e2e-only-not-a-real-secret"

@@ -17,7 +17,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from daemon_process import PROJECT, running_daemon
+from daemon_process import running_daemon
+from processes import PROJECT
 
 from ocr_core.fan_ins import FAN_INS
 from ocr_resources.run_coordinator import (

@@ -16,7 +16,8 @@ from input_edits import region_resources, rewrite_dataset, run_region_step
 from raster_commits import region_commit_log
 
 from ocr_assets.phase01_regions import process_region
-from ocr_core.catalog import InputCatalog, InputDataError, grid_offsets, spec
+from ocr_core.catalog import InputCatalog, grid_offsets, spec
+from ocr_core.errors import InputDataError
 from ocr_core.grid import DEMO
 from ocr_core.process_region import load_region_inputs
 from ocr_core.schema import BUILDINGS, RILEY_30M, RILEY_270M, WIND_DISTRIBUTION

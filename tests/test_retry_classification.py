@@ -28,8 +28,8 @@ from fsspec.implementations.local import LocalFileSystem
 from input_edits import region_resources, run_region_step
 
 from ocr_assets.phase01_regions import process_region, retryable
-from ocr_core.catalog import InputCatalog, InputDataError, spec
-from ocr_core.errors import TransientInputError, is_transient, summary
+from ocr_core.catalog import InputCatalog, spec
+from ocr_core.errors import InputDataError, TransientInputError, is_transient, summary
 from ocr_core.grid import RegionIdError
 from ocr_core.schema import BUILDINGS
 from ocr_core.schema import SCOTT_2024 as SCOTT

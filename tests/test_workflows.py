@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import PROJECT
 
-PROJECT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((PROJECT / ".github" / "workflows").glob("*.yaml"))
 ACTIONLINT = Path(sys.executable).with_name("actionlint")
 

@@ -15,11 +15,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processes import LOOPBACK, free_port, stop_group
+from processes import LOOPBACK, PROJECT, free_port, stop_group
 
 from ocr_assets.automation import SENSOR
 
-PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 240
 SENSOR_SELECTOR = {
