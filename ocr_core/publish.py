@@ -79,17 +79,19 @@ def sweep(area: Path) -> list[str]:
     A folder is dead when its lock can be taken (the writer's process ended, ``kill -9``
     included) or it has no lock; a half-made (hidden) one when it is also older than a minute.
     A dead folder of the two-rename fallback whose target is missing puts the old folder back
-    first.
+    first. Other writers open stages meanwhile, so an entry may vanish between the listing and
+    its probe: that one is not this sweep's to remove.
     """
     removed: list[str] = []
     if not area.is_dir():
         return removed
     for entry in sorted(area.iterdir()):
-        if not entry.is_dir():
+        try:
+            if not entry.is_dir() or _writer_alive(entry):
+                continue
+            _restore_interrupted_swap(entry)
+        except FileNotFoundError:  # renamed by its writer or removed by another sweeper meanwhile
             continue
-        if _writer_alive(entry):
-            continue
-        _restore_interrupted_swap(entry)
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(str(entry))
     return removed

@@ -3,12 +3,14 @@ pointer, and the fault switch that must never work in staging or production."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,26 @@ def test_a_killed_writers_stage_is_swept_and_a_live_one_kept(tmp_path):
     with publish.stage(storage) as st:  # opening a stage sweeps the dead one
         assert not live.exists() and st.dir.exists()
     assert list(area.iterdir()) == []
+
+
+def test_a_sweep_skips_a_stage_that_vanishes_while_it_looks(tmp_path, monkeypatch):
+    # Another writer renames its hidden folder between this sweep's listing and its probe.
+    area = tmp_path / "area"
+    hidden, dead = area / f"{publish.NEW}racing", area / "20260101T000000-dead"
+    hidden.mkdir(parents=True)
+    dead.mkdir()
+    stat, probes = Path.stat, []
+
+    def racing_stat(self, **kwargs):
+        if self == hidden:
+            probes.append(self)
+            if len(probes) > 1:  # listed and seen as a folder, then gone
+                raise FileNotFoundError(self)
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", racing_stat)
+    assert publish.sweep(area) == [str(dead)]
+    assert len(probes) == 2 and os.path.isdir(hidden) and not os.path.isdir(dead)
 
 
 def test_a_folder_swap_is_never_missing_for_a_reader(tmp_path):
@@ -149,3 +171,20 @@ def test_the_fault_switch_is_refused_outside_qa(monkeypatch, environment):
         Settings.from_env()
     with pytest.raises(faults.FaultSwitchError, match="refused in staging and production"):
         faults.point("publish.before")
+
+
+def test_a_held_region_attempt_waits_while_its_file_exists(tmp_path, monkeypatch):
+    hold = tmp_path / "hold"
+    monkeypatch.setenv("OCR_FAULTS", json.dumps({"hold_regions": {"y5_x14": str(hold)}}))
+    monkeypatch.delenv("OCR_ENVIRONMENT", raising=False)
+    hold.touch()
+    released = threading.Timer(0.5, hold.unlink)
+    released.start()
+    started = time.monotonic()
+    faults.region_attempt("y5_x14", 0)
+    assert time.monotonic() - started >= 0.5 and not hold.exists()
+    released.join()
+    started = time.monotonic()
+    hold.touch()
+    faults.region_attempt("y6_x14", 0)  # another region is not held
+    assert time.monotonic() - started < 0.5
