@@ -7,6 +7,7 @@ Off unless ``OCR_FAULTS`` holds a JSON plan, and refused outright in staging and
      "transient_attempts": {"y5_x14": 2},  # how many first attempts fail (default 1)
      "permanent_regions": ["y6_x14"],  # every attempt of these regions: bad input
      "corrupt_regions": {"y5_x14": {"bp_2011": 1.5}},  # a computed value out of range
+     "hold_regions": {"y5_x14": "/tmp/hold"},  # attempts wait while this file exists
      "kill": {"point": "publish.upload", "at": 2}}  # SIGKILL the 3rd time the point is hit
 
 Points are named where outputs are staged and published (``ocr_core.publish``) and where a
@@ -18,11 +19,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 from ocr_core.errors import TransientInputError
 
 VARIABLE = "OCR_FAULTS"
 REFUSED_IN = ("staging", "production")
+HOLD_LIMIT_S = 600  # a held attempt goes on after this, so a forgotten file cannot hang a run
 
 _hits: dict[str, int] = {}
 
@@ -58,12 +61,17 @@ def point(name: str) -> None:
 
 
 def region_attempt(region_id: str, retry_number: int) -> None:
-    """Fail a region attempt as the plan says: transient on the first one(s), or always."""
+    """Hold or fail a region attempt as the plan says: held while the plan's file exists (so a
+    test can signal a run mid-step), transient on the first attempt(s), or always failing."""
     from ocr_core.errors import InputDataError
 
     if VARIABLE not in os.environ:
         return
     p = plan()
+    hold = p.get("hold_regions", {}).get(region_id)
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while hold and os.path.exists(hold) and time.monotonic() < deadline:
+        time.sleep(0.1)
     if region_id in p.get("permanent_regions", ()):
         raise InputDataError(
             f"region {region_id}: injected permanent failure (OCR_FAULTS). Fix: unset OCR_FAULTS."

@@ -7,6 +7,7 @@ One daemon serves the module (the commands find it and reuse it, as they would a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,8 @@ def cli_env(tmp_path_factory) -> dict:
         "OCR_STORAGE_ROOT": str(base / "root"),
         "DAGSTER_HOME": str(base / "home"),
         "OCR_AUTOMATION_INTERVAL_S": "5",
+        # OTHER's region step waits while this file exists, so a signal always finds it running
+        "OCR_FAULTS": json.dumps({"hold_regions": {OTHER: str(base / "hold-other")}}),
     }
     return env
 
@@ -193,6 +196,8 @@ def _start_region_command(cli_env: dict, region: str) -> subprocess.Popen:
 
 def test_sigterm_cancels_a_kill_fails_and_the_next_run_succeeds(demo_output, cli_env, instance):
     # SIGTERM to the command: its run is canceled (not retried) and the command exits 130.
+    hold = Path(cli_env["DAGSTER_HOME"]).parent / "hold-other"
+    hold.touch()
     seen = {r.run_id for r in _region_runs(instance, OTHER)}
     proc = _start_region_command(cli_env, OTHER)
     run, _ = _wait_for_started_run(instance, OTHER, seen)
@@ -223,6 +228,7 @@ def test_sigterm_cancels_a_kill_fails_and_the_next_run_succeeds(demo_output, cli
     assert "signal 9 (SIGKILL)" in err or f"process {pid} is gone" in err
 
     # the queue is free: the next run launches and succeeds, and the fan-ins follow
+    hold.unlink()
     proc = _cli(cli_env, "region", OTHER)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert _region_runs(instance, OTHER)[-1].status == dg.DagsterRunStatus.SUCCESS
