@@ -50,11 +50,15 @@ def get_instance():
 
 
 def daemon_running(instance) -> bool:
-    """Whether every daemon the instance needs has beaten recently."""
-    now = time.time()
+    """Whether a ``dagster-daemon`` process serves the instance: every daemon it needs has
+    beaten, and one of them recently. One process runs them all, each in its own thread, and a
+    thread busy with a long tick (an automation evaluation on a loaded machine) beats late, so
+    judging each type alone would start a second daemon beside a healthy one."""
     beats = instance.get_daemon_heartbeats()
     required = instance.get_required_daemon_types()
-    return all(t in beats and now - beats[t].timestamp < HEARTBEAT_FRESH_S for t in required)
+    if not required or any(t not in beats for t in required):
+        return False
+    return time.time() - max(beats[t].timestamp for t in required) < HEARTBEAT_FRESH_S
 
 
 class Session:
