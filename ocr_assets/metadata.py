@@ -12,6 +12,7 @@ import dagster as dg
 from ocr_core.region_results import RegionBuildings, RegionRisk, ValueRange
 
 if TYPE_CHECKING:
+    from ocr_core.checks import Audit
     from ocr_resources.compute import ComputeResource
 
 T = TypeVar("T")
@@ -68,7 +69,7 @@ def blocking_checks(asset: str, **descriptions: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def check_results(checks: dict[str, dict]) -> list[dg.AssetCheckResult]:
+def check_results(checks: Audit) -> list[dg.AssetCheckResult]:
     """The ``{check: {passed, details}}`` a writer's audit returns, as Dagster check results."""
     return [
         dg.AssetCheckResult(

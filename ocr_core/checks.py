@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ocr_core.duck import DuckDBConfig, connect, fetch_one, sql_file, sql_files
 from ocr_core.schema import HISTOGRAMS, LEVELS, REQUIRED_LEVELS, RISK_SCORE_BOUNDARIES, VARIABLES
@@ -20,9 +20,17 @@ if TYPE_CHECKING:
     from ocr_core.analysis_files import AnalysisOutput
 
 Check = tuple[bool, dict[str, Any]]  # what every check returns: (passed, its figures)
-# What ``audit`` returns: {check: {"passed": bool, "details": figures}}, the shape the assets'
-# Dagster check results are made from.
-Audit = dict[str, dict[str, Any]]
+
+
+class CheckOutcome(TypedDict):
+    """One check's verdict as ``audit`` records it; the assets' Dagster check results and the
+    AuditError's figures are made from it."""
+
+    passed: bool
+    details: dict[str, Any]
+
+
+Audit = dict[str, CheckOutcome]  # what ``audit`` returns, by check name
 
 SHRINK_LIMIT = 0.5  # a building count falling below half the published one is blocked
 
@@ -42,7 +50,7 @@ class AuditError(ValueError):
 def audit(results: dict[str, Check]) -> Audit:
     """``{check: {"passed", "details"}}``; AuditError naming each failed check with its
     figures if any failed."""
-    checks = {name: {"passed": bool(ok), "details": d} for name, (ok, d) in results.items()}
+    checks = {name: CheckOutcome(passed=bool(ok), details=d) for name, (ok, d) in results.items()}
     failed = {name: c["details"] for name, c in checks.items() if not c["passed"]}
     if failed:
         figures = "; ".join(f"{name}: {_figures(d)}" for name, d in failed.items())

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ocr_core.checks import audit
+from ocr_core.checks import Audit, audit
 from ocr_core.publish import stage
 from ocr_core.storage import Storage
 
@@ -69,7 +69,7 @@ class PyramidResult:
     shapes: list[tuple[int, int]]
     chunks: list[tuple[int, int]]
     seconds: float
-    checks: dict[str, dict]
+    checks: Audit
 
     @property
     def levels(self) -> int:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ocr_core.checks import Audit
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class RegionRisk:
     process_max_rss_mb: float
     preview_png: bytes  # ``preview_png`` of rps_2011
     preview_scale_top: float  # the value at the top of the preview's colour bar
-    checks: dict[str, dict]  # ``checks.audit`` of the staged arrays
+    checks: Audit  # ``checks.audit`` of the staged arrays
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class RegionBuildings:
     bytes: int
     value_ranges: dict[str, ValueRange]  # per output variable; empty ranges for no rows
     risk_score_histograms: dict[str, list[int]]  # RPS variable -> the 11 risk-score counts
-    checks: dict[str, dict]  # ``checks.audit`` of the staged file
+    checks: Audit  # ``checks.audit`` of the staged file
 
 
 def raster_ranges(arrays: dict[str, np.ndarray]) -> dict[str, ValueRange]:

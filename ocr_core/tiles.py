@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ocr_core.checks import audit
+from ocr_core.checks import Audit, audit
 from ocr_core.duck import DuckDBConfig, connect, sql_file, sql_files, sql_literal
 from ocr_core.publish import Stage, stage
 from ocr_core.schema import GEOGRAPHIES, GEOGRAPHY, SUMMARY_VARIABLES, TILE_LAYER_ORDER
@@ -104,7 +104,7 @@ class FeatureExport:
     region_files: int
     seconds: float
     files: dict[str, FeatureFile]
-    checks: dict[str, dict]
+    checks: Audit
 
     def summary(self) -> dict:
         """Everything but the checks, as JSON-able values."""
@@ -119,7 +119,7 @@ class TilesetResult:
 
     path: str
     info: PMTilesInfo
-    checks: dict[str, dict]
+    checks: Audit
     seconds: float
     feature_file_bytes: dict[str, int] | None = None
 
@@ -153,7 +153,7 @@ def _build_pmtiles(
     log: logging.Logger | None,
     layers: Sequence[str],
     bytes_in: int,
-) -> tuple[PMTilesInfo, dict[str, dict]]:
+) -> tuple[PMTilesInfo, Audit]:
     """Run tippecanoe into the stage, check the tileset (``pmtiles_complete``) and publish it
     whole to ``pmtiles_uri(name)``; its figures and checks. It runs in the stage folder with
     names relative to it, so the command line it records in the tileset's metadata is the same

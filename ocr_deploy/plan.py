@@ -1,8 +1,8 @@
 """What a GitHub event deploys: one plan per event, for the deploy workflow's later jobs.
 
-Pure: the event's name and payload in, a JSON-able dict out (``ocr-dagster deploy plan`` prints
-it and writes it to ``$GITHUB_OUTPUT``). The rules follow the reference's deploy workflow
-(docs/operations.md); where it is silent the choice is marked *chosen*.
+Pure: the event's name and payload in, a JSON-able ``DeployPlan`` out (``ocr-dagster deploy
+plan`` prints it and writes it to ``$GITHUB_OUTPUT``). The rules follow the reference's deploy
+workflow (docs/operations.md); where it is silent the choice is marked *chosen*.
 
 - pull_request opened, reopened or synchronize with the label ``e2e`` or ``QA/QC`` (or
   ``[e2e]`` in its title or body): qa in the PR's own namespace ``qa/pr-N``, the 15 QA regions,
@@ -36,6 +36,7 @@ running deployment uses), ``ocr-<tag>`` for production (a rerun reuses its relea
 from __future__ import annotations
 
 import re
+from typing import TypedDict
 
 from ocr_core.grid import RegionIdError, get_grid
 from ocr_core.storage import SEMVER_RE, Storage
@@ -69,6 +70,24 @@ STAGING_REGIONS = QA_REGIONS + _rows(
 )
 
 
+class DeployPlan(TypedDict):
+    """What one event deploys; also the JSON the workflow's later jobs read (``plan=``)."""
+
+    deploy: bool
+    environment: str | None
+    version: str | None  # production only
+    pull_request: int | None  # a pull request's QA namespace only
+    namespace: str | None
+    regions: list[str] | str  # region ids, "all" or "missing"
+    wipe: bool
+    write_regional_stats: bool
+    create_pyramid: bool
+    software_env: str | None
+    ref: str | None  # what to check out
+    reason: str  # one line
+    notes: list[str]
+
+
 class PlanError(ValueError):
     """An event that cannot be planned; the message names the value and the expected form."""
 
@@ -89,14 +108,12 @@ def plan(
     *,
     sha: str | None = None,
     grid: str = "conus",
-) -> dict:
+) -> DeployPlan:
     """The deployment an event asks for (see the module doc for the rules).
 
     ``inputs`` are a dispatch's inputs (default: the payload's ``inputs``); ``sha`` is the
     commit the workflow runs on (``GITHUB_SHA``; default: the payload's); region ids are
-    checked and written canonically on ``grid``. Keys: deploy, environment, version,
-    pull_request, namespace, regions (a list, "all" or "missing"), wipe, write_regional_stats,
-    create_pyramid, software_env, ref (what to check out), reason (one line), notes.
+    checked and written canonically on ``grid``.
     """
     if event_name == "pull_request":
         return _pull_request(payload, sha, grid)
@@ -113,7 +130,7 @@ def plan(
     )
 
 
-def github_output_lines(result: dict) -> list[str]:
+def github_output_lines(result: DeployPlan) -> list[str]:
     """The plan as ``key=value`` lines for ``$GITHUB_OUTPUT``: booleans ``true``/``false``,
     None empty, a region list space-separated (notes are left out); and the whole plan as one
     JSON line ``plan=…``, what the deploy jobs pass on to the environment's workflow."""
@@ -140,7 +157,7 @@ def github_output_lines(result: dict) -> list[str]:
 
 
 # --- events --------------------------------------------------------------------------------
-def _nothing(reason: str, ref: str | None = None) -> dict:
+def _nothing(reason: str, ref: str | None = None) -> DeployPlan:
     return _result(deploy=False, environment=None, regions=[], reason=reason, ref=ref)
 
 
@@ -158,28 +175,28 @@ def _result(
     pyramid: bool = False,
     software_env: str | None = None,
     notes: list[str] | None = None,
-) -> dict:
+) -> DeployPlan:
     namespace = None
     if environment is not None:
         namespace = Storage("", environment, version, pull_request=pull_request).namespace
-    return {
-        "deploy": deploy,
-        "environment": environment,
-        "version": version,
-        "pull_request": pull_request,
-        "namespace": namespace,
-        "regions": regions,
-        "wipe": wipe,
-        "write_regional_stats": stats,
-        "create_pyramid": pyramid,
-        "software_env": software_env if deploy else None,
-        "ref": ref,
-        "reason": reason,
-        "notes": notes or [],
-    }
+    return DeployPlan(
+        deploy=deploy,
+        environment=environment,
+        version=version,
+        pull_request=pull_request,
+        namespace=namespace,
+        regions=regions,
+        wipe=wipe,
+        write_regional_stats=stats,
+        create_pyramid=pyramid,
+        software_env=software_env if deploy else None,
+        ref=ref,
+        reason=reason,
+        notes=notes or [],
+    )
 
 
-def _pull_request(payload: dict, sha: str | None, grid: str) -> dict:
+def _pull_request(payload: dict, sha: str | None, grid: str) -> DeployPlan:
     pr = payload.get("pull_request") or {}
     number = int(payload.get("number") or pr.get("number") or 0)
     if number < 1:
@@ -213,7 +230,7 @@ def _pull_request(payload: dict, sha: str | None, grid: str) -> dict:
     return _build("qa", QA_REGIONS, grid, str(number), ref, reason, pull_request=number)
 
 
-def _push(payload: dict, sha: str | None, grid: str) -> dict:
+def _push(payload: dict, sha: str | None, grid: str) -> DeployPlan:
     ref_name = payload.get("ref", "")
     sha = sha or payload.get("after")
     if ref_name != "refs/heads/main" or payload.get("deleted"):
@@ -229,7 +246,7 @@ def _build(
     ref: str | None,
     reason: str,
     pull_request: int | None = None,
-) -> dict:
+) -> DeployPlan:
     """A branch build's deployment of the environment's fixed regions: wiped first, with the
     statistics; the pyramid too, except for a pull request's QA namespace."""
     what = "the QA regions" if environment == "qa" else f"the {environment} regions"
@@ -249,7 +266,7 @@ def _build(
     )
 
 
-def _release(payload: dict) -> dict:
+def _release(payload: dict) -> DeployPlan:
     action = payload.get("action", "")
     tag = str((payload.get("release") or {}).get("tag_name") or "")
     if action != "published":
@@ -257,7 +274,7 @@ def _release(payload: dict) -> dict:
     return _production(tag, "release tag", ALL, "release published")
 
 
-def _dispatch(payload: dict, inputs: dict, sha: str | None, grid: str) -> dict:
+def _dispatch(payload: dict, inputs: dict, sha: str | None, grid: str) -> DeployPlan:
     tag = str(inputs.get("production_tag") or "").strip()
     wipe = _switch(inputs, "wipe")
     if tag:
@@ -294,7 +311,7 @@ def _dispatch(payload: dict, inputs: dict, sha: str | None, grid: str) -> dict:
     )
 
 
-def _production(tag: str, what: str, regions: str, reason: str) -> dict:
+def _production(tag: str, what: str, regions: str, reason: str) -> DeployPlan:
     version = tag.removeprefix("refs/tags/").removeprefix("v")
     if not SEMVER_RE.match(version):
         raise PlanError(

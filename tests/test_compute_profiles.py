@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from compute_fakes import EXPECTED_VMS
 
+from ocr_core.checks import CheckOutcome
 from ocr_core.machines import VM_TYPES
 from ocr_resources.compute import PROFILES, ComputeResource
 from ocr_resources.duckdb import DuckDBResource
@@ -149,7 +150,7 @@ def writer_stub(writer: str, *args, **kwargs):
     from ocr_core.tileset_info import PMTilesInfo
 
     _written_with.extend(a for a in (*args, *kwargs.values()) if isinstance(a, DuckDBConfig))
-    checks = {name: {"passed": True, "details": {}} for name in _check_names}
+    checks = {name: CheckOutcome(passed=True, details={}) for name in _check_names}
     if writer == "write_buildings_geoparquet":
         return ConsolidatedBuildings("/nowhere", "/nowhere", 0, 0, 0, 0, 0, 0.0, checks)
     if writer == "write_summary_stats":

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cli_process import one_error_line, run_cli
 
-from ocr_deploy.plan import PlanError, plan
+from ocr_deploy.plan import DeployPlan, PlanError, plan
 
 SHA = "4f1c2b3a9d8e7f60112233445566778899aabbcc"
 REPO = {"id": 1, "name": "ocr-dagster", "full_name": "carbonplan/ocr-dagster"}
@@ -106,7 +106,7 @@ def _file(tmp_path: Path, name: str, event: dict) -> Path:
     return path
 
 
-def _plan(tmp_path: Path, event_name: str, event: dict, **kw) -> dict:
+def _plan(tmp_path: Path, event_name: str, event: dict, **kw) -> DeployPlan:
     """The plan of the event as read back from its payload file."""
     payload = json.loads(_file(tmp_path, event_name, event).read_text())
     return plan(event_name, payload, None, **kw)
