@@ -56,9 +56,10 @@ def daemon_running(instance) -> bool:
     judging each type alone would start a second daemon beside a healthy one."""
     beats = instance.get_daemon_heartbeats()
     required = instance.get_required_daemon_types()
-    if not required or any(t not in beats for t in required):
+    if any(t not in beats for t in required):
         return False
-    return time.time() - max(beats[t].timestamp for t in required) < HEARTBEAT_FRESH_S
+    newest = max((beats[t].timestamp for t in required), default=time.time())
+    return time.time() - newest < HEARTBEAT_FRESH_S
 
 
 class Session:

@@ -196,7 +196,7 @@ def _start_region_command(cli_env: dict, region: str) -> subprocess.Popen:
 
 def test_sigterm_cancels_a_kill_fails_and_the_next_run_succeeds(demo_output, cli_env, instance):
     # SIGTERM to the command: its run is canceled (not retried) and the command exits 130.
-    hold = Path(cli_env["DAGSTER_HOME"]).parent / "hold-other"
+    hold = Path(json.loads(cli_env["OCR_FAULTS"])["hold_regions"][OTHER])
     hold.touch()
     seen = {r.run_id for r in _region_runs(instance, OTHER)}
     proc = _start_region_command(cli_env, OTHER)
